@@ -1,0 +1,127 @@
+"""The Engine port: where PostgreSQL servers actually run.
+
+An engine turns a desired server (a `ServerSpec`) into a real, running PostgreSQL server and
+reports what it observes. Services call it from Operation steps and from reconcile, both of
+which may be retried after a crash at any point, so every method that changes something is
+idempotent: calling it twice has the effect of calling it once.
+
+Engines raise `EngineError` (from `pgfleet.errors`) with a readable message when the backend
+refuses or fails; they never raise backend-specific exceptions.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What one PostgreSQL server should look like.
+
+    `server_id` names the server on the engine (data directory, processes). `port` is already
+    reserved by the caller; the engine listens on it on the loopback/endpoint host only.
+    """
+
+    server_id: str
+    version: str
+    port: int
+    cpu: float = 1
+    memory_mb: int = 1024
+    storage_gb: int = 10
+    settings: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What the engine observes of one server right now."""
+
+    exists: bool
+    running: bool
+    accepting_connections: bool
+    pid: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    connections_active: int
+    connections_idle: int
+    connections_total: int
+    connections_max: int
+    database_size_bytes: int
+    uptime_seconds: float
+    commits: int
+    rollbacks: int
+    cache_hit_ratio: float
+    deadlocks: int
+    collected_at: datetime
+
+
+@dataclass(frozen=True)
+class LogLine:
+    timestamp: datetime
+    severity: str
+    message: str
+
+
+class Engine(abc.ABC):
+    """Runs PostgreSQL servers. See the module docstring for the idempotency contract."""
+
+    @property
+    @abc.abstractmethod
+    def host(self) -> str:
+        """The host clients use to reach servers of this engine (e.g. "127.0.0.1")."""
+
+    @abc.abstractmethod
+    def supported_versions(self) -> list[str]:
+        """Major versions this engine can run, e.g. ["15"]."""
+
+    @abc.abstractmethod
+    def provision(self, spec: ServerSpec) -> str:
+        """Create the server's storage and configuration, without starting it.
+
+        Idempotent: when the data directory already exists and is complete, only the
+        configuration is rewritten from `spec`. Returns a short reason ("created data
+        directory from template", "already provisioned").
+        """
+
+    @abc.abstractmethod
+    def start(self, spec: ServerSpec) -> str:
+        """Start the server and wait until it accepts connections (at most ~60 s).
+
+        Idempotent: a running server is left alone. Recovers from a stale postmaster.pid
+        left by a killed server. Raises EngineError when the server cannot start.
+        """
+
+    @abc.abstractmethod
+    def stop(self, server_id: str) -> str:
+        """Stop the server (fast shutdown) and wait until it is down. A stopped or missing
+        server is not an error."""
+
+    @abc.abstractmethod
+    def restart(self, spec: ServerSpec) -> str:
+        """Restart the server and wait until it accepts connections again."""
+
+    @abc.abstractmethod
+    def destroy(self, server_id: str) -> str:
+        """Stop the server and remove its data directory, sockets and logs. Idempotent."""
+
+    @abc.abstractmethod
+    def state(self, server_id: str) -> ServerState:
+        """Observe the server without changing it. Never raises for a missing server."""
+
+    @abc.abstractmethod
+    def ensure_database(self, server_id: str, database: str, username: str, password: str) -> str:
+        """Create (or update) a LOGIN role with this password (scram-sha-256) and a database
+        owned by it. Idempotent; identifiers are quoted, never formatted into SQL."""
+
+    @abc.abstractmethod
+    def stats(self, server_id: str, database: str) -> ServerStats:
+        """Read live statistics from the running server. Raises EngineError if it is down."""
+
+    @abc.abstractmethod
+    def logs(self, server_id: str, limit: int, since: datetime | None = None) -> list[LogLine]:
+        """The server's most recent log lines, oldest first, at most `limit`, only those at or
+        after `since` when given."""

@@ -1,0 +1,68 @@
+"""Settings from the environment, read once per process."""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    aws_port: int
+    api_port: int
+    aws_endpoint_url: str | None
+    region: str
+    table_name: str
+    queue_name: str
+    schedule_group: str
+    engine: str
+    auth_mode: str  # "local" (HS256, secret under home) or "jwks"
+    jwt_issuer: str | None
+    jwks_url: str | None
+    jwt_audience: str | None
+    scheduled_function_arn: str
+    scheduler_role_arn: str
+
+    @property
+    def runtime_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+
+@functools.cache
+def get_settings() -> Settings:
+    home = Path(os.environ.get("PGFLEET_HOME", Path.home() / ".pgfleet")).resolve()
+    aws_port = int(os.environ.get("PGFLEET_AWS_PORT", "4566"))
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint is None and os.environ.get("PGFLEET_ENGINE", "local") == "local":
+        endpoint = f"http://127.0.0.1:{aws_port}"
+    account = os.environ.get("PGFLEET_AWS_ACCOUNT", "000000000000")
+    region = os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    return Settings(
+        home=home,
+        aws_port=aws_port,
+        api_port=int(os.environ.get("PGFLEET_API_PORT", "8080")),
+        aws_endpoint_url=endpoint,
+        region=region,
+        table_name=os.environ.get("PGFLEET_TABLE", "pgfleet"),
+        queue_name=os.environ.get("PGFLEET_QUEUE", "pgfleet-operations"),
+        schedule_group=os.environ.get("PGFLEET_SCHEDULE_GROUP", "pgfleet"),
+        engine=os.environ.get("PGFLEET_ENGINE", "local"),
+        auth_mode=os.environ.get("PGFLEET_AUTH_MODE", "local"),
+        jwt_issuer=os.environ.get("PGFLEET_JWT_ISSUER"),
+        jwks_url=os.environ.get("PGFLEET_JWKS_URL"),
+        jwt_audience=os.environ.get("PGFLEET_JWT_AUDIENCE"),
+        scheduled_function_arn=os.environ.get(
+            "PGFLEET_SCHEDULED_FUNCTION_ARN",
+            f"arn:aws:lambda:{region}:{account}:function:pgfleet-scheduled",
+        ),
+        scheduler_role_arn=os.environ.get(
+            "PGFLEET_SCHEDULER_ROLE_ARN", f"arn:aws:iam::{account}:role/pgfleet-scheduler"
+        ),
+    )
