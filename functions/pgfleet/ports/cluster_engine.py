@@ -1,0 +1,130 @@
+"""The ClusterEngine port: highly available PostgreSQL clusters.
+
+HA comes from Patroni with a DCS (etcd): the engine configures and runs one Patroni per node
+and asks Patroni (its REST API) for the truth about roles, timelines and lag. It never decides
+a failover itself. Like `Engine`, every mutating method is idempotent and raises `EngineError`
+with a readable message on failure.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+from pgfleet.ports.engine import LogLine, ServerStats
+
+REPLICATION_MODES = ("async", "sync", "sync_strict")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    node_id: str  # stable id, also the Patroni member name
+    port: int  # PostgreSQL port
+    rest_port: int  # Patroni REST API port
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    cluster_id: str  # also the Patroni scope / DCS namespace key
+    version: str
+    nodes: tuple[NodeSpec, ...]
+    replication_mode: str = "async"
+    cpu: float = 1
+    memory_mb: int = 1024
+    storage_gb: int = 10
+    settings: dict[str, str] = field(default_factory=dict)
+
+    def node(self, node_id: str) -> NodeSpec:
+        for n in self.nodes:
+            if n.node_id == node_id:
+                return n
+        raise KeyError(node_id)
+
+
+@dataclass(frozen=True)
+class NodeState:
+    node_id: str
+    role: str  # "primary" | "replica" | "unknown"
+    state: str  # Patroni's state: "running", "streaming", "stopped", "starting", ...
+    host: str
+    port: int
+    timeline: int | None
+    lag_bytes: int | None
+    running: bool
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    node_name: str
+    lag_bytes: int
+    lag_seconds: float
+    state: str
+    is_healthy: bool
+
+
+@dataclass(frozen=True)
+class ReplicationStatus:
+    primary: str | None
+    replicas: list[ReplicaStatus]
+
+
+class ClusterEngine(abc.ABC):
+    """Runs Patroni clusters. See the module docstring for the contract."""
+
+    @abc.abstractmethod
+    def provision_node(self, spec: ClusterSpec, node: NodeSpec) -> str:
+        """Write the node's Patroni configuration and directories. Idempotent."""
+
+    @abc.abstractmethod
+    def start_node(self, spec: ClusterSpec, node: NodeSpec) -> str:
+        """Start the node's Patroni (which starts PostgreSQL: bootstrap for the first node,
+        a basebackup clone for the others). Returns once Patroni answers on its REST port;
+        does not wait for replication. A running node is left alone."""
+
+    @abc.abstractmethod
+    def stop_node(self, cluster_id: str, node_id: str) -> str:
+        """Stop the node's Patroni and its PostgreSQL. A stopped node is not an error."""
+
+    @abc.abstractmethod
+    def remove_node(self, cluster_id: str, node_id: str) -> str:
+        """Stop the node, delete its data, and remove its member key from the DCS."""
+
+    @abc.abstractmethod
+    def destroy(self, cluster_id: str) -> str:
+        """Stop every node, delete every directory and every DCS key of the cluster."""
+
+    @abc.abstractmethod
+    def wait_until_healthy(self, spec: ClusterSpec, timeout: float = 60) -> str:
+        """Block until there is a primary accepting writes and every node of `spec` runs as
+        a streaming replica (or the primary). Raises EngineError on timeout, naming the
+        nodes that are not ready."""
+
+    @abc.abstractmethod
+    def members(self, cluster_id: str) -> list[NodeState]:
+        """The nodes as Patroni sees them now. Never raises for a stopped cluster (returns
+        nodes with running=False)."""
+
+    @abc.abstractmethod
+    def switchover(self, cluster_id: str, candidate: str) -> str:
+        """Make `candidate` the primary. A switchover when the primary is healthy, a failover
+        when it is not. Returns when the candidate accepts writes."""
+
+    @abc.abstractmethod
+    def set_replication_mode(self, spec: ClusterSpec) -> str:
+        """Apply spec.replication_mode to the running cluster's dynamic configuration."""
+
+    @abc.abstractmethod
+    def replication_status(self, cluster_id: str) -> ReplicationStatus:
+        """Live replication state from Patroni and pg_stat_replication on the primary."""
+
+    @abc.abstractmethod
+    def ensure_database(self, cluster_id: str, database: str, username: str, password: str) -> str:
+        """Create (or update) the LOGIN role and its database on the primary. Idempotent."""
+
+    @abc.abstractmethod
+    def node_stats(self, cluster_id: str, node_id: str, database: str) -> ServerStats:
+        """Live statistics of one node. Raises EngineError if that node is down."""
+
+    @abc.abstractmethod
+    def node_logs(self, cluster_id: str, node_id: str, limit: int) -> list[LogLine]:
+        """Most recent PostgreSQL log lines of one node, oldest first."""
