@@ -74,6 +74,11 @@ class Engine(abc.ABC):
     def host(self) -> str:
         """The host clients use to reach servers of this engine (e.g. "127.0.0.1")."""
 
+    def port_available(self, port: int) -> bool:
+        """Whether nothing else on the engine's host listens on `port`. Engines whose servers
+        do not share a host (RDS) keep this default."""
+        return True
+
     @abc.abstractmethod
     def supported_versions(self) -> list[str]:
         """Major versions this engine can run, e.g. ["15"]."""

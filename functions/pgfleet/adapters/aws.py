@@ -1,0 +1,41 @@
+"""boto3 clients, made once per process and per service.
+
+boto3 is imported here and only here, lazily, so that importing a handler stays fast; the
+first request pays for it once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from pgfleet.settings import get_settings
+
+
+@functools.cache
+def client(service: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    settings = get_settings()
+    if settings.aws_endpoint_url and "AWS_ACCESS_KEY_ID" not in os.environ:
+        # moto (and LocalStack) accept any credentials; boto3 refuses to sign without some.
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    config = Config(
+        region_name=settings.region,
+        max_pool_connections=64,
+        retries={"mode": "standard", "max_attempts": 4},
+        connect_timeout=3,
+        read_timeout=30,
+    )
+    return boto3.session.Session().client(service, endpoint_url=settings.aws_endpoint_url, config=config)
+
+
+def error_code(exc: Exception) -> str:
+    """The AWS error code of a botocore ClientError, or "" for anything else."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""

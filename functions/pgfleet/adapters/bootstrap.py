@@ -1,0 +1,66 @@
+"""Creates the AWS resources the control plane needs, idempotently.
+
+One function, used by `pgfleet up` against moto and by `localstack/init` against LocalStack,
+so both create the same table, queues and schedule group (SAM and Terraform create the same
+set in AWS).
+"""
+
+from __future__ import annotations
+
+import json
+
+from pgfleet.adapters.aws import client, error_code
+from pgfleet.adapters.dynamodb import TABLE_KEY_SCHEMA
+from pgfleet.settings import Settings
+
+QUEUE_VISIBILITY_TIMEOUT = 120
+MAX_RECEIVES = 5
+
+
+def ensure_resources(settings: Settings) -> list[str]:
+    """Create what is missing; return a line per resource saying what was done."""
+    done = [_ensure_table(settings.table_name), *_ensure_queues(settings.queue_name)]
+    done.append(_ensure_schedule_group(settings.schedule_group))
+    return done
+
+
+def _ensure_table(name: str) -> str:
+    ddb = client("dynamodb")
+    try:
+        ddb.create_table(TableName=name, **TABLE_KEY_SCHEMA)
+    except Exception as exc:
+        if error_code(exc) != "ResourceInUseException":
+            raise
+        return f"table {name}: exists"
+    ddb.get_waiter("table_exists").wait(TableName=name)
+    return f"table {name}: created"
+
+
+def _ensure_queues(name: str) -> list[str]:
+    sqs = client("sqs")
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": "1209600"})[
+        "QueueUrl"
+    ]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": str(QUEUE_VISIBILITY_TIMEOUT),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)}
+            ),
+        },
+    )
+    return [f"queue {name}-dlq: ensured", f"queue {name}: ensured"]
+
+
+def _ensure_schedule_group(name: str) -> str:
+    try:
+        client("scheduler").create_schedule_group(Name=name)
+    except Exception as exc:
+        if error_code(exc) != "ConflictException":
+            raise
+        return f"schedule group {name}: exists"
+    return f"schedule group {name}: created"

@@ -1,0 +1,60 @@
+"""The `pgfleet` command: run the local stack and mint tokens."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pgfleet", description="pgfleet control plane, locally")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start the local stack in the background and wait until it is ready")
+    sub.add_parser("down", help="stop everything 'up' started (state is kept)")
+    sub.add_parser("status", help="which local services run")
+    token = sub.add_parser("token", help="print a JWT for the local stack")
+    token.add_argument("--role", required=True, help="admin, operator or viewer")
+    token.add_argument("--tenant", default="default")
+    token.add_argument("--sub", default="local-user")
+    token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
+    args = parser.parse_args(argv)
+
+    from pgfleet.settings import get_settings
+
+    settings = get_settings()
+    if args.command == "up":
+        from pgfleet.local import stack
+
+        try:
+            stack.up(settings)
+        except RuntimeError as exc:
+            print(f"pgfleet up failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"\npgfleet is up: API at http://127.0.0.1:{settings.api_port}  (docs: /api/v1/docs)")
+        print("mint a token:  .venv/bin/pgfleet token --role operator --tenant acme")
+        return 0
+    if args.command == "down":
+        from pgfleet.local import stack
+
+        stack.down(settings)
+        return 0
+    if args.command == "status":
+        from pgfleet.local import stack
+
+        print(json.dumps(stack.status(settings), indent=2))
+        return 0
+    if args.command == "token":
+        from pgfleet.services.auth import LocalTokens
+
+        try:
+            print(LocalTokens(settings.home).mint(args.role, args.tenant, args.sub, args.ttl))
+        except ValueError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

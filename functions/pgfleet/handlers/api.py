@@ -1,0 +1,124 @@
+"""The api Lambda: one resolver, a Router per domain, one error shape.
+
+Authentication and authorization happen before routing, so a request without a valid token is
+401 and a role that may not act is 403 whatever its body; validation (422) comes after.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
+from pgfleet import __version__
+from pgfleet.errors import ServiceError
+from pgfleet.handlers.errors import JSON, error_event_response, error_response, validation_details
+from pgfleet.handlers.routers import operations, platform, single
+from pgfleet.services import auth
+from pgfleet.settings import get_settings
+
+log = logging.getLogger("pgfleet.api")
+
+app = APIGatewayHttpResolver(enable_validation=True)
+app.include_router(platform.router)
+app.include_router(single.router, prefix="/api/v1/postgres/single")
+app.include_router(operations.router, prefix="/api/v1/operations")
+app.enable_swagger(
+    path="/api/v1/docs",
+    title="pgfleet",
+    version=__version__,
+    description="Control plane for PostgreSQL fleets.",
+    security_schemes={"bearer": HTTPBearer(bearerFormat="JWT")},
+    security=[{"bearer": []}],
+)
+
+
+@app.get("/api/v1/openapi.json", include_in_schema=False)
+def openapi_json() -> Any:
+    from aws_lambda_powertools.event_handler.api_gateway import Response
+
+    return Response(
+        status_code=200,
+        content_type=JSON,
+        body=app.get_openapi_json_schema(
+            title="pgfleet",
+            version=__version__,
+            security_schemes={"bearer": HTTPBearer(bearerFormat="JWT")},
+            security=[{"bearer": []}],
+        ),
+    )
+
+
+def _request_id() -> str | None:
+    try:
+        return app.current_event.request_context.request_id
+    except Exception:
+        return None
+
+
+@app.exception_handler(ServiceError)
+def _service_error(exc: ServiceError) -> Any:
+    return error_response(exc.status, exc.code, exc.message, exc.details, _request_id())
+
+
+@app.exception_handler(RequestValidationError)
+def _validation_error(exc: RequestValidationError) -> Any:
+    return error_response(
+        422, "validation_error", "the request is not valid", validation_details(exc.errors()), _request_id()
+    )
+
+
+@app.not_found
+def _not_found(exc: NotFoundError) -> Any:
+    return error_response(
+        404,
+        "not_found",
+        f"no route for {app.current_event.http_method} {app.current_event.path}",
+        None,
+        _request_id(),
+    )
+
+
+@app.exception_handler(Exception)
+def _unexpected(exc: Exception) -> Any:
+    log.exception("unhandled error")
+    return error_response(500, "internal_error", "internal error; see the server log", None, _request_id())
+
+
+@functools.cache
+def _tokens() -> Any:
+    settings = get_settings()
+    if settings.auth_mode == "jwks":
+        if not (settings.jwt_issuer and settings.jwks_url):
+            raise RuntimeError("PGFLEET_AUTH_MODE=jwks needs PGFLEET_JWT_ISSUER and PGFLEET_JWKS_URL")
+        return auth.JwksTokens(settings.jwt_issuer, settings.jwks_url, settings.jwt_audience)
+    return auth.LocalTokens(settings.home)
+
+
+def authenticate(event: dict[str, Any]) -> auth.Principal:
+    """The caller of a protected request. In AWS the HTTP API's JWT authorizer has already
+    verified the token and passes its claims; locally the token is verified here."""
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    claims = (authorizer.get("jwt") or {}).get("claims")
+    if not claims:
+        claims = _tokens().verify(auth.bearer_token(event.get("headers") or {}))
+    return auth.principal_from_claims(claims)
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    path = event.get("rawPath") or event.get("requestContext", {}).get("http", {}).get("path", "")
+    method = event.get("requestContext", {}).get("http", {}).get("method", "GET")
+    if path.startswith("/api/v1/") and path not in auth.PUBLIC_PATHS:
+        request_id = event.get("requestContext", {}).get("requestId")
+        try:
+            principal = authenticate(event)
+            auth.authorize(principal, method, path)
+        except ServiceError as exc:
+            return error_event_response(exc.status, exc.code, exc.message, exc.details, request_id)
+        app.append_context(principal=principal)
+    return app.resolve(event, context)

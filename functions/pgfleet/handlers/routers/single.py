@@ -1,0 +1,91 @@
+"""/api/v1/postgres/single: single PostgreSQL instances."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+
+from pgfleet.handlers.routers.common import header, ports, principal
+from pgfleet.models.instance import (
+    Instance,
+    InstanceCreate,
+    InstanceCreated,
+    InstanceList,
+    InstanceLogs,
+    InstanceStats,
+)
+from pgfleet.services import instances
+
+router = Router()
+
+InstanceId = Annotated[str, Path(pattern=r"^pgi-[0-9a-f]{12}$", description="Instance id.")]
+
+
+@router.post(
+    "/", summary="Create a single instance", status_code=202, responses={202: {"description": "Accepted"}}
+)
+def create_instance(body: InstanceCreate) -> InstanceCreated:
+    created = instances.create(ports(), principal(router), body, header(router, "Idempotency-Key"))
+    return InstanceCreated.model_validate(created)
+
+
+@router.get("/", summary="List single instances")
+def list_instances(
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> InstanceList:
+    records, token = instances.list_visible(ports(), principal(router), limit, next_token)
+    return InstanceList(
+        instances=[Instance.model_validate(instances.public_view(r)) for r in records], next_token=token
+    )
+
+
+@router.get("/<instance_id>", summary="Get a single instance")
+def get_instance(instance_id: InstanceId) -> Instance:
+    return Instance.model_validate(
+        instances.public_view(instances.get_visible(ports(), principal(router), instance_id))
+    )
+
+
+def _action(instance_id: str, action: str) -> Instance:
+    record = instances.transition(ports(), principal(router), instance_id, action)
+    return Instance.model_validate(instances.public_view(record))
+
+
+@router.post("/<instance_id>/start", summary="Start a stopped instance", status_code=202)
+def start_instance(instance_id: InstanceId) -> Instance:
+    return _action(instance_id, "start")
+
+
+@router.post("/<instance_id>/stop", summary="Stop a running instance", status_code=202)
+def stop_instance(instance_id: InstanceId) -> Instance:
+    return _action(instance_id, "stop")
+
+
+@router.post("/<instance_id>/restart", summary="Restart a running instance", status_code=202)
+def restart_instance(instance_id: InstanceId) -> Instance:
+    return _action(instance_id, "restart")
+
+
+@router.delete("/<instance_id>", summary="Delete an instance and its data", status_code=202)
+def delete_instance(instance_id: InstanceId) -> Instance:
+    return _action(instance_id, "delete")
+
+
+@router.get("/<instance_id>/stats", summary="Live statistics read from the server")
+def instance_stats(instance_id: InstanceId) -> InstanceStats:
+    return InstanceStats.model_validate(instances.stats(ports(), principal(router), instance_id))
+
+
+@router.get("/<instance_id>/logs", summary="The server's log lines, newest last")
+def instance_logs(
+    instance_id: InstanceId,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    since: Annotated[
+        datetime | None, Query(description="Only lines at or after this time (ISO 8601).")
+    ] = None,
+) -> InstanceLogs:
+    return InstanceLogs.model_validate(instances.logs(ports(), principal(router), instance_id, limit, since))

@@ -1,0 +1,29 @@
+"""The worker Lambda: SQS-triggered, runs Operations step by step.
+
+Reports partial batch failures so that only the failed messages come back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from pgfleet.services import instances as _instances  # noqa: F401  (registers workflows)
+from pgfleet.services import operations
+from pgfleet.wiring import dependencies
+
+log = logging.getLogger("pgfleet.worker")
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    failures = []
+    for record in event.get("Records", []):
+        try:
+            message = json.loads(record["body"])
+            outcome = operations.run(dependencies(), message["operation_id"])
+            log.info(outcome)
+        except Exception:
+            log.exception("operation message %s failed", record.get("messageId"))
+            failures.append({"itemIdentifier": record.get("messageId")})
+    return {"batchItemFailures": failures}

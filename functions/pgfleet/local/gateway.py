@@ -1,0 +1,131 @@
+"""The local API gateway: HTTP on loopback -> API Gateway HTTP API v2 events -> api handler.
+
+What API Gateway does in AWS, done in one process: parse the request, build the v2 event
+(rawPath, rawQueryString, lowercase headers, requestContext.http, base64 bodies when not text),
+invoke the handler in-process and write its response.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from pgfleet.local.lambda_context import LocalLambdaContext
+
+log = logging.getLogger("pgfleet.gateway")
+
+TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
+
+
+def build_event(
+    method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str
+) -> dict[str, Any]:
+    parts = urlsplit(target)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        query[key] = f"{query[key]},{value}" if key in query else value
+    content_type = lowered.get("content-type", "")
+    is_text = not body or any(content_type.startswith(t) for t in TEXT_TYPES)
+    now = time.time()
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": parts.path,
+        "rawQueryString": parts.query,
+        "cookies": [c.strip() for c in lowered.get("cookie", "").split(";") if c.strip()] or None,
+        "headers": lowered,
+        "queryStringParameters": query or None,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": lowered.get("host", "127.0.0.1"),
+            "domainPrefix": "local",
+            "http": {
+                "method": method,
+                "path": parts.path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": lowered.get("user-agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "body": (body.decode() if is_text else base64.b64encode(body).decode()) if body else None,
+        "isBase64Encoded": not is_text,
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    server_version = "pgfleet-gateway"
+
+    def _serve(self) -> None:
+        from pgfleet.handlers.api import lambda_handler
+
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        event = build_event(self.command, self.path, dict(self.headers.items()), body, self.client_address[0])
+        try:
+            result = lambda_handler(event, LocalLambdaContext("pgfleet-api", timeout_seconds=30))
+        except Exception:
+            log.exception("api handler crashed")
+            result = {"statusCode": 502, "headers": {"Content-Type": "application/json"},
+                      "body": '{"error": {"code": "bad_gateway", "message": "handler crashed"}}'}  # fmt: skip
+        payload = result.get("body") or ""
+        data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
+        self.send_response(int(result.get("statusCode", 200)))
+        for key, value in (result.get("headers") or {}).items():
+            if key.lower() not in ("content-length", "connection"):
+                self.send_header(key, str(value))
+        for key, values in (result.get("multiValueHeaders") or {}).items():
+            for value in values:
+                self.send_header(key, str(value))
+        for cookie in result.get("cookies") or []:
+            self.send_header("Set-Cookie", cookie)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        # Access log without query strings or headers: they may carry tokens.
+        log.info("%s %s %s", self.command, urlsplit(self.path).path, args[1] if len(args) > 1 else "")
+
+
+class GatewayServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+
+def serve(host: str, port: int) -> None:
+    from pgfleet.handlers import api  # noqa: F401  (import once, before the first request)
+
+    server = GatewayServer((host, port), _Handler)
+    log.info("gateway listening on http://%s:%d", host, port)
+    server.serve_forever()
+
+
+def main() -> None:
+    from pgfleet.settings import get_settings
+
+    logging.basicConfig(
+        level=os.environ.get("PGFLEET_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    serve("127.0.0.1", get_settings().api_port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""`pgfleet up` / `pgfleet down`: the local stack's processes.
+
+Each service runs detached (its own session, so it outlives the shell that started it) with
+a pid file under PGFLEET_HOME/run and a log under PGFLEET_HOME/logs. `up` starts what is not
+running and waits until each answers, so running it twice is harmless; `down` stops what `up`
+started, data-plane servers included, and leaves every byte of state in PGFLEET_HOME.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgfleet.settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: list[str]
+    ready: Callable[[Settings], bool]
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (loopback only)
+            return bool(resp.status < 500)
+    except Exception as exc:
+        return getattr(exc, "code", 500) < 500
+
+
+def services(settings: Settings) -> list[Service]:
+    py = sys.executable
+    return [
+        Service(
+            "aws",
+            [py, "-m", "pgfleet.local.aws", "--host", "127.0.0.1", "--port", str(settings.aws_port),
+             "--state-dir", str(settings.home / "aws")],
+            lambda s: _http_ok(f"http://127.0.0.1:{s.aws_port}/moto-api/"),
+        ),
+        Service("runtime", [py, "-m", "pgfleet.local.runtime"], lambda s: True),
+        Service(
+            "gateway",
+            [py, "-m", "pgfleet.local.gateway"],
+            lambda s: _http_ok(f"http://127.0.0.1:{s.api_port}/api/health"),
+        ),
+    ]  # fmt: skip
+
+
+def _pid_file(settings: Settings, name: str) -> Path:
+    return settings.runtime_dir / f"{name}.pid"
+
+
+def running_pid(settings: Settings, name: str) -> int | None:
+    """The pid of a live service process, checked against its command line (pids are reused)."""
+    try:
+        pid = int(_pid_file(settings, name).read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, ValueError):
+        return None
+    return pid if "pgfleet.local" in cmdline else None
+
+
+def _spawn(settings: Settings, service: Service) -> int:
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    settings.runtime_dir.mkdir(parents=True, exist_ok=True)
+    log = open(settings.log_dir / f"{service.name}.log", "ab")  # noqa: SIM115 (handed to the child)
+    env = dict(os.environ, PGFLEET_HOME=str(settings.home), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        service.argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+    )
+    log.close()
+    _pid_file(settings, service.name).write_text(str(proc.pid))
+    return proc.pid
+
+
+def _wait_ready(settings: Settings, service: Service, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running_pid(settings, service.name) is None:
+            raise RuntimeError(f"{service.name} exited; see {settings.log_dir / (service.name + '.log')}")
+        if service.ready(settings):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{service.name} did not become ready in {timeout:.0f}s")
+
+
+def up(settings: Settings | None = None, say: Callable[[str], None] = print) -> None:
+    settings = settings or get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    for service in services(settings):
+        if running_pid(settings, service.name):
+            say(f"{service.name}: already running")
+        else:
+            pid = _spawn(settings, service)
+            say(f"{service.name}: started (pid {pid})")
+        _wait_ready(settings, service)
+        if service.name == "aws":
+            _prepare_aws(settings, say)
+
+
+def _prepare_aws(settings: Settings, say: Callable[[str], None]) -> None:
+    from pgfleet.adapters.bootstrap import ensure_resources
+    from pgfleet.services.reconcile import platform_schedules
+    from pgfleet.wiring import dependencies
+
+    for line in ensure_resources(settings):
+        say(f"  {line}")
+    scheduler = dependencies().scheduler
+    for schedule in platform_schedules():
+        scheduler.put(schedule)
+        say(f"  schedule {schedule.name}: {schedule.expression}")
+
+
+def _terminate(pid: int, timeout: float = 15) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def down(settings: Settings | None = None, say: Callable[[str], None] = print) -> None:
+    settings = settings or get_settings()
+    # Stop accepting work first, then the data plane, then the metadata endpoint.
+    for name in ("gateway", "runtime"):
+        _stop_service(settings, name, say)
+    for line in stop_data_plane(settings):
+        say(line)
+    _stop_service(settings, "aws", say)
+
+
+def _stop_service(settings: Settings, name: str, say: Callable[[str], None]) -> None:
+    pid = running_pid(settings, name)
+    if pid is None:
+        say(f"{name}: not running")
+    else:
+        _terminate(pid)
+        say(f"{name}: stopped")
+    _pid_file(settings, name).unlink(missing_ok=True)
+
+
+def stop_data_plane(settings: Settings) -> list[str]:
+    """Stop every PostgreSQL server of this home (their data stays)."""
+    from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
+
+    engine = LocalPostgresEngine(settings.home / "data")
+    lines = []
+    servers = settings.home / "data" / "servers"
+    for server_dir in sorted(servers.iterdir()) if servers.exists() else []:
+        if engine.state(server_dir.name).running:
+            engine.stop(server_dir.name)
+            lines.append(f"postgres {server_dir.name}: stopped")
+    return lines
+
+
+def status(settings: Settings | None = None) -> dict[str, int | None]:
+    settings = settings or get_settings()
+    return {s.name: running_pid(settings, s.name) for s in services(settings)}

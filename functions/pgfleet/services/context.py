@@ -1,0 +1,24 @@
+"""What services are given: the ports, never adapters."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from pgfleet.ports.engine import Engine
+    from pgfleet.ports.metadata import MetadataStore
+    from pgfleet.ports.queue import Queue
+    from pgfleet.ports.scheduler import Scheduler
+    from pgfleet.ports.secrets import Secrets
+    from pgfleet.settings import Settings
+
+
+class Ports(Protocol):
+    settings: Settings
+    store: MetadataStore
+    queue: Queue
+    secrets: Secrets
+    scheduler: Scheduler
+
+    @property
+    def engine(self) -> Engine: ...

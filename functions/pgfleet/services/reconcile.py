@@ -1,0 +1,84 @@
+"""Reconcile: bring every resource back to its desired state, and say why.
+
+Runs on a schedule (every minute) and when the local stack starts. For each instance:
+an unfinished operation nobody is working on is handed to the worker again; a server that
+should run but does not is started; one that should be stopped but runs is stopped. Every
+action is written into the instance's `status_reason`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from pgfleet.errors import PgfleetError
+from pgfleet.models.common import utcnow_iso
+from pgfleet.ports.scheduler import Schedule
+from pgfleet.services import instances, operations
+from pgfleet.services.context import Ports
+
+log = logging.getLogger(__name__)
+
+RECONCILE_SCHEDULE = Schedule(
+    name="pgfleet-reconcile", expression="rate(1 minute)", payload={"task": "reconcile"}
+)
+TRANSITIONAL = ("creating", "starting", "stopping", "restarting", "deleting")
+# An operation untouched for this long, with no live lease, has lost its worker or message.
+STALE_AFTER_SECONDS = 30
+
+
+def platform_schedules() -> list[Schedule]:
+    return [RECONCILE_SCHEDULE]
+
+
+def all_records(ports: Ports, kind: str) -> Iterator[dict[str, Any]]:
+    token = None
+    while True:
+        page, token = ports.store.list(kind, limit=100, next_token=token)
+        yield from page
+        if not token:
+            return
+
+
+def run(ports: Ports, detail: dict[str, Any] | None = None) -> list[str]:
+    actions: list[str] = []
+    for record in all_records(ports, instances.KIND):
+        try:
+            line = reconcile_instance(ports, record)
+        except PgfleetError as exc:
+            line = f"{record['id']}: could not reconcile: {exc}"
+        if line:
+            actions.append(line)
+    return actions
+
+
+def _age_seconds(timestamp: str) -> float:
+    return (datetime.now(UTC) - datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds()
+
+
+def reconcile_instance(ports: Ports, record: dict[str, Any]) -> str | None:
+    if record["status"] in TRANSITIONAL:
+        op = ports.store.get(operations.KIND, record.get("operation_id") or "")
+        if op and operations.is_stale(op) and _age_seconds(op["updated_at"]) > STALE_AFTER_SECONDS:
+            operations.resume(ports, op["id"])
+            return f"{record['id']}: resumed {op['type']} operation {op['id']} (no worker held it)"
+        return None
+    desired = record.get("desired_state", "running")
+    state = ports.engine.state(record["id"])
+    if desired == "running" and record["status"] == "running" and not state.running:
+        ports.engine.start(instances.server_spec(record))
+        reason = f"reconcile at {utcnow_iso()}: server was not running ({state.reason or 'no postmaster'}); started it"
+        ports.store.update(
+            instances.KIND, record["id"], {"status_reason": reason, "updated_at": utcnow_iso()}
+        )
+        return f"{record['id']}: {reason}"
+    if desired == "stopped" and record["status"] == "stopped" and state.running:
+        ports.engine.stop(record["id"])
+        reason = f"reconcile at {utcnow_iso()}: server was running but should be stopped; stopped it"
+        ports.store.update(
+            instances.KIND, record["id"], {"status_reason": reason, "updated_at": utcnow_iso()}
+        )
+        return f"{record['id']}: {reason}"
+    return None

@@ -1,0 +1,69 @@
+"""Chooses adapters from settings, once per process (at the first request, not at import).
+
+The only module that imports adapters: handlers ask here for their dependencies, services
+receive ports.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pgfleet.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from pgfleet.ports.engine import Engine
+    from pgfleet.ports.metadata import MetadataStore
+    from pgfleet.ports.queue import Queue
+    from pgfleet.ports.scheduler import Scheduler
+    from pgfleet.ports.secrets import Secrets
+
+
+@dataclass
+class Dependencies:
+    settings: Settings
+    store: MetadataStore
+    queue: Queue
+    secrets: Secrets
+    scheduler: Scheduler
+
+    @functools.cached_property
+    def engine(self) -> Engine:
+        if self.settings.engine == "local":
+            from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
+
+            return LocalPostgresEngine(self.settings.home / "data")
+        raise ValueError(f"unknown engine {self.settings.engine!r}")
+
+
+_override: Any = None
+
+
+def override(ports: Any) -> None:
+    """Use `ports` instead of the adapters from settings (tests of the layers above ports)."""
+    global _override
+    _override = ports
+
+
+def dependencies() -> Dependencies:
+    return _override if _override is not None else _from_settings()
+
+
+@functools.cache
+def _from_settings() -> Dependencies:
+    from pgfleet.adapters.dynamodb import DynamoDBMetadataStore
+    from pgfleet.adapters.scheduler import EventBridgeScheduler
+    from pgfleet.adapters.secrets import SecretsManagerSecrets
+    from pgfleet.adapters.sqs import SQSQueue
+
+    settings = get_settings()
+    return Dependencies(
+        settings=settings,
+        store=DynamoDBMetadataStore(settings.table_name),
+        queue=SQSQueue(settings.queue_name),
+        secrets=SecretsManagerSecrets(),
+        scheduler=EventBridgeScheduler(
+            settings.schedule_group, settings.scheduled_function_arn, settings.scheduler_role_arn
+        ),
+    )

@@ -1,0 +1,197 @@
+"""In-memory fakes of the ports, for unit tests of services and handlers."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pgfleet.errors import AlreadyExists, Conflict, NotFound
+from pgfleet.ports.engine import Engine, LogLine, ServerSpec, ServerState, ServerStats
+from pgfleet.ports.metadata import MetadataStore, Record
+from pgfleet.ports.queue import Queue
+from pgfleet.ports.scheduler import Schedule, Scheduler
+from pgfleet.ports.secrets import Secrets
+from pgfleet.settings import Settings
+
+
+class FakeStore(MetadataStore):
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], Record] = {}
+        self.claims: dict[str, dict[str, Any]] = {}
+
+    def create(self, kind: str, record: Record, unique_keys: tuple[str, ...] = ()) -> Record:
+        if (kind, record["id"]) in self.records or any(k in self.claims for k in unique_keys):
+            raise AlreadyExists(f"{kind} already exists")
+        stored = {**copy.deepcopy(record), "revision": 1}
+        self.records[(kind, record["id"])] = stored
+        for k in unique_keys:
+            self.claims[k] = {"owner": record["id"], "value": None}
+        return copy.deepcopy(stored)
+
+    def get(self, kind: str, record_id: str) -> Record | None:
+        found = self.records.get((kind, record_id))
+        return copy.deepcopy(found) if found else None
+
+    def update(self, kind: str, record_id: str, changes: Record, expected_revision: int | None = None) -> Record:
+        current = self.records.get((kind, record_id))
+        if current is None:
+            raise NotFound(f"{kind} {record_id} not found")
+        if expected_revision is not None and current["revision"] != expected_revision:
+            raise Conflict("stale")
+        current.update(copy.deepcopy(changes))
+        current["revision"] += 1
+        return copy.deepcopy(current)
+
+    def delete(self, kind: str, record_id: str, unique_keys: tuple[str, ...] = ()) -> None:
+        self.records.pop((kind, record_id), None)
+        for k in unique_keys:
+            self.claims.pop(k, None)
+
+    def list(self, kind, *, tenant_id=None, parent_id=None, limit=100, next_token=None):  # type: ignore[no-untyped-def]
+        rows = [
+            copy.deepcopy(r)
+            for (k, _), r in self.records.items()
+            if k == kind
+            and (tenant_id is None or r.get("tenant_id") == tenant_id)
+            and (parent_id is None or r.get("parent_id") == parent_id)
+        ]
+        rows.sort(key=lambda r: (r.get("created_at", ""), r["id"]))
+        start = int(next_token or 0)
+        page = rows[start : start + limit]
+        return page, (str(start + limit) if start + limit < len(rows) else None)
+
+    def claim(self, key: str, owner: str, value: Record | None = None) -> bool:
+        held = self.claims.get(key)
+        if held and held["owner"] != owner:
+            return False
+        self.claims[key] = {"owner": owner, "value": value}
+        return True
+
+    def claimed(self, key: str) -> Record | None:
+        return copy.deepcopy(self.claims.get(key))
+
+    def release(self, key: str, owner: str | None = None) -> None:
+        held = self.claims.get(key)
+        if held and (owner is None or held["owner"] == owner):
+            del self.claims[key]
+
+
+class FakeQueue(Queue):
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def send(self, message: dict[str, Any], delay_seconds: int = 0) -> None:
+        self.messages.append(message)
+
+
+class FakeSecrets(Secrets):
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def put(self, name: str, value: str) -> None:
+        self.values[name] = value
+
+    def get(self, name: str) -> str | None:
+        return self.values.get(name)
+
+    def delete(self, name: str) -> None:
+        self.values.pop(name, None)
+
+
+class FakeScheduler(Scheduler):
+    def __init__(self) -> None:
+        self.schedules: dict[str, Schedule] = {}
+
+    def put(self, schedule: Schedule) -> None:
+        self.schedules[schedule.name] = schedule
+
+    def delete(self, name: str) -> None:
+        self.schedules.pop(name, None)
+
+    def list(self, prefix: str = "") -> list[Schedule]:
+        return [s for n, s in self.schedules.items() if n.startswith(prefix)]
+
+
+class FakeEngine(Engine):
+    """Keeps server states in memory; `fail_on` makes a method raise EngineError."""
+
+    def __init__(self) -> None:
+        self.servers: dict[str, dict[str, Any]] = {}
+        self.fail_on: set[str] = set()
+        self._pids = itertools.count(1000)
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    def supported_versions(self) -> list[str]:
+        return ["15"]
+
+    def _check(self, method: str) -> None:
+        from pgfleet.errors import EngineError
+
+        if method in self.fail_on:
+            raise EngineError(f"{method} failed (injected)")
+
+    def provision(self, spec: ServerSpec) -> str:
+        self._check("provision")
+        self.servers.setdefault(spec.server_id, {"running": False, "spec": spec})
+        return "provisioned"
+
+    def start(self, spec: ServerSpec) -> str:
+        self._check("start")
+        self.servers[spec.server_id].update(running=True, pid=next(self._pids))
+        return "started"
+
+    def stop(self, server_id: str) -> str:
+        self._check("stop")
+        if server_id in self.servers:
+            self.servers[server_id]["running"] = False
+        return "stopped"
+
+    def restart(self, spec: ServerSpec) -> str:
+        return self.start(spec)
+
+    def destroy(self, server_id: str) -> str:
+        self.servers.pop(server_id, None)
+        return "destroyed"
+
+    def state(self, server_id: str) -> ServerState:
+        s = self.servers.get(server_id)
+        if not s:
+            return ServerState(False, False, False, reason="no data directory")
+        return ServerState(True, s["running"], s["running"], s.get("pid"), "" if s["running"] else "not running")
+
+    def ensure_database(self, server_id: str, database: str, username: str, password: str) -> str:
+        self.servers[server_id]["database"] = (database, username, password)
+        return "database ready"
+
+    def stats(self, server_id: str, database: str) -> ServerStats:
+        return ServerStats(1, 0, 1, 100, 8_000_000, 12.5, 10, 0, 0.99, 0, datetime.now(UTC))
+
+    def logs(self, server_id: str, limit: int, since: datetime | None = None) -> list[LogLine]:
+        return [LogLine(datetime.now(UTC), "LOG", "database system is ready to accept connections")][:limit]
+
+
+class FakePorts:
+    def __init__(self, home: Path) -> None:
+        self.settings = Settings(
+            home=home, aws_port=0, api_port=0, aws_endpoint_url=None, region="us-east-1", table_name="t",
+            queue_name="q", schedule_group="g", engine="fake", auth_mode="local", jwt_issuer=None,
+            jwks_url=None, jwt_audience=None, scheduled_function_arn="arn", scheduler_role_arn="arn",
+        )  # fmt: skip
+        self.store = FakeStore()
+        self.queue = FakeQueue()
+        self.secrets = FakeSecrets()
+        self.scheduler = FakeScheduler()
+        self.engine = FakeEngine()
+
+    def drain(self) -> None:
+        """Run every queued operation, as the worker would."""
+        from pgfleet.services import operations
+
+        while self.queue.messages:
+            operations.run(self, self.queue.messages.pop(0)["operation_id"])  # type: ignore[arg-type]

@@ -1,0 +1,143 @@
+"""The single-instance API through the api handler, with fake ports below the services."""
+
+from __future__ import annotations
+
+
+def test_create_returns_202_with_credentials_once(call, fake_ports):
+    status, body = call("POST", "/api/v1/postgres/single", {"name": "orders-db"})
+    assert status == 202, body
+    assert body["status"] == "creating"
+    assert body["operation_id"].startswith("op-")
+    assert body["credentials"]["password"]
+    assert body["credentials"]["uri"].startswith("postgresql://app_admin:")
+    fake_ports.drain()
+    status, got = call("GET", f"/api/v1/postgres/single/{body['id']}")
+    assert status == 200
+    assert got["status"] == "running"
+    assert "credentials" not in got
+    status, op = call("GET", f"/api/v1/operations/{body['operation_id']}")
+    assert status == 200 and op["status"] == "succeeded" and op["progress"] == 100
+    assert [s["name"] for s in op["steps"]] == ["provision", "start", "create_database", "mark_running"]
+    assert all(s["reason"] for s in op["steps"])
+
+
+def test_no_token_is_401_and_bad_token_is_401(call):
+    status, body = call("GET", "/api/v1/postgres/single", role=None)
+    assert status == 401 and body["error"]["code"] == "unauthorized" and body["error"]["request_id"]
+    status, _ = call("GET", "/api/v1/postgres/single", role=None, headers={"Authorization": "Bearer nope"})
+    assert status == 401
+
+
+def test_viewer_cannot_create_but_can_read(call, fake_ports):
+    status, body = call("POST", "/api/v1/postgres/single", {"name": "orders-db"}, role="viewer")
+    assert status == 403 and body["error"]["code"] == "forbidden"
+    assert fake_ports.store.records == {}
+    status, body = call("GET", "/api/v1/postgres/single", role="viewer")
+    assert status == 200 and body == {"instances": [], "next_token": None}
+
+
+def test_invalid_bodies_are_422_and_change_nothing(call, fake_ports):
+    for bad in ({"name": "X"}, {"name": "ok-name", "cpu": 0}, {"name": "ok-name", "extra": 1},
+                {"name": "ok-name", "username": "postgres"}, {"name": "ok-name", "database": "a;drop"}):  # fmt: skip
+        status, body = call("POST", "/api/v1/postgres/single", bad)
+        assert status == 422, (bad, body)
+        assert body["error"]["code"] == "validation_error" and body["error"]["details"]
+    status, body = call("POST", "/api/v1/postgres/single", {"name": "ok-name", "version": "11"})
+    assert status == 422 and body["error"]["details"]["field"] == "version"
+    assert fake_ports.store.records == {} and fake_ports.queue.messages == []
+
+
+def test_other_tenants_get_404_admin_sees_all(call, fake_ports):
+    _, created = call("POST", "/api/v1/postgres/single", {"name": "orders-db"}, tenant="acme")
+    status, _ = call("GET", f"/api/v1/postgres/single/{created['id']}", tenant="globex")
+    assert status == 404
+    _, listing = call("GET", "/api/v1/postgres/single", tenant="globex")
+    assert listing["instances"] == []
+    status, _ = call("GET", f"/api/v1/postgres/single/{created['id']}", role="admin", tenant="platform")
+    assert status == 200
+
+
+def test_duplicate_name_is_409_per_tenant(call):
+    assert call("POST", "/api/v1/postgres/single", {"name": "orders-db"})[0] == 202
+    status, body = call("POST", "/api/v1/postgres/single", {"name": "orders-db"})
+    assert status == 409 and body["error"]["code"] == "already_exists"
+    assert call("POST", "/api/v1/postgres/single", {"name": "orders-db"}, tenant="other")[0] == 202
+
+
+def test_idempotency_key_replays_the_same_instance(call, fake_ports):
+    h = {"Idempotency-Key": "abc-123"}
+    s1, first = call("POST", "/api/v1/postgres/single", {"name": "orders-db"}, headers=h)
+    s2, second = call("POST", "/api/v1/postgres/single", {"name": "orders-db"}, headers=h)
+    assert s1 == s2 == 202 and first["id"] == second["id"]
+    assert first["credentials"]["password"] == second["credentials"]["password"]
+    status, _ = call("POST", "/api/v1/postgres/single", {"name": "other-db"}, headers=h)
+    assert status == 422
+
+
+def test_lifecycle_and_wrong_state_409(call, fake_ports):
+    _, inst = call("POST", "/api/v1/postgres/single", {"name": "orders-db"})
+    iid = inst["id"]
+    status, body = call("POST", f"/api/v1/postgres/single/{iid}/start")
+    assert status == 409 and body["error"]["code"] == "invalid_state"  # still creating
+    fake_ports.drain()
+    assert call("POST", f"/api/v1/postgres/single/{iid}/start")[0] == 409  # already running
+    status, body = call("POST", f"/api/v1/postgres/single/{iid}/stop")
+    assert status == 202 and body["status"] == "stopping"
+    fake_ports.drain()
+    assert call("GET", f"/api/v1/postgres/single/{iid}")[1]["status"] == "stopped"
+    assert call("POST", f"/api/v1/postgres/single/{iid}/restart")[0] == 409
+    assert call("POST", f"/api/v1/postgres/single/{iid}/start")[0] == 202
+    fake_ports.drain()
+    assert call("POST", f"/api/v1/postgres/single/{iid}/restart")[0] == 202
+    fake_ports.drain()
+    assert call("DELETE", f"/api/v1/postgres/single/{iid}")[0] == 202
+    assert call("POST", f"/api/v1/postgres/single/{iid}/stop")[0] == 409  # deleting
+    fake_ports.drain()
+    assert call("GET", f"/api/v1/postgres/single/{iid}")[0] == 404
+    assert fake_ports.store.claims == {}  # name and port released
+    assert fake_ports.secrets.values == {}
+
+
+def test_failed_step_marks_instance_failed_with_reason(call, fake_ports):
+    fake_ports.engine.fail_on.add("start")
+    _, inst = call("POST", "/api/v1/postgres/single", {"name": "orders-db"})
+    fake_ports.drain()
+    _, got = call("GET", f"/api/v1/postgres/single/{inst['id']}")
+    assert got["status"] == "failed" and "start failed (injected)" in got["status_reason"]
+    _, op = call("GET", f"/api/v1/operations/{inst['operation_id']}")
+    assert op["status"] == "failed" and op["steps"][1]["status"] == "failed"
+
+
+def test_stats_logs_and_pagination(call, fake_ports):
+    ids = [call("POST", "/api/v1/postgres/single", {"name": f"db-{i:02d}"})[1]["id"] for i in range(3)]
+    fake_ports.drain()
+    status, stats = call("GET", f"/api/v1/postgres/single/{ids[0]}/stats")
+    assert status == 200 and stats["connections"]["max"] == 100
+    status, logs = call("GET", f"/api/v1/postgres/single/{ids[0]}/logs?limit=5")
+    assert status == 200 and logs["lines"][0]["severity"] == "LOG"
+    assert call("GET", f"/api/v1/postgres/single/{ids[0]}/logs?limit=0")[0] == 422
+    _, page1 = call("GET", "/api/v1/postgres/single?limit=2")
+    assert len(page1["instances"]) == 2 and page1["next_token"]
+    _, page2 = call("GET", f"/api/v1/postgres/single?limit=2&next_token={page1['next_token']}")
+    assert sorted(i["id"] for i in page1["instances"] + page2["instances"]) == sorted(ids)
+
+
+def test_unknown_ids_are_404(call):
+    status, body = call("GET", "/api/v1/postgres/single/pgi-000000000000")
+    assert status == 404 and body["error"]["code"] == "not_found"
+    assert call("GET", "/api/v1/operations/op-000000000000")[0] == 404
+    assert call("GET", "/api/v1/nothing-here")[0] == 404
+
+
+def test_platform_endpoints_are_public(call):
+    assert call("GET", "/api/health", role=None) == (200, {"status": "ok"})
+    status, version = call("GET", "/api/version", role=None)
+    assert status == 200 and version["name"] == "pgfleet"
+    status, spec = call("GET", "/api/v1/openapi.json", role=None)
+    assert status == 200 and spec["openapi"].startswith("3.1")
+    from openapi_spec_validator import validate
+
+    validate(spec)
+    assert "/api/v1/postgres/single" in spec["paths"]
+    status, html = call("GET", "/api/v1/docs", role=None)
+    assert status == 200 and "swagger" in html.lower() and "unpkg.com" not in html
