@@ -23,7 +23,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -56,7 +58,11 @@ class LocalStack:
 
     def cli(self, *args: str, check: bool = True) -> str:
         proc = subprocess.run(
-            [sys.executable, "-m", "pgfleet.cli", *args], env=self.env, capture_output=True, text=True, timeout=180
+            [sys.executable, "-m", "pgfleet.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"pgfleet {' '.join(args)} failed: {proc.stdout}\n{proc.stderr}")
@@ -72,7 +78,12 @@ class LocalStack:
         return self.cli("token", "--role", role, "--tenant", tenant).strip()
 
     def request(
-        self, method: str, path: str, body: Any = None, token: str | None = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method)

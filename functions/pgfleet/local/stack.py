@@ -68,7 +68,7 @@ def running_pid(settings: Settings, name: str) -> int | None:
     return pid if "pgfleet.local" in cmdline else None
 
 
-def _spawn(settings: Settings, service: Service) -> int:
+def _spawn(settings: Settings, service: Service) -> subprocess.Popen[bytes]:
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     settings.runtime_dir.mkdir(parents=True, exist_ok=True)
     log = open(settings.log_dir / f"{service.name}.log", "ab")  # noqa: SIM115 (handed to the child)
@@ -83,13 +83,16 @@ def _spawn(settings: Settings, service: Service) -> int:
     )
     log.close()
     _pid_file(settings, service.name).write_text(str(proc.pid))
-    return proc.pid
+    return proc
 
 
-def _wait_ready(settings: Settings, service: Service, timeout: float = 60) -> None:
+def _wait_ready(
+    settings: Settings, service: Service, proc: subprocess.Popen[bytes] | None, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if running_pid(settings, service.name) is None:
+        exited = proc.poll() is not None if proc else running_pid(settings, service.name) is None
+        if exited:
             raise RuntimeError(f"{service.name} exited; see {settings.log_dir / (service.name + '.log')}")
         if service.ready(settings):
             return
@@ -101,12 +104,13 @@ def up(settings: Settings | None = None, say: Callable[[str], None] = print) -> 
     settings = settings or get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     for service in services(settings):
+        proc = None
         if running_pid(settings, service.name):
             say(f"{service.name}: already running")
         else:
-            pid = _spawn(settings, service)
-            say(f"{service.name}: started (pid {pid})")
-        _wait_ready(settings, service)
+            proc = _spawn(settings, service)
+            say(f"{service.name}: started (pid {proc.pid})")
+        _wait_ready(settings, service, proc)
         if service.name == "aws":
             _prepare_aws(settings, say)
 
