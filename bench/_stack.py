@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,19 +11,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "functions")]
 
-from tests.helpers import LocalStack  # noqa: E402
+from tests.helpers import LocalStack, running_stack  # noqa: E402
 
 
 @contextmanager
 def local_stack() -> Iterator[LocalStack]:
-    with tempfile.TemporaryDirectory(prefix="pgfleet-bench-") as home:
-        Path(home).chmod(0o755)
-        stack = LocalStack(Path(home))
-        try:
-            stack.up()
-            yield stack
-        finally:
-            stack.down()
+    with running_stack("pgfleet-bench-") as stack:
+        yield stack
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,30 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+@contextlib.contextmanager
+def scratch_home(prefix: str = "pgfleet-test-") -> Iterator[Path]:
+    """A PGFLEET_HOME the postgres user can reach. Not under pytest's tmp_path: a second pytest
+    session on the machine resets /tmp/pytest-of-<user> to 0700 and would cut servers off."""
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    home.chmod(0o755)
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_stack(prefix: str = "pgfleet-test-") -> Iterator[LocalStack]:
+    """A local stack in a scratch home, stopped (and removed) however the block ends."""
+    with scratch_home(prefix) as home:
+        stack = LocalStack(home)
+        try:
+            stack.up()
+            yield stack
+        finally:
+            stack.down()
+
+
 class LocalStack:
     """A pgfleet local stack in its own PGFLEET_HOME and ports, driven through the CLI."""
 
@@ -43,11 +70,15 @@ class LocalStack:
         self.home = home
         self.api_port = free_port()
         self.aws_port = free_port()
+        self.etcd_port = free_port()
+        self.etcd_peer_port = free_port()
         self.env = {
             **os.environ,
             "PGFLEET_HOME": str(home),
             "PGFLEET_API_PORT": str(self.api_port),
             "PGFLEET_AWS_PORT": str(self.aws_port),
+            "PGFLEET_ETCD_PORT": str(self.etcd_port),
+            "PGFLEET_ETCD_PEER_PORT": str(self.etcd_peer_port),
             "PYTHONPATH": str(REPO / "functions"),
         }
         self.env.pop("AWS_ENDPOINT_URL", None)

@@ -12,6 +12,8 @@ from pathlib import Path
 class Settings:
     home: Path
     aws_port: int
+    etcd_port: int
+    etcd_peer_port: int
     api_port: int
     aws_endpoint_url: str | None
     region: str
@@ -31,6 +33,15 @@ class Settings:
         return self.home / "run"
 
     @property
+    def etcd_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.etcd_port}"
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the local engines keep servers, clusters and templates."""
+        return self.home / "data"
+
+    @property
     def log_dir(self) -> Path:
         return self.home / "logs"
 
@@ -47,6 +58,8 @@ def get_settings() -> Settings:
     return Settings(
         home=home,
         aws_port=aws_port,
+        etcd_port=int(os.environ.get("PGFLEET_ETCD_PORT", "2379")),
+        etcd_peer_port=int(os.environ.get("PGFLEET_ETCD_PEER_PORT", "2380")),
         api_port=int(os.environ.get("PGFLEET_API_PORT", "8080")),
         aws_endpoint_url=endpoint,
         region=region,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pgfleet.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from pgfleet.ports.cluster_engine import ClusterEngine
     from pgfleet.ports.engine import Engine
     from pgfleet.ports.metadata import MetadataStore
     from pgfleet.ports.queue import Queue
@@ -33,7 +34,15 @@ class Dependencies:
         if self.settings.engine == "local":
             from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
 
-            return LocalPostgresEngine(self.settings.home / "data")
+            return LocalPostgresEngine(self.settings.data_dir)
+        raise ValueError(f"unknown engine {self.settings.engine!r}")
+
+    @functools.cached_property
+    def cluster_engine(self) -> ClusterEngine:
+        if self.settings.engine == "local":
+            from pgfleet.adapters.engines.local.patroni import LocalPatroniEngine
+
+            return LocalPatroniEngine(self.settings.data_dir, self.settings.etcd_endpoint)
         raise ValueError(f"unknown engine {self.settings.engine!r}")
 
 

@@ -12,19 +12,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.helpers import LocalStack, wait_for
+from tests.helpers import LocalStack, running_stack, wait_for
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    home = tmp_path_factory.mktemp("pgfleet-home")
-    home.chmod(0o755)
-    s = LocalStack(home)
-    try:
-        s.up()
+def stack() -> Iterator[LocalStack]:
+    with running_stack() as s:
         yield s
-    finally:
-        s.down()
 
 
 @pytest.fixture(scope="module")

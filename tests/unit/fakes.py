@@ -9,6 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from pgfleet.errors import AlreadyExists, Conflict, NotFound
+from pgfleet.ports.cluster_engine import (
+    ClusterEngine,
+    ClusterSpec,
+    NodeSpec,
+    NodeState,
+    ReplicaStatus,
+    ReplicationStatus,
+)
 from pgfleet.ports.engine import Engine, LogLine, ServerSpec, ServerState, ServerStats
 from pgfleet.ports.metadata import MetadataStore, Record
 from pgfleet.ports.queue import Queue
@@ -35,7 +43,9 @@ class FakeStore(MetadataStore):
         found = self.records.get((kind, record_id))
         return copy.deepcopy(found) if found else None
 
-    def update(self, kind: str, record_id: str, changes: Record, expected_revision: int | None = None) -> Record:
+    def update(
+        self, kind: str, record_id: str, changes: Record, expected_revision: int | None = None
+    ) -> Record:
         current = self.records.get((kind, record_id))
         if current is None:
             raise NotFound(f"{kind} {record_id} not found")
@@ -163,7 +173,9 @@ class FakeEngine(Engine):
         s = self.servers.get(server_id)
         if not s:
             return ServerState(False, False, False, reason="no data directory")
-        return ServerState(True, s["running"], s["running"], s.get("pid"), "" if s["running"] else "not running")
+        return ServerState(
+            True, s["running"], s["running"], s.get("pid"), "" if s["running"] else "not running"
+        )
 
     def ensure_database(self, server_id: str, database: str, username: str, password: str) -> str:
         self.servers[server_id]["database"] = (database, username, password)
@@ -176,10 +188,92 @@ class FakeEngine(Engine):
         return [LogLine(datetime.now(UTC), "LOG", "database system is ready to accept connections")][:limit]
 
 
+class FakeClusterEngine(ClusterEngine):
+    """Patroni in memory: the first running node of a cluster is its leader unless a
+    switchover chose another."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, dict[str, dict[str, Any]]] = {}
+        self.leader: dict[str, str] = {}
+        self.databases: dict[str, tuple[str, str]] = {}
+
+    def provision_node(self, spec: ClusterSpec, node: NodeSpec) -> str:
+        self.nodes.setdefault(spec.cluster_id, {}).setdefault(
+            node.node_id, {"running": False, "port": node.port}
+        )
+        return "provisioned"
+
+    def start_node(self, spec: ClusterSpec, node: NodeSpec) -> str:
+        self.nodes[spec.cluster_id][node.node_id]["running"] = True
+        running = [n for n, v in self.nodes[spec.cluster_id].items() if v["running"]]
+        if self.leader.get(spec.cluster_id) not in running:
+            self.leader[spec.cluster_id] = running[0]
+        return "started"
+
+    def stop_node(self, cluster_id: str, node_id: str) -> str:
+        self.nodes.get(cluster_id, {}).get(node_id, {})["running"] = False
+        return "stopped"
+
+    def remove_node(self, cluster_id: str, node_id: str) -> str:
+        self.nodes.get(cluster_id, {}).pop(node_id, None)
+        return "removed"
+
+    def destroy(self, cluster_id: str) -> str:
+        self.nodes.pop(cluster_id, None)
+        return "destroyed"
+
+    def wait_until_healthy(self, spec: ClusterSpec, timeout: float = 60) -> str:
+        return "healthy"
+
+    def members(self, cluster_id: str) -> list[NodeState]:
+        leader = self.leader.get(cluster_id)
+        return [
+            NodeState(
+                n,
+                "primary" if n == leader else "replica",
+                "running" if n == leader else "streaming",
+                "127.0.0.1",
+                v["port"],
+                1,
+                None if n == leader else 0,
+                v["running"],
+            )  # fmt: skip
+            for n, v in self.nodes.get(cluster_id, {}).items()
+        ]
+
+    def switchover(self, cluster_id: str, candidate: str) -> str:
+        self.leader[cluster_id] = candidate
+        return f"{candidate} is the primary"
+
+    def set_replication_mode(self, spec: ClusterSpec) -> str:
+        return "set"
+
+    def replication_status(self, cluster_id: str) -> ReplicationStatus:
+        leader = self.leader.get(cluster_id)
+        return ReplicationStatus(
+            leader,
+            [
+                ReplicaStatus(n, 0, 0.0, "streaming", True)
+                for n in self.nodes.get(cluster_id, {})
+                if n != leader
+            ],
+        )
+
+    def ensure_database(self, cluster_id: str, database: str, username: str, password: str) -> str:
+        self.databases[cluster_id] = (database, username)
+        return "database ready"
+
+    def node_stats(self, cluster_id: str, node_id: str, database: str) -> ServerStats:
+        return ServerStats(1, 0, 1, 100, 8_000_000, 12.5, 10, 0, 0.99, 0, datetime.now(UTC))
+
+    def node_logs(self, cluster_id: str, node_id: str, limit: int) -> list[LogLine]:
+        return [LogLine(datetime.now(UTC), "LOG", f"{node_id} ready")]
+
+
 class FakePorts:
     def __init__(self, home: Path) -> None:
         self.settings = Settings(
-            home=home, aws_port=0, api_port=0, aws_endpoint_url=None, region="us-east-1", table_name="t",
+            home=home, aws_port=0, etcd_port=0, etcd_peer_port=0, api_port=0, aws_endpoint_url=None, region="us-east-1", table_name="t",
             queue_name="q", schedule_group="g", engine="fake", auth_mode="local", jwt_issuer=None,
             jwks_url=None, jwt_audience=None, scheduled_function_arn="arn", scheduler_role_arn="arn",
         )  # fmt: skip
@@ -188,6 +282,7 @@ class FakePorts:
         self.secrets = FakeSecrets()
         self.scheduler = FakeScheduler()
         self.engine = FakeEngine()
+        self.cluster_engine = FakeClusterEngine()
 
     def drain(self) -> None:
         """Run every queued operation, as the worker would."""

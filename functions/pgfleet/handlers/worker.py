@@ -9,7 +9,8 @@ import json
 import logging
 from typing import Any
 
-from pgfleet.services import instances as _instances  # noqa: F401  (registers workflows)
+from pgfleet.services import clusters as _clusters  # noqa: F401  (registers workflows)
+from pgfleet.services import instances as _instances  # noqa: F401
 from pgfleet.services import operations
 from pgfleet.wiring import dependencies
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pgfleet.local.etcd import EtcdServer
 from pgfleet.settings import Settings, get_settings
 
 
@@ -44,6 +45,11 @@ def services(settings: Settings) -> list[Service]:
             [py, "-m", "pgfleet.local.aws", "--host", "127.0.0.1", "--port", str(settings.aws_port),
              "--state-dir", str(settings.home / "aws")],
             lambda s: _http_ok(f"http://127.0.0.1:{s.aws_port}/moto-api/"),
+        ),
+        Service(
+            "etcd",
+            [],  # managed by pgfleet.local.etcd (its own pid file and readiness check)
+            lambda s: _etcd(s).healthy(),
         ),
         Service("runtime", [py, "-m", "pgfleet.local.runtime"], lambda s: True),
         Service(
@@ -105,6 +111,9 @@ def up(settings: Settings | None = None, say: Callable[[str], None] = print) -> 
     settings.home.mkdir(parents=True, exist_ok=True)
     for service in services(settings):
         proc = None
+        if service.name == "etcd":
+            say(f"etcd: {_etcd(settings).start()}")
+            continue
         if running_pid(settings, service.name):
             say(f"{service.name}: already running")
         else:
@@ -153,6 +162,7 @@ def down(settings: Settings | None = None, say: Callable[[str], None] = print) -
         _stop_service(settings, name, say)
     for line in stop_data_plane(settings):
         say(line)
+    say(f"etcd: {_etcd(settings).stop()}")
     _stop_service(settings, "aws", say)
 
 
@@ -166,20 +176,40 @@ def _stop_service(settings: Settings, name: str, say: Callable[[str], None]) -> 
     _pid_file(settings, name).unlink(missing_ok=True)
 
 
+def _etcd(settings: Settings) -> EtcdServer:
+    return EtcdServer(settings.home / "etcd", settings.etcd_port, settings.etcd_peer_port)
+
+
 def stop_data_plane(settings: Settings) -> list[str]:
-    """Stop every PostgreSQL server of this home (their data stays)."""
+    """Stop every PostgreSQL server and Patroni node of this home (their data stays).
+    Cluster replicas stop before their primary, so no needless failover happens."""
+    from pgfleet.adapters.engines.local.patroni import LocalPatroniEngine
     from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
 
-    engine = LocalPostgresEngine(settings.home / "data")
     lines = []
-    servers = settings.home / "data" / "servers"
+    engine = LocalPostgresEngine(settings.data_dir)
+    servers = settings.data_dir / "servers"
     for server_dir in sorted(servers.iterdir()) if servers.exists() else []:
         if engine.state(server_dir.name).running:
             engine.stop(server_dir.name)
             lines.append(f"postgres {server_dir.name}: stopped")
+    clusters = settings.data_dir / "clusters"
+    if clusters.exists():
+        patroni = LocalPatroniEngine(settings.data_dir, settings.etcd_endpoint)
+        for cluster_dir in sorted(p for p in clusters.iterdir() if p.is_dir()):
+            members = {m.node_id: m for m in patroni.members(cluster_dir.name)}
+            nodes = sorted((p.parent.name for p in cluster_dir.glob("*/patroni.yml")),
+                           key=lambda n: members[n].role == "primary" if n in members else False)  # fmt: skip
+            for node_id in nodes:
+                patroni.stop_node(cluster_dir.name, node_id)
+            if nodes:
+                lines.append(f"cluster {cluster_dir.name}: stopped {len(nodes)} node(s)")
     return lines
 
 
 def status(settings: Settings | None = None) -> dict[str, int | None]:
     settings = settings or get_settings()
-    return {s.name: running_pid(settings, s.name) for s in services(settings)}
+    return {
+        s.name: _etcd(settings).pid() if s.name == "etcd" else running_pid(settings, s.name)
+        for s in services(settings)
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from pgfleet.ports.cluster_engine import ClusterEngine
     from pgfleet.ports.engine import Engine
     from pgfleet.ports.metadata import MetadataStore
     from pgfleet.ports.queue import Queue
@@ -22,3 +23,6 @@ class Ports(Protocol):
 
     @property
     def engine(self) -> Engine: ...
+
+    @property
+    def cluster_engine(self) -> ClusterEngine: ...

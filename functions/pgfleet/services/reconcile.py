@@ -16,7 +16,7 @@ from typing import Any
 from pgfleet.errors import PgfleetError
 from pgfleet.models.common import utcnow_iso
 from pgfleet.ports.scheduler import Schedule
-from pgfleet.services import instances, operations
+from pgfleet.services import clusters, instances, operations
 from pgfleet.services.context import Ports
 
 log = logging.getLogger(__name__)
@@ -44,14 +44,30 @@ def all_records(ports: Ports, kind: str) -> Iterator[dict[str, Any]]:
 
 def run(ports: Ports, detail: dict[str, Any] | None = None) -> list[str]:
     actions: list[str] = []
-    for record in all_records(ports, instances.KIND):
-        try:
-            line = reconcile_instance(ports, record)
-        except PgfleetError as exc:
-            line = f"{record['id']}: could not reconcile: {exc}"
-        if line:
-            actions.append(line)
+    for kind, reconcile_one in ((instances.KIND, reconcile_instance), (clusters.KIND, reconcile_cluster)):
+        for record in all_records(ports, kind):
+            try:
+                line = reconcile_one(ports, record)
+            except PgfleetError as exc:
+                line = f"{record['id']}: could not reconcile: {exc}"
+            if line:
+                actions.append(line)
     return actions
+
+
+def resume_stale_operation(ports: Ports, record: dict[str, Any]) -> str | None:
+    """Hand an unfinished operation nobody works on back to the worker."""
+    op = ports.store.get(operations.KIND, record.get("operation_id") or "")
+    if op and operations.is_stale(op) and _age_seconds(op["updated_at"]) > STALE_AFTER_SECONDS:
+        operations.resume(ports, op["id"])
+        return f"{record['id']}: resumed {op['type']} operation {op['id']} (no worker held it)"
+    return None
+
+
+def reconcile_cluster(ports: Ports, record: dict[str, Any]) -> str | None:
+    if record["status"] in TRANSITIONAL + ("scaling", "promoting"):
+        return resume_stale_operation(ports, record)
+    return clusters.reconcile(ports, record)
 
 
 def _age_seconds(timestamp: str) -> float:
@@ -60,11 +76,7 @@ def _age_seconds(timestamp: str) -> float:
 
 def reconcile_instance(ports: Ports, record: dict[str, Any]) -> str | None:
     if record["status"] in TRANSITIONAL:
-        op = ports.store.get(operations.KIND, record.get("operation_id") or "")
-        if op and operations.is_stale(op) and _age_seconds(op["updated_at"]) > STALE_AFTER_SECONDS:
-            operations.resume(ports, op["id"])
-            return f"{record['id']}: resumed {op['type']} operation {op['id']} (no worker held it)"
-        return None
+        return resume_stale_operation(ports, record)
     desired = record.get("desired_state", "running")
     state = ports.engine.state(record["id"])
     if desired == "running" and record["status"] == "running" and not state.running:

@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from pgfleet.handlers.routers.common import header, ports, principal
+from pgfleet.handlers.routers.lifecycle import add_lifecycle_routes
 from pgfleet.models.instance import (
     Instance,
     InstanceCreate,
@@ -50,29 +51,7 @@ def get_instance(instance_id: InstanceId) -> Instance:
     )
 
 
-def _action(instance_id: str, action: str) -> Instance:
-    record = instances.transition(ports(), principal(router), instance_id, action)
-    return Instance.model_validate(instances.public_view(record))
-
-
-@router.post("/<instance_id>/start", summary="Start a stopped instance", status_code=202)
-def start_instance(instance_id: InstanceId) -> Instance:
-    return _action(instance_id, "start")
-
-
-@router.post("/<instance_id>/stop", summary="Stop a running instance", status_code=202)
-def stop_instance(instance_id: InstanceId) -> Instance:
-    return _action(instance_id, "stop")
-
-
-@router.post("/<instance_id>/restart", summary="Restart a running instance", status_code=202)
-def restart_instance(instance_id: InstanceId) -> Instance:
-    return _action(instance_id, "restart")
-
-
-@router.delete("/<instance_id>", summary="Delete an instance and its data", status_code=202)
-def delete_instance(instance_id: InstanceId) -> Instance:
-    return _action(instance_id, "delete")
+add_lifecycle_routes(router, "instance", InstanceId, Instance, instances.transition, instances.public_view)
 
 
 @router.get("/<instance_id>/stats", summary="Live statistics read from the server")

@@ -1,0 +1,430 @@
+"""The local HA engine: Patroni clusters whose nodes are processes on this machine.
+
+Layout under the engine's home:
+
+    clusters/<cluster_id>/secrets.json           passwords (0600, control-plane user only)
+    clusters/<cluster_id>/<node_id>/data         PGDATA (0700, data-plane user)
+    clusters/<cluster_id>/<node_id>/socket       private unix socket directory (0700)
+    clusters/<cluster_id>/<node_id>/log          PostgreSQL jsonlog files
+    clusters/<cluster_id>/<node_id>/patroni.yml  Patroni configuration (no secrets in it)
+    clusters/<cluster_id>/<node_id>/patroni.pid, patroni.log, patroni.out
+    locks/patroni-<cluster_id>.lock              serialises changes to one cluster
+
+One Patroni per node, started detached as the data-plane user; Patroni starts and stops
+PostgreSQL, bootstraps the first node and clones the others. The engine never decides a
+failover: roles, timelines and lag come from Patroni's REST API, and switchovers go through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgfleet.adapters.engines.local import patroni_config as cfg
+from pgfleet.adapters.engines.local import patroni_process as proc
+from pgfleet.adapters.engines.local import patroni_rest as rest
+from pgfleet.adapters.engines.local import postgres as pg
+from pgfleet.adapters.engines.local import process
+from pgfleet.errors import EngineError
+from pgfleet.local import etcd
+from pgfleet.ports.cluster_engine import (
+    ClusterEngine,
+    ClusterSpec,
+    NodeSpec,
+    NodeState,
+    ReplicaStatus,
+    ReplicationStatus,
+)
+from pgfleet.ports.engine import LogLine, ServerStats
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+REST_START_TIMEOUT = 60.0
+PROMOTION_TIMEOUT = 90.0
+CONFIG_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 3
+
+
+class LocalPatroniEngine(ClusterEngine):
+    """Patroni clusters under `home`, with their DCS in the etcd at `etcd_endpoint`."""
+
+    def __init__(self, home: Path, etcd_endpoint: str, host: str = "127.0.0.1") -> None:
+        ipaddress.ip_address(host)  # listen addresses and pg_hba need an address, not a name
+        self._host = host
+        self._etcd = etcd_endpoint.split(",")[0].strip()
+        self._etcd_endpoint = etcd_endpoint
+        self._home = Path(home).resolve()
+        self._home.mkdir(parents=True, exist_ok=True)
+        self._home.chmod(self._home.stat().st_mode | 0o711)  # the data-plane user must traverse
+        process.ensure_traversable(self._home)
+        (self._home / "clusters").mkdir(mode=0o711, exist_ok=True)
+        (self._home / "locks").mkdir(mode=0o700, exist_ok=True)
+
+    # -- layout --
+
+    def cluster_dir(self, cluster_id: str) -> Path:
+        if not ID_RE.match(cluster_id):
+            raise EngineError(f"invalid cluster id {cluster_id!r}")
+        return self._home / "clusters" / cluster_id
+
+    def paths(self, cluster_id: str, node_id: str) -> cfg.NodePaths:
+        if not ID_RE.match(node_id):
+            raise EngineError(f"invalid node id {node_id!r}")
+        return cfg.NodePaths(self.cluster_dir(cluster_id) / node_id)
+
+    def _nodes(self, cluster_id: str) -> dict[str, cfg.NodePaths]:
+        """Provisioned nodes of a cluster, by node id."""
+        root = self.cluster_dir(cluster_id)
+        if not root.is_dir():
+            return {}
+        return {p.parent.name: cfg.NodePaths(p.parent) for p in sorted(root.glob("*/patroni.yml"))}
+
+    def _rest_url(self, paths: cfg.NodePaths) -> str:
+        return f"http://{self._host}:{cfg.read_ports(paths.config)[1]}"
+
+    def _secrets(self, cluster_id: str) -> cfg.ClusterSecrets:
+        return cfg.load_or_create_secrets(self.cluster_dir(cluster_id) / "secrets.json")
+
+    def _auth(self, cluster_id: str) -> tuple[str, str]:
+        return cfg.RESTAPI_USER, self._secrets(cluster_id).restapi
+
+    @contextlib.contextmanager
+    def _lock(self, cluster_id: str) -> Iterator[None]:
+        """An exclusive flock across processes and threads for changes to one cluster."""
+        with open(self._home / "locks" / f"patroni-{cluster_id}.lock", "a") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    # -- port: lifecycle --
+
+    def provision_node(self, spec: ClusterSpec, node: NodeSpec) -> str:
+        """Write the node's directories and patroni.yml (rewritten every time). Data is left
+        to Patroni: the first node bootstraps it, the others clone it. A running Patroni is
+        told to reload a changed file (SIGHUP); parameters Patroni keeps in the DCS only
+        (max_connections, ...) are not changed by this, only at bootstrap."""
+        paths = self.paths(spec.cluster_id, node.node_id)
+        cfg.check_socket_path(paths, node.port)
+        text = cfg.dump(cfg.render(spec, node, paths, self._host, self._etcd_endpoint))
+        with self._lock(spec.cluster_id):
+            cluster_dir = self.cluster_dir(spec.cluster_id)
+            cluster_dir.mkdir(mode=0o711, exist_ok=True)
+            self._secrets(spec.cluster_id)
+            old = paths.config.read_text() if paths.config.exists() else None
+            for directory in (paths.root, paths.socket, paths.log):
+                process.make_owned_dir(directory)
+            if old == text:
+                return "already provisioned"
+            process.write_owned_file(paths.config, text)
+            if old is not None and proc.reload_patroni(paths):
+                return "configuration rewritten and reloaded"
+        return "provisioned" if old is None else "configuration rewritten"
+
+    def start_node(self, spec: ClusterSpec, node: NodeSpec) -> str:
+        """Start the node's Patroni and return once its REST API answers."""
+        paths = self.paths(spec.cluster_id, node.node_id)
+        if not paths.config.exists():
+            raise EngineError(f"node {node.node_id} of {spec.cluster_id} is not provisioned")
+        url = f"http://{self._host}:{node.rest_port}"
+        with self._lock(spec.cluster_id):
+            if proc.patroni_pid(paths) is not None:
+                reason = "already running"
+            else:
+                proc.clear_orphans(paths)
+                proc.spawn_patroni(paths, self._secrets(spec.cluster_id))
+                reason = "started"
+        deadline = time.monotonic() + REST_START_TIMEOUT
+        while not rest.answers(url):
+            if proc.patroni_pid(paths) is None:
+                raise EngineError(f"Patroni of {node.node_id} exited: {proc.tail(paths)}")
+            if time.monotonic() > deadline:
+                raise EngineError(f"Patroni of {node.node_id} did not answer on {url}: {proc.tail(paths)}")
+            time.sleep(0.1)
+        return reason
+
+    def stop_node(self, cluster_id: str, node_id: str) -> str:
+        """SIGTERM to Patroni, which stops PostgreSQL (and hands over leadership if it led)."""
+        paths = self.paths(cluster_id, node_id)
+        with self._lock(cluster_id):
+            return proc.stop_node(paths)
+
+    def kill_node(self, cluster_id: str, node_id: str) -> str:
+        """Simulate losing the node: kill -9 its Patroni and its postmaster (and whatever else
+        runs in its directory). For tests and benchmarks."""
+        paths = self.paths(cluster_id, node_id)
+        with self._lock(cluster_id):
+            return proc.kill_node(paths)
+
+    def remove_node(self, cluster_id: str, node_id: str) -> str:
+        """Stop the node, delete its directory, and delete its member key from the DCS."""
+        paths = self.paths(cluster_id, node_id)
+        with self._lock(cluster_id):
+            proc.stop_node(paths)
+            pg.remove_tree(paths.root)
+            etcd.delete_key(self._etcd, f"{cfg.NAMESPACE}{cluster_id}/members/{node_id}")
+        return "removed"
+
+    def destroy(self, cluster_id: str) -> str:
+        """Kill every node (Patroni first, so none restarts PostgreSQL or takes the lead),
+        then PostgreSQL, remove the directory, and delete the cluster's DCS keys."""
+        root = self.cluster_dir(cluster_id)
+        trash = root.with_name(f".{cluster_id}.deleting")
+        with self._lock(cluster_id):
+            existed = root.exists()
+            nodes = list(self._nodes(cluster_id).values())
+            for paths in nodes:
+                proc.kill_patroni(paths)
+            for paths in nodes:
+                proc.quit_postmaster(paths)
+            for paths in nodes:
+                proc.kill_node(paths)
+            # Anything else still working in the cluster's directories (pg_basebackup, ...).
+            proc.kill_everything_under(root)
+            proc.kill_everything_under(trash)
+            if existed:
+                os.rename(root, trash)  # a half-removed directory never looks like a cluster
+            if trash.exists():
+                shutil.rmtree(trash)
+            etcd.delete_prefix(self._etcd, f"{cfg.NAMESPACE}{cluster_id}/")
+        return "destroyed" if existed else "already destroyed"
+
+    def wait_until_healthy(self, spec: ClusterSpec, timeout: float = 60) -> str:
+        """Wait for a writable primary and every other node of `spec` streaming; in the
+        synchronous modes also for Patroni to have chosen a synchronous standby, since until
+        then commits are not protected (or, with sync_strict, blocked)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            observed, cluster = self._observe(spec.cluster_id)
+            members = {m.node_id: m for m in observed}
+            primaries = [m for m in members.values() if m.role == "primary" and m.running]
+            waiting = []
+            if len(primaries) != 1:
+                waiting.append(f"primary ({len(primaries)} found)")
+            elif not self._writable(spec.cluster_id, primaries[0].node_id):
+                waiting.append(f"{primaries[0].node_id}: primary not accepting writes")
+            for n in spec.nodes:
+                m = members.get(n.node_id)
+                if primaries and m is primaries[0]:
+                    continue
+                if m is None or m.role != "replica" or m.state != "streaming" or not m.running:
+                    waiting.append(f"{n.node_id}: {m.role + '/' + m.state if m else 'absent'}")
+            if spec.replication_mode != "async" and len(spec.nodes) > 1 and not rest.sync_standbys(cluster):
+                waiting.append("no synchronous standby chosen yet")
+            if not waiting:
+                return f"healthy: primary {primaries[0].node_id}, {len(spec.nodes) - 1} streaming"
+            if time.monotonic() >= deadline:
+                raise EngineError(
+                    f"cluster {spec.cluster_id} not healthy after {timeout:.0f}s: " + "; ".join(waiting)
+                )
+            time.sleep(0.25)
+
+    # -- port: observation --
+
+    def members(self, cluster_id: str) -> list[NodeState]:
+        """Members from GET /cluster, plus provisioned nodes Patroni does not list (stopped).
+        A member whose Patroni process is gone here is reported stopped even while its DCS
+        key has not expired yet."""
+        return self._observe(cluster_id)[0]
+
+    def _observe(self, cluster_id: str) -> tuple[list[NodeState], dict[str, Any]]:
+        """(members, the raw GET /cluster answer, empty when no Patroni answers)."""
+        nodes = self._nodes(cluster_id)
+        live = {nid for nid, p in nodes.items() if proc.patroni_pid(p) is not None}
+        cluster = rest.get_cluster([self._rest_url(nodes[nid]) for nid in sorted(live)]) or {"members": []}
+        ports = {nid: cfg.read_ports(p.config)[0] for nid, p in nodes.items()}
+        return rest.node_states(cluster, ports, live, self._host), cluster
+
+    def switchover(self, cluster_id: str, candidate: str) -> str:
+        """POST /switchover when the leader is healthy, else POST /failover; then wait until
+        the candidate is the leader and accepts writes."""
+        nodes = self._nodes(cluster_id)
+        if candidate not in nodes:
+            raise EngineError(f"node {candidate} is not part of cluster {cluster_id}")
+        cluster = rest.get_cluster([self._rest_url(p) for p in nodes.values()])
+        if cluster is None:
+            raise EngineError(f"no Patroni of cluster {cluster_id} answers")
+        leader = rest.leader_of(cluster)
+        if leader is not None and leader.get("name") == candidate:
+            self._wait_promoted(cluster_id, candidate)
+            return f"{candidate} is already the primary"
+        leader_name = str(leader.get("name")) if leader else None
+        leader_ok = (
+            leader is not None
+            and leader.get("state") == "running"
+            and leader_name in nodes
+            and proc.patroni_pid(nodes[leader_name]) is not None
+        )
+        if leader_ok and leader_name is not None:
+            action, body = "switchover", {"leader": leader_name, "candidate": candidate}
+            target = self._rest_url(nodes[leader_name])
+        else:
+            action, body = "failover", {"candidate": candidate}
+            target = self._rest_url(nodes[candidate])
+        try:
+            resp = rest.call(
+                target, "POST", f"/{action}", body, auth=self._auth(cluster_id), timeout=rest.ACTION_TIMEOUT
+            )
+        except OSError as exc:
+            raise EngineError(f"{action} to {candidate}: Patroni did not answer: {exc}") from exc
+        rest.require_ok(resp, f"{action} to {candidate}")
+        self._wait_promoted(cluster_id, candidate)
+        return f"{action} to {candidate} done"
+
+    def set_replication_mode(self, spec: ClusterSpec) -> str:
+        """PATCH /config with the synchronous_mode flags of spec.replication_mode, until
+        GET /config shows them.
+
+        Patroni patches its cached copy of the DCS configuration: right after an earlier
+        change that copy may be stale, and a PATCH then looks like a no-op (or conflicts,
+        409). Checking the result and patching again makes the call reliable.
+        """
+        flags = cfg.replication_flags(spec.replication_mode)
+        auth = self._auth(spec.cluster_id)
+        deadline = time.monotonic() + CONFIG_TIMEOUT
+        while True:
+            for paths in self._nodes(spec.cluster_id).values():
+                url = self._rest_url(paths)
+                try:
+                    resp = rest.call(url, "PATCH", "/config", flags, auth=auth)
+                    if resp.status != 409:
+                        rest.require_ok(resp, "the configuration change")
+                        if rest.config_shows(url, flags):
+                            return f"replication mode {spec.replication_mode}"
+                except OSError:
+                    continue
+                break
+            else:
+                raise EngineError(f"no Patroni of cluster {spec.cluster_id} answers")
+            if time.monotonic() >= deadline:
+                raise EngineError(f"replication mode {spec.replication_mode} was not applied in time")
+            time.sleep(0.2)
+
+    def replication_status(self, cluster_id: str) -> ReplicationStatus:
+        """Replicas from Patroni, with lag and state from pg_stat_replication on the primary."""
+        members = self.members(cluster_id)
+        primary = next((m for m in members if m.role == "primary" and m.running), None)
+        stats: dict[str, tuple[str, int, float]] = {}
+        if primary is not None:
+            with (
+                contextlib.suppress(EngineError, psycopg.Error),
+                self._connect(cluster_id, primary.node_id) as conn,
+            ):
+                rows = conn.execute(
+                    "SELECT application_name, state,"
+                    " coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint,"
+                    " coalesce(extract(epoch FROM replay_lag), 0)::float8"
+                    " FROM pg_stat_replication"
+                ).fetchall()
+                stats = {str(r[0]): (str(r[1]), int(r[2]), float(r[3])) for r in rows}
+        replicas = []
+        for m in members:
+            if primary is not None and m.node_id == primary.node_id:
+                continue
+            state, lag_bytes, lag_seconds = stats.get(m.node_id, (m.state, m.lag_bytes or 0, 0.0))
+            healthy = (
+                m.node_id in stats
+                and state == "streaming"
+                and lag_bytes <= cfg.MAXIMUM_LAG_ON_FAILOVER
+                and m.running
+            )
+            replicas.append(ReplicaStatus(m.node_id, lag_bytes, lag_seconds, state, healthy))
+        return ReplicationStatus(primary=primary.node_id if primary else None, replicas=replicas)
+
+    def ensure_database(self, cluster_id: str, database: str, username: str, password: str) -> str:
+        """Create or update the LOGIN role and its database on the current primary (over its
+        socket); replicas get them through replication."""
+        for kind, name in (("database", database), ("username", username)):
+            if not name or "\0" in name or len(name.encode()) > 63:
+                raise EngineError(f"invalid {kind} {name!r}: 1 to 63 bytes, no NUL")
+        if not password:
+            raise EngineError("password must not be empty")
+        primary = next((m for m in self.members(cluster_id) if m.role == "primary" and m.running), None)
+        if primary is None:
+            raise EngineError(f"cluster {cluster_id} has no running primary")
+        with self._connect(cluster_id, primary.node_id) as conn:
+            try:
+                # Shared with the single-server engine: SCRAM verifier computed client-side,
+                # statement logging off, identifiers quoted with psycopg.sql.
+                return pg.LocalPostgresEngine._ensure_role_and_database(conn, database, username, password)
+            except psycopg.Error as exc:
+                raise EngineError(f"ensure_database on {cluster_id} failed: {_first_line(exc)}") from exc
+
+    def node_stats(self, cluster_id: str, node_id: str, database: str) -> ServerStats:
+        with self._connect(cluster_id, node_id) as conn:
+            try:
+                return pg.LocalPostgresEngine._collect_stats(conn, database)
+            except psycopg.Error as exc:
+                raise EngineError(f"stats of {node_id} failed: {_first_line(exc)}") from exc
+
+    def node_logs(self, cluster_id: str, node_id: str, limit: int) -> list[LogLine]:
+        if limit <= 0:
+            return []
+        paths = self.paths(cluster_id, node_id)
+        collected: list[LogLine] = []
+        for path in sorted(paths.log.glob("*.json"), reverse=True):  # names sort by time
+            for raw in pg.reverse_lines(path):
+                line = pg.parse_log_line(raw)
+                if line is not None:
+                    collected.append(line)
+                    if len(collected) >= limit:
+                        return collected[::-1]
+        return collected[::-1]
+
+    # -- internals --
+
+    @contextlib.contextmanager
+    def _connect(self, cluster_id: str, node_id: str) -> Iterator[psycopg.Connection]:
+        """An autocommit superuser connection over the node's private socket."""
+        paths = self.paths(cluster_id, node_id)
+        if not paths.config.exists():
+            raise EngineError(f"node {node_id} of {cluster_id} does not exist")
+        try:
+            conn = psycopg.connect(
+                host=str(paths.socket),
+                port=cfg.read_ports(paths.config)[0],
+                user=cfg.SUPERUSER,
+                dbname="postgres",
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT,
+                application_name="pgfleet",
+            )
+        except psycopg.Error as exc:
+            raise EngineError(f"cannot connect to node {node_id}: {_first_line(exc)}") from exc
+        with conn:
+            yield conn
+
+    def _writable(self, cluster_id: str, node_id: str) -> bool:
+        try:
+            with self._connect(cluster_id, node_id) as conn:
+                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                return row is not None and not row[0]
+        except (EngineError, psycopg.Error):
+            return False
+
+    def _wait_promoted(self, cluster_id: str, candidate: str) -> None:
+        deadline = time.monotonic() + PROMOTION_TIMEOUT
+        while True:
+            members = {m.node_id: m for m in self.members(cluster_id)}
+            m = members.get(candidate)
+            if m is not None and m.role == "primary" and m.running and self._writable(cluster_id, candidate):
+                return
+            if time.monotonic() >= deadline:
+                seen = f"{m.role}/{m.state}" if m else "absent"
+                raise EngineError(f"{candidate} did not become a writable primary in time ({seen})")
+            time.sleep(0.25)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,187 @@
+"""The Terraform provider's schema is generated from the API's pydantic models, and the
+committed `terraform-provider-schema/` is what the generator writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, Field
+from tf.types import Unknown
+from tf.utils import Diagnostics
+
+from pgfleet.models.common import StrictModel
+from pgfleet.models.instance import InstanceCreate
+from pgfleet.provider import SOURCE_ADDRESS
+from pgfleet.provider.catalog import INSTANCE
+from pgfleet.provider.client import ApiError
+from pgfleet.provider.diagnostics import add_api_error
+from pgfleet.provider.generate import DEFAULT_OUT, schema_document, stale
+from pgfleet.provider.install import install, target_platform
+from pgfleet.provider.resources import check_arguments
+from pgfleet.provider.schema import resource_schema
+from pgfleet.provider.spec import Computed, InPlaceUpdate, ResourceSpec
+
+TF_TYPES = {int: "number", str: "string"}
+
+
+def _attributes(spec: ResourceSpec) -> dict:
+    return {a.name: a for a in resource_schema(spec).attributes}
+
+
+def test_committed_files_are_what_the_generator_writes() -> None:
+    assert stale(DEFAULT_OUT) == [], "run: python -m pgfleet.provider.generate"
+
+
+def test_instance_arguments_come_from_the_create_model() -> None:
+    attributes = _attributes(INSTANCE)
+    for name, field in InstanceCreate.model_fields.items():
+        attribute = attributes[name]
+        assert json.loads(attribute.type.tf_type()) == TF_TYPES[field.annotation]
+        assert attribute.description.startswith(field.description)
+        assert attribute.required == field.is_required()
+        assert attribute.optional == (not field.is_required())
+        if not field.is_required():
+            assert attribute.default == field.default
+    assert "Between 256 and 262144" in attributes["memory"].description
+    assert attributes["name"].required and attributes["name"].requires_replace
+    assert {n for n, a in attributes.items() if a.requires_replace} == {
+        "name",
+        "version",
+        "database",
+        "username",
+    }
+
+
+def test_instance_computed_attributes_and_their_sensitivity() -> None:
+    schema = schema_document()["provider_schemas"][SOURCE_ADDRESS]
+    resource = schema["resource_schemas"]["pgfleet_instance"]["block"]["attributes"]
+    computed = {n for n, a in resource.items() if a.get("computed") and not a.get("optional")}
+    assert computed == {"id", "status", "host", "port", "password", "uri"}
+    assert {n for n, a in resource.items() if a.get("sensitive")} == {"password", "uri"}
+    assert (
+        resource["port"]["type"] == "number" and resource["host"]["description"] == "Host clients connect to."
+    )
+    data = schema["data_source_schemas"]["pgfleet_instance"]["block"]["attributes"]
+    assert data["id"]["required"] and "password" not in data and "uri" not in data
+    assert schema["provider"]["block"]["attributes"]["token"]["sensitive"]
+
+
+class WidgetCreate(StrictModel):
+    name: str = Field(description="What to call it.", examples=["w1"])
+    size: int = Field(default=3, ge=1, le=9, description="How big.")
+    tags: list[str] = Field(default_factory=list, description="Labels.")
+
+
+class Widget(BaseModel):
+    id: str
+    state: str = Field(description="Where it is.")
+
+
+def _widget(**changes: object) -> ResourceSpec:
+    fields: dict = {
+        "name": "widget",
+        "path": "/api/v1/postgres/cluster/{cluster_id}/widgets",
+        "create": WidgetCreate,
+        "response": Widget,
+        "description": "A widget.",
+        "computed": (Computed("state"),),
+        "in_place": (InPlaceUpdate("resize", ("size", "tags")),),
+        "force_new": ("name",),
+        "parents": {"cluster_id": "The cluster."},
+    }
+    return ResourceSpec(**{**fields, **changes})
+
+
+def test_any_model_becomes_a_schema_by_declaration() -> None:
+    attributes = _attributes(_widget())
+    assert attributes["size"].description == "How big. Between 1 and 9. Defaults to `3`."
+    assert attributes["size"].optional and attributes["size"].computed and attributes["size"].default == 3
+    assert json.loads(attributes["tags"].type.tf_type()) == ["list", "string"]
+    assert attributes["tags"].default is Unknown  # a factory default is left to the API
+    assert attributes["state"].computed and attributes["state"].description == "Where it is."
+    assert attributes["cluster_id"].required and attributes["cluster_id"].requires_replace
+
+
+def test_a_nested_resource_is_addressed_and_imported_through_its_parent() -> None:
+    spec = _widget()
+    state = {"cluster_id": "pgc-1", "id": "w-2"}
+    assert spec.item_path(state) == "/api/v1/postgres/cluster/pgc-1/widgets/w-2"
+    assert spec.parse_import_id("pgc-1/w-2") == state
+    with pytest.raises(ValueError, match="<cluster_id>/<id>"):
+        spec.parse_import_id("w-2")
+
+
+def test_every_argument_must_say_how_it_changes() -> None:
+    with pytest.raises(ValueError, match="tags"):
+        _widget(in_place=(InPlaceUpdate("resize", ("size",)),))
+    with pytest.raises(ValueError, match="declared twice"):
+        _widget(force_new=("name", "size"))
+
+
+def _errors(diags: Diagnostics) -> list[tuple[list, str]]:
+    return [(d.path, d.summary) for d in diags.diagnostics]
+
+
+def test_plan_time_validation_uses_the_api_model_and_names_the_attribute() -> None:
+    diags = Diagnostics()
+    check_arguments(
+        diags, InstanceCreate, {"name": Unknown, "memory": 1, "username": "postgres", "cpu": None}
+    )
+    assert _errors(diags) == [
+        (["memory"], "Invalid value for memory"),
+        (["username"], "Invalid value for username"),
+    ]
+    assert "greater than or equal to 256" in diags.diagnostics[0].detail
+    clean = Diagnostics()
+    check_arguments(clean, InstanceCreate, {"name": "orders-db", "memory": 2048})
+    assert not clean.diagnostics
+
+
+def test_api_validation_errors_land_on_their_attribute() -> None:
+    listed = ApiError(
+        "POST", "/x", 422, "validation_error", "the request is not valid",
+        [{"field": "memory", "message": "Input should be greater than or equal to 256", "type": "x"}],
+    )  # fmt: skip
+    service = ApiError(
+        "POST", "/x", 422, "validation_error", "PostgreSQL 99 is not available",
+        {"field": "version", "supported": ["15"]}, "req-1",
+    )  # fmt: skip
+    other = ApiError("POST", "/x", 409, "already_exists", "instance already exists", None, "req-2")
+    diags = Diagnostics()
+    for exc in (listed, service, other):
+        add_api_error(diags, "Could not create pgfleet_instance", exc, INSTANCE.arguments)
+    assert _errors(diags) == [
+        (["memory"], "Invalid value for memory"),
+        (["version"], "Invalid value for version"),
+        (None, "Could not create pgfleet_instance"),
+    ]
+    assert diags.diagnostics[1].detail == "PostgreSQL 99 is not available (supported: 15)"
+    assert "HTTP 409 already_exists, request req-2" in diags.diagnostics[2].detail
+
+
+def test_install_writes_a_mirror_and_a_cli_config(tmp_path: Path) -> None:
+    done = install(tmp_path, target=Path("/opt/venv/bin/terraform-provider-pgfleet"))
+    relative = done.executable.relative_to(tmp_path / "terraform" / "mirror")
+    assert relative.parts == (
+        "registry.terraform.io", "pgfleet", "pgfleet", "0.1.0", target_platform(), "terraform-provider-pgfleet_v0.1.0"
+    )  # fmt: skip
+    assert done.executable.stat().st_mode & 0o111
+    assert 'exec /opt/venv/bin/terraform-provider-pgfleet "$@"' in done.executable.read_text()
+    config = done.cli_config.read_text()
+    assert f'path    = "{tmp_path / "terraform" / "mirror"}"' in config
+    assert 'include = ["registry.terraform.io/pgfleet/*"]' in config
+    assert 'exclude = ["registry.terraform.io/pgfleet/*"]' in config
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not on PATH")
+def test_examples_are_formatted_as_terraform_fmt_writes_them() -> None:
+    proc = subprocess.run(
+        ["terraform", "fmt", "-check", "-recursive", "-diff", str(DEFAULT_OUT / "examples")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout
