@@ -135,11 +135,16 @@ class LocalStack:
         except ValueError:
             return status, raw.decode()
 
-    def wait_operation(self, op_id: str, token: str, timeout: float = 90) -> dict[str, Any]:
+    def wait_operation_any(self, op_id: str, token: str, timeout: float = 90) -> dict[str, Any]:
+        """Wait until the operation ends, however it ends."""
+
         def done() -> dict[str, Any] | None:
             _, op = self.request("GET", f"/api/v1/operations/{op_id}", token=token)
             return op if op.get("status") in ("succeeded", "failed") else None
 
-        op = wait_for(done, timeout, what=f"operation {op_id}")
+        return wait_for(done, timeout, what=f"operation {op_id}")  # type: ignore[no-any-return]
+
+    def wait_operation(self, op_id: str, token: str, timeout: float = 90) -> dict[str, Any]:
+        op = self.wait_operation_any(op_id, token, timeout)
         assert op["status"] == "succeeded", op
         return op

@@ -100,3 +100,14 @@ def test_reconcile_restarts_dead_nodes_and_records_failover(call, fake_ports):
     assert any("restarted dead node(s) n1" in a and "primary is now n2" in a for a in actions)
     _, got = call("GET", f"{CLUSTERS}/{cid}")
     assert got["primary"] == "n2" and "failover by Patroni" in got["status_reason"]
+
+
+def test_reconcile_waits_for_patroni_before_restarting_a_lost_primary(call, fake_ports):
+    from pgfleet.services import reconcile
+
+    cid = _create(call, fake_ports)["id"]
+    engine = fake_ports.cluster_engine
+    engine.nodes[cid]["n1"]["running"] = False  # killed, but still the leader in the DCS
+    actions = reconcile.run(fake_ports)
+    assert any("waiting for Patroni" in a for a in actions)
+    assert engine.nodes[cid]["n1"]["running"] is False

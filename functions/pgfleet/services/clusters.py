@@ -566,14 +566,23 @@ def reconcile(ports: Ports, record: dict[str, Any]) -> str | None:
         return None
     members = {m.node_id: m for m in ports.cluster_engine.members(record["id"])}
     spec = cluster_spec(record)
-    restarted = []
+    restarted, deferred = [], []
+    alive = {n for n, m in members.items() if m.running}
     for node in spec.nodes:
         m = members.get(node.node_id)
-        if m is None or not m.running:
-            ports.cluster_engine.start_node(spec, node)
-            restarted.append(node.node_id)
+        if m is not None and m.running:
+            continue
+        if m is not None and m.role == "primary" and alive:
+            # The lost primary still holds the leader key: restarting it now would let it take
+            # its leadership back. Patroni elects a replica once the key expires; restart after.
+            deferred.append(node.node_id)
+            continue
+        ports.cluster_engine.start_node(spec, node)
+        restarted.append(node.node_id)
     live = apply_members(record, list(members.values()))
     notes = []
+    if deferred:
+        notes.append(f"primary {', '.join(deferred)} is down; waiting for Patroni to elect a replica")
     if restarted:
         notes.append(f"restarted dead node(s) {', '.join(restarted)}")
     if live["primary"] and live["primary"] != record.get("primary"):
