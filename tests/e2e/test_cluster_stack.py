@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from pgfleet.adapters.engines.local import patroni_rest
 from pgfleet.adapters.engines.local.patroni import LocalPatroniEngine
 from tests.helpers import LocalStack, running_stack, wait_for
 
@@ -86,8 +87,13 @@ def test_promote_keeps_every_row(stack: LocalStack, token: str, cluster: dict) -
 
 def test_primary_loss_fails_over_by_itself(stack: LocalStack, token: str, cluster: dict) -> None:
     cid = cluster["id"]
-    old_primary = _get(stack, token, cid)["primary"]
     engine = LocalPatroniEngine(stack.home / "data", f"http://127.0.0.1:{stack.etcd_port}")
+    # In sync mode Patroni promotes only the synchronous standby (so no acknowledged commit is
+    # lost): kill the primary once one is designated, as it is in steady state.
+    wait_for(
+        lambda: patroni_rest.sync_standbys(engine._observe(cid)[1]), timeout=60, what="a synchronous standby"
+    )
+    old_primary = _get(stack, token, cid)["primary"]
     engine.kill_node(cid, old_primary)
     killed = time.monotonic()
 
