@@ -51,6 +51,7 @@ status:
 lint: install
 	$(VENV)/bin/ruff check functions tests bench
 	$(VENV)/bin/ruff format --check functions tests bench
+	$(VENV)/bin/mypy functions/pgfleet
 
 unit: install
 	$(PY) -m pytest -q tests/unit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Response
@@ -35,7 +36,7 @@ def error_event_response(
     }
 
 
-def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
     """Pydantic's errors, trimmed to what a client needs (never the submitted values: they may
     hold secrets)."""
     out = []

@@ -130,7 +130,7 @@ def create(
     cluster_id = new_id("pgc")
     nodes = _new_nodes(ports, cluster_id, body.name, [], body.node_count)
     now = utcnow_iso()
-    record = {
+    record: dict[str, Any] = {
         "id": cluster_id,
         "tenant_id": tenant,
         "name": body.name,

@@ -115,7 +115,7 @@ def create(
     instance_id = new_id("pgi")
     (port,) = ports_allocation.reserve(ports, instance_id)
     now = utcnow_iso()
-    record = {
+    record: dict[str, Any] = {
         "id": instance_id,
         "tenant_id": tenant,
         "name": body.name,
