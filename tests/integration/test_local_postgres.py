@@ -131,6 +131,7 @@ def test_configuration_from_spec(engine: LocalPostgresEngine, spec: ServerSpec) 
     rules = [line.split() for line in hba.splitlines() if line and not line.startswith("#")]
     assert rules == [
         ["local", "all", "postgres", "trust"],
+        ["local", "replication", "postgres", "trust"],
         ["host", "all", "all", "127.0.0.1/32", "scram-sha-256"],
     ]
 

@@ -17,7 +17,15 @@ from pgfleet.ports.cluster_engine import (
     ReplicaStatus,
     ReplicationStatus,
 )
-from pgfleet.ports.engine import Engine, LogLine, ServerSpec, ServerState, ServerStats
+from pgfleet.ports.engine import (
+    Engine,
+    LogLine,
+    ReplicaLag,
+    ServerSpec,
+    ServerState,
+    ServerStats,
+    replication_slot_name,
+)
 from pgfleet.ports.metadata import MetadataStore, Record
 from pgfleet.ports.queue import Queue
 from pgfleet.ports.scheduler import Schedule, Scheduler
@@ -130,6 +138,7 @@ class FakeEngine(Engine):
 
     def __init__(self) -> None:
         self.servers: dict[str, dict[str, Any]] = {}
+        self.slots: dict[str, set[str]] = {}  # source server id -> its replication slots
         self.fail_on: set[str] = set()
         self._pids = itertools.count(1000)
 
@@ -186,6 +195,41 @@ class FakeEngine(Engine):
 
     def logs(self, server_id: str, limit: int, since: datetime | None = None) -> list[LogLine]:
         return [LogLine(datetime.now(UTC), "LOG", "database system is ready to accept connections")][:limit]
+
+    def _running_source(self, server_id: str) -> None:
+        from pgfleet.errors import EngineError
+
+        if not self.servers.get(server_id, {}).get("running"):
+            raise EngineError(f"source server {server_id} is not running")
+
+    def provision_replica(self, spec: ServerSpec, source_server_id: str) -> str:
+        self._check("provision_replica")
+        self._running_source(source_server_id)
+        self.slots.setdefault(source_server_id, set()).add(replication_slot_name(spec.server_id))
+        self.servers.setdefault(spec.server_id, {"running": False, "spec": spec, "source": source_server_id})
+        return "replica provisioned"
+
+    def replica_status(self, source_server_id: str) -> list[ReplicaLag]:
+        self._check("replica_status")
+        self._running_source(source_server_id)
+        streaming = {
+            replication_slot_name(sid)
+            for sid, s in self.servers.items()
+            if s.get("source") == source_server_id and s["running"]
+        }
+        # A connected standby has caught up; a disconnected slot holds some WAL.
+        return [
+            ReplicaLag(slot, slot, "streaming", 0, 0.0)
+            if slot in streaming
+            else ReplicaLag(slot, "", "disconnected", 4096, None)
+            for slot in sorted(self.slots.get(source_server_id, ()))
+        ]
+
+    def drop_replication_slot(self, source_server_id: str, slot: str) -> str:
+        self._check("drop_replication_slot")
+        self._running_source(source_server_id)
+        self.slots.get(source_server_id, set()).discard(slot)
+        return "slot dropped"
 
 
 class FakeClusterEngine(ClusterEngine):

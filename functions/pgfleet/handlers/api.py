@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from pgfleet import __version__
 from pgfleet.errors import ServiceError
 from pgfleet.handlers.errors import JSON, error_event_response, error_response, validation_details
-from pgfleet.handlers.routers import clusters, operations, platform, single
+from pgfleet.handlers.routers import clusters, operations, platform, replicas, single
 from pgfleet.services import auth
 from pgfleet.settings import get_settings
 
@@ -27,6 +27,7 @@ log = logging.getLogger("pgfleet.api")
 app = APIGatewayHttpResolver(enable_validation=True)
 app.include_router(platform.router)
 app.include_router(single.router, prefix="/api/v1/postgres/single")
+app.include_router(replicas.router, prefix="/api/v1/postgres/single")
 app.include_router(clusters.router, prefix="/api/v1/postgres/cluster")
 app.include_router(operations.router, prefix="/api/v1/operations")
 app.enable_swagger(

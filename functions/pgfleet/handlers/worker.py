@@ -12,6 +12,7 @@ from typing import Any
 from pgfleet.services import clusters as _clusters  # noqa: F401  (registers workflows)
 from pgfleet.services import instances as _instances  # noqa: F401
 from pgfleet.services import operations
+from pgfleet.services import replicas as _replicas  # noqa: F401
 from pgfleet.wiring import dependencies
 
 log = logging.getLogger("pgfleet.worker")

@@ -522,16 +522,9 @@ def _speed_up_moto() -> None:
     backends.list_of_moto_modules = functools.cache(lambda: modules)  # type: ignore[assignment]
 
 
-def _keep_alive(handler: type) -> type:
-    """HTTP/1.1 keep-alive: boto3 reuses its connections instead of opening one (and a server
-    thread) per request."""
-    return type("KeepAliveMotoRequestHandler", (handler,), {"protocol_version": "HTTP/1.1"})
-
-
 def serve(host: str, port: int, state_dir: str | os.PathLike[str]) -> None:
     """Replay the journal, then serve moto on host:port until interrupted. Loopback only."""
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
-    from werkzeug.serving import run_simple
+    from pgfleet.local import wsgi_server
 
     _require_loopback(host)
     _speed_up_moto()
@@ -539,7 +532,7 @@ def serve(host: str, port: int, state_dir: str | os.PathLike[str]) -> None:
     os.environ.setdefault("MOTO_PORT", str(port))
     app, journal = build_app(Path(state_dir))
     try:
-        run_simple(host, port, app, threaded=True, request_handler=_keep_alive(MotoRequestHandler))
+        wsgi_server.serve(app, host, port)
     finally:
         journal.close()
 

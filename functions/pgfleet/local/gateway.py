@@ -67,6 +67,7 @@ def build_event(
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
+    disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stalls
     server_version = "pgfleet-gateway"
 
     def _serve(self) -> None:

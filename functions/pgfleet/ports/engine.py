@@ -12,6 +12,7 @@ refuses or fails; they never raise backend-specific exceptions.
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -64,6 +65,26 @@ class LogLine:
     timestamp: datetime
     severity: str
     message: str
+
+
+@dataclass(frozen=True)
+class ReplicaLag:
+    """One standby streaming from a server, as that server (its source) sees it."""
+
+    slot: str | None  # the physical replication slot it streams from (None: a standby without one)
+    application_name: str  # what the standby calls itself; "" while it is not connected
+    state: str  # pg_stat_replication's state ("streaming", "catchup", "backup"), else "disconnected"
+    lag_bytes: int  # WAL the standby has not replayed yet (the WAL its slot holds while disconnected)
+    lag_seconds: float | None  # replay lag measured by the source; None while not connected
+
+
+def replication_slot_name(server_id: str) -> str:
+    """The physical replication slot a standby named `server_id` streams from.
+
+    Slot names allow only lowercase letters, digits and underscores, so a server id such as
+    "pgr-1a2b" becomes "pgr_1a2b". Engines name slots with this and callers find them with it.
+    """
+    return re.sub(r"[^a-z0-9_]", "_", server_id.lower())[:63]
 
 
 class Engine(abc.ABC):
@@ -130,3 +151,33 @@ class Engine(abc.ABC):
     def logs(self, server_id: str, limit: int, since: datetime | None = None) -> list[LogLine]:
         """The server's most recent log lines, oldest first, at most `limit`, only those at or
         after `since` when given."""
+
+    @abc.abstractmethod
+    def provision_replica(self, spec: ServerSpec, source_server_id: str) -> str:
+        """Create a streaming standby of the running server `source_server_id`, without
+        starting it.
+
+        The standby copies the source's data (its roles and databases included), streams WAL
+        from it through the physical replication slot `replication_slot_name(spec.server_id)`
+        (created on the source), and serves read-only queries on `spec.port` once started with
+        `start(spec)`. Its settings come from `spec`, raised where a standby must match its
+        source (max_connections and the like).
+
+        Idempotent: when the standby's data directory exists, only its configuration is
+        rewritten. Raises EngineError when the source is not running or the copy fails; a
+        failed copy leaves nothing behind but the slot, which `drop_replication_slot` removes.
+        May block for as long as copying the source's data takes.
+        """
+
+    @abc.abstractmethod
+    def replica_status(self, source_server_id: str) -> list[ReplicaLag]:
+        """The standbys of `source_server_id` as it sees them: one entry per physical slot
+        (connected or not) and per connected standby without a slot. Raises EngineError when
+        the source is not running."""
+
+    @abc.abstractmethod
+    def drop_replication_slot(self, source_server_id: str, slot: str) -> str:
+        """Drop the physical replication slot `slot` on the running server `source_server_id`,
+        disconnecting a standby still streaming from it, so the source stops keeping WAL for it.
+        Idempotent: a missing slot is not an error. Raises EngineError when the source is not
+        running."""

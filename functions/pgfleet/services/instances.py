@@ -235,6 +235,12 @@ def _destroy(ctx: StepContext) -> str:
     return ctx.ports.engine.destroy(ctx.resource_id)
 
 
+def _delete_replicas(ctx: StepContext) -> str:
+    from pgfleet.services import replicas  # imported here: replicas imports this module
+
+    return replicas.destroy_all_for_instance(ctx)
+
+
 def _release(ctx: StepContext) -> str:
     record = ctx.ports.store.get(KIND, ctx.resource_id)
     if record is None:
@@ -271,7 +277,12 @@ register(Workflow("instance.restart", (("restart", _restart), ("mark_running", _
 register(
     Workflow(
         "instance.delete",
-        (("destroy", _destroy), ("release", _release), ("remove_record", resources.remove_record(INSTANCE))),
+        (
+            ("delete_replicas", _delete_replicas),
+            ("destroy", _destroy),
+            ("release", _release),
+            ("remove_record", resources.remove_record(INSTANCE)),
+        ),
         _failed,
     )
 )

@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pgfleet.errors import Conflict, NotFound
@@ -116,6 +117,23 @@ def resume(ports: Ports, operation_id: str) -> None:
 def is_stale(op: dict[str, Any], now: float | None = None) -> bool:
     """An unfinished operation nobody holds a live lease on."""
     return op["status"] not in TERMINAL and float(op.get("lease_until") or 0) < (now or time.time())
+
+
+# An operation untouched for this long, with no live lease, has lost its worker or message.
+STALE_AFTER_SECONDS = 30
+
+
+def resume_if_stale(ports: Ports, resource: dict[str, Any]) -> str | None:
+    """Hand the resource's unfinished operation back to the worker if nobody works on it
+    (reconcile calls this; a duplicate delivery is harmless thanks to the lease)."""
+    op = ports.store.get(KIND, resource.get("operation_id") or "")
+    if not op or not is_stale(op):
+        return None
+    updated = datetime.fromisoformat(op["updated_at"].replace("Z", "+00:00"))
+    if (datetime.now(UTC) - updated).total_seconds() <= STALE_AFTER_SECONDS:
+        return None
+    resume(ports, op["id"])
+    return f"{resource['id']}: resumed {op['type']} operation {op['id']} (no worker held it)"
 
 
 def run(ports: Ports, operation_id: str, worker_id: str | None = None) -> str:

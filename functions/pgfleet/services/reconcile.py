@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from pgfleet.errors import PgfleetError
 from pgfleet.models.common import utcnow_iso
 from pgfleet.ports.scheduler import Schedule
-from pgfleet.services import clusters, instances, operations
+from pgfleet.services import clusters, instances, operations, replicas
 from pgfleet.services.context import Ports
 
 log = logging.getLogger(__name__)
@@ -25,8 +24,6 @@ RECONCILE_SCHEDULE = Schedule(
     name="pgfleet-reconcile", expression="rate(1 minute)", payload={"task": "reconcile"}
 )
 TRANSITIONAL = ("creating", "starting", "stopping", "restarting", "deleting")
-# An operation untouched for this long, with no live lease, has lost its worker or message.
-STALE_AFTER_SECONDS = 30
 
 
 def platform_schedules() -> list[Schedule]:
@@ -52,31 +49,19 @@ def run(ports: Ports, detail: dict[str, Any] | None = None) -> list[str]:
                 line = f"{record['id']}: could not reconcile: {exc}"
             if line:
                 actions.append(line)
+    actions += replicas.reconcile(ports)
     return actions
-
-
-def resume_stale_operation(ports: Ports, record: dict[str, Any]) -> str | None:
-    """Hand an unfinished operation nobody works on back to the worker."""
-    op = ports.store.get(operations.KIND, record.get("operation_id") or "")
-    if op and operations.is_stale(op) and _age_seconds(op["updated_at"]) > STALE_AFTER_SECONDS:
-        operations.resume(ports, op["id"])
-        return f"{record['id']}: resumed {op['type']} operation {op['id']} (no worker held it)"
-    return None
 
 
 def reconcile_cluster(ports: Ports, record: dict[str, Any]) -> str | None:
     if record["status"] in TRANSITIONAL + ("scaling", "promoting"):
-        return resume_stale_operation(ports, record)
+        return operations.resume_if_stale(ports, record)
     return clusters.reconcile(ports, record)
-
-
-def _age_seconds(timestamp: str) -> float:
-    return (datetime.now(UTC) - datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds()
 
 
 def reconcile_instance(ports: Ports, record: dict[str, Any]) -> str | None:
     if record["status"] in TRANSITIONAL:
-        return resume_stale_operation(ports, record)
+        return operations.resume_if_stale(ports, record)
     desired = record.get("desired_state", "running")
     state = ports.engine.state(record["id"])
     if desired == "running" and record["status"] == "running" and not state.running:

@@ -356,14 +356,14 @@ class LocalPatroniEngine(ClusterEngine):
             try:
                 # Shared with the single-server engine: SCRAM verifier computed client-side,
                 # statement logging off, identifiers quoted with psycopg.sql.
-                return pg.LocalPostgresEngine._ensure_role_and_database(conn, database, username, password)
+                return pg.ensure_role_and_database(conn, database, username, password)
             except psycopg.Error as exc:
                 raise EngineError(f"ensure_database on {cluster_id} failed: {_first_line(exc)}") from exc
 
     def node_stats(self, cluster_id: str, node_id: str, database: str) -> ServerStats:
         with self._connect(cluster_id, node_id) as conn:
             try:
-                return pg.LocalPostgresEngine._collect_stats(conn, database)
+                return pg.collect_stats(conn, database)
             except psycopg.Error as exc:
                 raise EngineError(f"stats of {node_id} failed: {_first_line(exc)}") from exc
 

@@ -13,6 +13,10 @@ provisioned by copying its version's template and writing `pgfleet.conf` (includ
 postgresql.conf) and `pg_hba.conf`. The control plane administers a server over its unix
 socket as the `postgres` superuser (trust, but the socket directory is private); clients
 reach it over TCP on the engine host with SCRAM passwords only.
+
+A read replica is a server whose data directory is a `pg_basebackup` of its running source,
+taken over the source's private socket. It streams WAL from the source over that same socket
+through a physical replication slot, so no replication password exists anywhere.
 """
 
 from __future__ import annotations
@@ -28,19 +32,28 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from pgfleet.adapters.engines.local import process, tuning
 from pgfleet.adapters.engines.local.ports import port_is_free
 from pgfleet.errors import EngineError
-from pgfleet.ports.engine import Engine, LogLine, ServerSpec, ServerState, ServerStats
+from pgfleet.ports.engine import (
+    Engine,
+    LogLine,
+    ReplicaLag,
+    ServerSpec,
+    ServerState,
+    ServerStats,
+    replication_slot_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +63,9 @@ CONFIG_INCLUDE = "pgfleet.conf"
 INCLUDE_LINE = f"include_if_exists = '{CONFIG_INCLUDE}'"
 PG_CTL_TIMEOUT_S = 60
 CONNECT_TIMEOUT_S = 2
+BASEBACKUP_TIMEOUT_S = 3600
+# How long dropping a slot waits for the walsender of a disconnected standby to exit.
+SLOT_RELEASE_TIMEOUT_S = 10
 
 # Stale-postmaster recovery: how long orphaned backends of a killed postmaster get to exit
 # on their own before they are killed, and how often a start is retried after that.
@@ -84,9 +100,19 @@ MANAGED_SETTINGS = frozenset(
         "hba_file",
         "ident_file",
         "external_pid_file",
+        "primary_conninfo",
+        "primary_slot_name",
     }
 )
 REQUIRED_PRELOAD = "pg_stat_statements"
+# A hot standby refuses to run with any of these below its source's value.
+HOT_STANDBY_MINIMUMS = (
+    "max_connections",
+    "max_worker_processes",
+    "max_wal_senders",
+    "max_prepared_transactions",
+    "max_locks_per_transaction",
+)
 
 
 # --- binaries -------------------------------------------------------------------------------
@@ -149,6 +175,28 @@ def pg_ctl_argv(
     if mode:
         argv += ["-m", mode]
     return [*argv, action]
+
+
+def pg_basebackup_argv(bin_dir: Path, target: Path, socket: Path, port: int, slot: str) -> list[str]:
+    # -X stream through the standby's own slot: the WAL the copy needs, and everything after
+    # it, stays on the source until the standby has it. -w: never prompt for a password.
+    return [
+        str(bin_dir / "pg_basebackup"),
+        "-D",
+        str(target),
+        "-h",
+        str(socket),
+        "-p",
+        str(port),
+        "-U",
+        ADMIN_USER,
+        "-X",
+        "stream",
+        "-S",
+        slot,
+        "--checkpoint=fast",
+        "-w",
+    ]
 
 
 # --- paths ------------------------------------------------------------------------------------
@@ -300,8 +348,41 @@ def with_required_preload(libraries: str) -> str:
     return ",".join(names)
 
 
-def render_config(spec: ServerSpec, paths: ServerPaths, host: str) -> str:
-    """The content of pgfleet.conf for `spec`."""
+@dataclass(frozen=True)
+class StandbySource:
+    """What a standby's configuration needs to know of the server it streams from."""
+
+    socket: Path
+    port: int
+    slot: str
+    application_name: str
+    minimums: Mapping[str, int] = field(default_factory=dict)  # HOT_STANDBY_MINIMUMS on the source
+
+
+def standby_settings(source: StandbySource, own: Mapping[str, str]) -> dict[str, str]:
+    """The settings that make a server a hot standby of `source`, what -R of pg_basebackup
+    writes plus the settings a standby may not set below its source's (`own` are the ones
+    it would have otherwise)."""
+    conninfo = make_conninfo(
+        host=str(source.socket),
+        port=str(source.port),
+        user=ADMIN_USER,
+        application_name=source.application_name,
+    )
+    settings = {"hot_standby": "on", "primary_conninfo": conninfo, "primary_slot_name": source.slot}
+    for name, minimum in source.minimums.items():
+        try:
+            value = max(int(own.get(name, minimum)), minimum)
+        except ValueError:  # a unit or expression we do not parse: the source's value is safe
+            value = minimum
+        settings[name] = str(value)
+    return settings
+
+
+def render_config(
+    spec: ServerSpec, paths: ServerPaths, host: str, standby: StandbySource | None = None
+) -> str:
+    """The content of pgfleet.conf for `spec`; a standby of `standby` when given."""
     try:
         tuned = tuning.settings_for(spec.memory_mb, spec.cpu)
     except ValueError as exc:
@@ -327,20 +408,23 @@ def render_config(spec: ServerSpec, paths: ServerPaths, host: str) -> str:
     if "shared_preload_libraries" in overrides:
         overrides["shared_preload_libraries"] = with_required_preload(overrides["shared_preload_libraries"])
     settings.update(overrides)
+    if standby is not None:
+        settings.update(standby_settings(standby, settings))
     lines = ["# Managed by pgfleet: rewritten on every provision. Do not edit.\n"]
     lines += [f"{name} = {conf_value(value)}\n" for name, value in settings.items()]
     return "".join(lines)
 
 
 def render_hba(host: str) -> str:
-    """pg_hba.conf: the superuser over the private socket only; everyone else with SCRAM
-    over TCP on the engine host only."""
+    """pg_hba.conf: the superuser over the private socket only (standbys of the server
+    replicate that way too); everyone else with SCRAM over TCP on the engine host only."""
     prefix = 32 if ipaddress.ip_address(host).version == 4 else 128
     return (
         "# Managed by pgfleet: rewritten on every provision. Do not edit.\n"
-        "# TYPE  DATABASE  USER      ADDRESS             METHOD\n"
-        f"local   all       {ADMIN_USER}                      trust\n"
-        f"host    all       all       {host}/{prefix:<10} scram-sha-256\n"
+        "# TYPE  DATABASE     USER      ADDRESS             METHOD\n"
+        f"local   all          {ADMIN_USER}                      trust\n"
+        f"local   replication  {ADMIN_USER}                      trust\n"
+        f"host    all          all       {host}/{prefix:<10} scram-sha-256\n"
     )
 
 
@@ -423,6 +507,161 @@ def parse_log_line(raw: bytes) -> LogLine | None:
     )
 
 
+# --- SQL over a superuser connection (shared with the Patroni engine) ----------------------------
+
+
+def ensure_role_and_database(conn: psycopg.Connection, database: str, username: str, password: str) -> str:
+    """Create or update the LOGIN role `username` (SCRAM verifier computed here, so the password
+    never reaches the server) and the database it owns, over a superuser connection `conn`.
+    Returns what changed. Raises EngineError for a superuser role, psycopg.Error otherwise."""
+    # A failing statement must not be echoed into the server log, and no logging of
+    # statements may catch it either.
+    for statement in (
+        "SET log_min_error_statement = 'panic'",
+        "SET log_statement = 'none'",
+        "SET log_min_duration_statement = -1",
+        "SET pg_stat_statements.track_utility = off",
+    ):
+        conn.execute(statement)
+    role = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (username,)).fetchone()
+    if role is not None and role[0]:
+        raise EngineError(f"refusing to manage superuser role {username!r}")
+    verifier = conn.pgconn.encrypt_password(password.encode(), username.encode(), b"scram-sha-256")
+    options = sql.SQL("WITH LOGIN PASSWORD {}").format(sql.Literal(verifier.decode()))
+    ident = sql.Identifier(username)
+    actions = []
+    try:
+        if role is None:
+            conn.execute(sql.SQL("CREATE ROLE {} {}").format(ident, options))
+            actions.append("created role")
+    except pg_errors.DuplicateObject:
+        role = (False,)  # created concurrently: update it below
+    if role is not None:
+        conn.execute(sql.SQL("ALTER ROLE {} {}").format(ident, options))
+        actions.append("updated role")
+
+    db = sql.Identifier(database)
+    owner = conn.execute(
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (database,)
+    ).fetchone()
+    if owner is None:
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(db, ident))
+        except pg_errors.DuplicateDatabase:
+            owner = ("",)
+        else:
+            # Tenants share a server: only the owner (and superusers) may connect.
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
+            actions.append("created database")
+    if owner is not None and owner[0] != username:
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, ident))
+        actions.append("changed database owner")
+    return ", ".join(actions) if actions else "unchanged"
+
+
+def collect_stats(conn: psycopg.Connection, database: str) -> ServerStats:
+    """Live statistics of the server behind `conn`, sized for `database`. Raises EngineError
+    for a missing database, psycopg.Error otherwise."""
+    size = conn.execute(
+        "SELECT pg_database_size(oid) FROM pg_database WHERE datname = %s", (database,)
+    ).fetchone()
+    if size is None:
+        raise EngineError(f"database {database!r} does not exist")
+    # Client backends only, and not this very connection.
+    active, idle, total = conn.execute(
+        "SELECT count(*) FILTER (WHERE state = 'active'), count(*) FILTER (WHERE state = 'idle'),"
+        " count(*) FROM pg_stat_activity"
+        " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    ).fetchone() or (0, 0, 0)
+    max_connections = int((conn.execute("SHOW max_connections").fetchone() or ("0",))[0])
+    uptime, commits, rollbacks, deadlocks, hits, reads = conn.execute(
+        "SELECT extract(epoch FROM now() - pg_postmaster_start_time())::float8,"
+        " coalesce(sum(xact_commit), 0)::bigint, coalesce(sum(xact_rollback), 0)::bigint,"
+        " coalesce(sum(deadlocks), 0)::bigint, coalesce(sum(blks_hit), 0)::bigint,"
+        " coalesce(sum(blks_read), 0)::bigint FROM pg_stat_database"
+    ).fetchone() or (0.0, 0, 0, 0, 0, 0)
+    return ServerStats(
+        connections_active=int(active),
+        connections_idle=int(idle),
+        connections_total=int(total),
+        connections_max=max_connections,
+        database_size_bytes=int(size[0]),
+        uptime_seconds=float(uptime),
+        commits=int(commits),
+        rollbacks=int(rollbacks),
+        # Nothing read at all means nothing missed the cache.
+        cache_hit_ratio=hits / (hits + reads) if hits + reads else 1.0,
+        deadlocks=int(deadlocks),
+        collected_at=datetime.now(UTC),
+    )
+
+
+def hot_standby_minimums(conn: psycopg.Connection) -> dict[str, int]:
+    """The source's values of the settings a hot standby may not set lower."""
+    rows = conn.execute(
+        "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(HOT_STANDBY_MINIMUMS),)
+    ).fetchall()
+    return {str(name): int(value) for name, value in rows}
+
+
+def ensure_physical_slot(conn: psycopg.Connection, slot: str) -> str:
+    """Create the physical slot `slot`, reserving WAL from now on, unless it exists."""
+    try:
+        conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
+    except pg_errors.DuplicateObject:
+        return f"slot {slot} exists"
+    return f"created slot {slot}"
+
+
+def replica_lag(conn: psycopg.Connection) -> list[ReplicaLag]:
+    """Every physical slot and every connected standby of the server, with replay lag.
+
+    A disconnected slot's lag is the WAL it makes the server keep (from its restart_lsn).
+    """
+    rows = conn.execute(
+        "SELECT s.slot_name, coalesce(r.application_name, ''), coalesce(r.state, 'disconnected'),"
+        " coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(r.replay_lsn, s.restart_lsn)), 0)::bigint,"
+        " CASE WHEN r.pid IS NOT NULL THEN coalesce(extract(epoch FROM r.replay_lag), 0) END::float8"
+        " FROM pg_replication_slots s FULL JOIN pg_stat_replication r ON r.pid = s.active_pid"
+        " WHERE s.slot_type IS DISTINCT FROM 'logical'"
+        " ORDER BY s.slot_name, r.application_name"
+    ).fetchall()
+    return [
+        ReplicaLag(
+            slot=slot,
+            application_name=str(name),
+            state=str(state),
+            lag_bytes=max(0, int(lag_bytes)),
+            lag_seconds=None if lag_seconds is None else float(lag_seconds),
+        )
+        for slot, name, state, lag_bytes, lag_seconds in rows
+    ]
+
+
+def drop_physical_slot(conn: psycopg.Connection, slot: str) -> str:
+    """Drop `slot`, terminating the walsender still holding it (a standby that is going
+    away, or one that reconnected in the meantime). Returns what happened."""
+    deadline = time.monotonic() + SLOT_RELEASE_TIMEOUT_S
+    while True:
+        row = conn.execute(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        ).fetchone()
+        if row is None:
+            return f"slot {slot} already dropped"
+        if row[0] is not None:
+            conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+        try:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            return f"dropped slot {slot}"
+        except pg_errors.UndefinedObject:
+            return f"slot {slot} already dropped"
+        except pg_errors.ObjectInUse:
+            # The terminated walsender has not exited yet.
+            if time.monotonic() >= deadline:
+                raise EngineError(f"slot {slot} is still in use after {SLOT_RELEASE_TIMEOUT_S}s") from None
+            time.sleep(0.1)
+
+
 # --- the engine ------------------------------------------------------------------------------------
 
 
@@ -470,25 +709,9 @@ class LocalPostgresEngine(Engine):
     def provision(self, spec: ServerSpec) -> str:
         """Create the data directory from the version's template (once) and (re)write the
         configuration from `spec`. Does not start or reload the server."""
-        paths = self.paths(spec.server_id)
         bin_dir_for(spec.version)
-        self._check_socket_path(paths, spec.port)
-        config = render_config(spec, paths, self._host)
-        with self._lock(f"server-{spec.server_id}"):
-            for directory in (paths.root, paths.socket, paths.log):
-                process.make_owned_dir(directory)
-            if is_data_dir(paths.data):
-                self._check_version(paths, spec.version)
-                reason = "already provisioned (configuration rewritten)"
-            else:
-                if paths.data.exists():
-                    raise EngineError(f"{paths.data} exists but is not a complete data directory")
-                self._copy_template(spec.version, paths)
-                reason = "created data directory from template"
-            ensure_include(paths.data)
-            process.write_owned_file(paths.config, config)
-            process.write_owned_file(paths.data / "pg_hba.conf", render_hba(self._host))
-        return reason
+        config = render_config(spec, self.paths(spec.server_id), self._host)
+        return self._provision(spec, config, lambda paths: self._copy_template(spec.version, paths))
 
     def start(self, spec: ServerSpec) -> str:
         """Start the server and wait until it accepts connections; recover a stale
@@ -584,6 +807,15 @@ class LocalPostgresEngine(Engine):
         with conn:
             yield conn
 
+    @contextlib.contextmanager
+    def administer(self, server_id: str, action: str) -> Iterator[psycopg.Connection]:
+        """`connect`, with SQL errors raised as EngineError saying which `action` failed."""
+        with self.connect(server_id) as conn:
+            try:
+                yield conn
+            except psycopg.Error as exc:
+                raise EngineError(f"{action} on {server_id} failed: {_first_line(exc)}") from exc
+
     def ensure_database(self, server_id: str, database: str, username: str, password: str) -> str:
         """Create or update the LOGIN role (SCRAM) and create the database it owns.
 
@@ -595,19 +827,13 @@ class LocalPostgresEngine(Engine):
         _check_identifier("username", username)
         if not password:
             raise EngineError("password must not be empty")
-        with self.connect(server_id) as conn:
-            try:
-                return self._ensure_role_and_database(conn, database, username, password)
-            except psycopg.Error as exc:
-                raise EngineError(f"ensure_database on {server_id} failed: {_first_line(exc)}") from exc
+        with self.administer(server_id, "ensure_database") as conn:
+            return ensure_role_and_database(conn, database, username, password)
 
     def stats(self, server_id: str, database: str) -> ServerStats:
         """Connections, size, uptime, transactions and cache hits of the running server."""
-        with self.connect(server_id) as conn:
-            try:
-                return self._collect_stats(conn, database)
-            except psycopg.Error as exc:
-                raise EngineError(f"stats of {server_id} failed: {_first_line(exc)}") from exc
+        with self.administer(server_id, "stats") as conn:
+            return collect_stats(conn, database)
 
     def logs(self, server_id: str, limit: int, since: datetime | None = None) -> list[LogLine]:
         """The newest `limit` jsonlog lines (at or after `since`), oldest first."""
@@ -634,7 +860,93 @@ class LocalPostgresEngine(Engine):
                     return collected[::-1]
         return collected[::-1]
 
+    # -- port: read replicas --
+
+    def provision_replica(self, spec: ServerSpec, source_server_id: str) -> str:
+        """A hot standby of the running `source_server_id`: its slot on the source, a
+        pg_basebackup over the source's private socket (once), then its own configuration.
+        Does not start it."""
+        source = self.paths(source_server_id)
+        bin_dir = self._bin_for(source, spec.version)
+        if not self._running_pid(source):
+            raise EngineError(f"source server {source_server_id} is not running")
+        self._allow_replication(source)
+        slot = replication_slot_name(spec.server_id)
+        with self.administer(source_server_id, "preparing a replica") as conn:
+            slot_reason = ensure_physical_slot(conn, slot)
+            minimums = hot_standby_minimums(conn)
+        standby = StandbySource(source.socket, self._port(source), slot, spec.server_id, minimums)
+        config = render_config(spec, self.paths(spec.server_id), self._host, standby)
+        reason = self._provision(spec, config, lambda paths: self._base_backup(bin_dir, standby, paths))
+        return f"{reason}; {slot_reason}"
+
+    def replica_status(self, source_server_id: str) -> list[ReplicaLag]:
+        """Standbys of the source from pg_stat_replication and pg_replication_slots."""
+        with self.administer(source_server_id, "replica_status") as conn:
+            return replica_lag(conn)
+
+    def drop_replication_slot(self, source_server_id: str, slot: str) -> str:
+        """Drop the slot, terminating a walsender that still holds it."""
+        _check_identifier("slot", slot)
+        with self.administer(source_server_id, "drop_replication_slot") as conn:
+            return drop_physical_slot(conn, slot)
+
     # -- internals: provisioning --
+
+    def _provision(self, spec: ServerSpec, config: str, create: Callable[[ServerPaths], str]) -> str:
+        """Make the data directory with `create` unless it is complete already, then write
+        the configuration files. Returns why."""
+        paths = self.paths(spec.server_id)
+        self._check_socket_path(paths, spec.port)
+        with self._lock(f"server-{spec.server_id}"):
+            for directory in (paths.root, paths.socket, paths.log):
+                process.make_owned_dir(directory)
+            if is_data_dir(paths.data):
+                self._check_version(paths, spec.version)
+                reason = "already provisioned (configuration rewritten)"
+            else:
+                if paths.data.exists():
+                    raise EngineError(f"{paths.data} exists but is not a complete data directory")
+                reason = create(paths)
+            ensure_include(paths.data)
+            process.write_owned_file(paths.config, config)
+            process.write_owned_file(paths.data / "pg_hba.conf", render_hba(self._host))
+        return reason
+
+    def _base_backup(self, bin_dir: Path, source: StandbySource, paths: ServerPaths) -> str:
+        started = time.monotonic()
+        copying = paths.root / "data.basebackup"
+        remove_tree(copying)
+        process.run(
+            pg_basebackup_argv(bin_dir, copying, source.socket, source.port, source.slot),
+            timeout=BASEBACKUP_TIMEOUT_S,
+        )
+        # What -R of pg_basebackup writes: start as a standby. Written before the rename so the
+        # data directory never appears without it (it would start as a second primary).
+        process.write_owned_file(copying / "standby.signal", "")
+        os.rename(copying, paths.data)
+        return f"copied the source with pg_basebackup in {time.monotonic() - started:.1f}s"
+
+    def _allow_replication(self, source: ServerPaths) -> None:
+        """Give a server provisioned before it could have standbys the pg_hba.conf rule they
+        replicate through, and wait until the postmaster has loaded it."""
+        hba = source.data / "pg_hba.conf"
+        wanted = render_hba(self._host)
+        with self._lock(f"server-{source.root.name}"):
+            if hba.read_text() == wanted:
+                return
+            process.write_owned_file(hba, wanted)
+        query = "SELECT pg_conf_load_time()"
+        with self.administer(source.root.name, "reloading pg_hba.conf") as conn:
+            loaded = conn.execute(query).fetchone()
+            conn.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        # New sessions inherit the postmaster's load time: a later one means the rule is live.
+        while time.monotonic() < deadline:
+            with self.administer(source.root.name, "reloading pg_hba.conf") as conn:
+                if conn.execute(query).fetchone() != loaded:
+                    return
+            time.sleep(0.05)
 
     @contextlib.contextmanager
     def _lock(self, name: str) -> Iterator[None]:
@@ -676,13 +988,14 @@ class LocalPostgresEngine(Engine):
             remove_tree(target)
             process.run(initdb_argv(bin_dir, target, "C"), timeout=300)
 
-    def _copy_template(self, version: str, paths: ServerPaths) -> None:
+    def _copy_template(self, version: str, paths: ServerPaths) -> str:
         template = self._ensure_template(version)
         copying = paths.root / "data.copying"
         remove_tree(copying)
         process.run(copy_argv(template, copying), timeout=300)
         # The copy appears whole or not at all: a crash mid-copy leaves only data.copying.
         os.rename(copying, paths.data)
+        return "created data directory from template"
 
     def _check_socket_path(self, paths: ServerPaths, port: int) -> None:
         socket_file = paths.socket / f".s.PGSQL.{port}"
@@ -829,89 +1142,6 @@ class LocalPostgresEngine(Engine):
                 return None
         except (psycopg.Error, EngineError) as exc:
             return _first_line(exc)
-
-    @staticmethod
-    def _ensure_role_and_database(
-        conn: psycopg.Connection, database: str, username: str, password: str
-    ) -> str:
-        # A failing statement must not be echoed into the server log, and no logging of
-        # statements may catch it either.
-        for statement in (
-            "SET log_min_error_statement = 'panic'",
-            "SET log_statement = 'none'",
-            "SET log_min_duration_statement = -1",
-            "SET pg_stat_statements.track_utility = off",
-        ):
-            conn.execute(statement)
-        role = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (username,)).fetchone()
-        if role is not None and role[0]:
-            raise EngineError(f"refusing to manage superuser role {username!r}")
-        verifier = conn.pgconn.encrypt_password(password.encode(), username.encode(), b"scram-sha-256")
-        options = sql.SQL("WITH LOGIN PASSWORD {}").format(sql.Literal(verifier.decode()))
-        ident = sql.Identifier(username)
-        actions = []
-        try:
-            if role is None:
-                conn.execute(sql.SQL("CREATE ROLE {} {}").format(ident, options))
-                actions.append("created role")
-        except pg_errors.DuplicateObject:
-            role = (False,)  # created concurrently: update it below
-        if role is not None:
-            conn.execute(sql.SQL("ALTER ROLE {} {}").format(ident, options))
-            actions.append("updated role")
-
-        db = sql.Identifier(database)
-        owner = conn.execute(
-            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (database,)
-        ).fetchone()
-        if owner is None:
-            try:
-                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(db, ident))
-            except pg_errors.DuplicateDatabase:
-                owner = ("",)
-            else:
-                # Tenants share a server: only the owner (and superusers) may connect.
-                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
-                actions.append("created database")
-        if owner is not None and owner[0] != username:
-            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, ident))
-            actions.append("changed database owner")
-        return ", ".join(actions) if actions else "unchanged"
-
-    @staticmethod
-    def _collect_stats(conn: psycopg.Connection, database: str) -> ServerStats:
-        size = conn.execute(
-            "SELECT pg_database_size(oid) FROM pg_database WHERE datname = %s", (database,)
-        ).fetchone()
-        if size is None:
-            raise EngineError(f"database {database!r} does not exist")
-        # Client backends only, and not this very connection.
-        active, idle, total = conn.execute(
-            "SELECT count(*) FILTER (WHERE state = 'active'), count(*) FILTER (WHERE state = 'idle'),"
-            " count(*) FROM pg_stat_activity"
-            " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
-        ).fetchone() or (0, 0, 0)
-        max_connections = int((conn.execute("SHOW max_connections").fetchone() or ("0",))[0])
-        uptime, commits, rollbacks, deadlocks, hits, reads = conn.execute(
-            "SELECT extract(epoch FROM now() - pg_postmaster_start_time())::float8,"
-            " coalesce(sum(xact_commit), 0)::bigint, coalesce(sum(xact_rollback), 0)::bigint,"
-            " coalesce(sum(deadlocks), 0)::bigint, coalesce(sum(blks_hit), 0)::bigint,"
-            " coalesce(sum(blks_read), 0)::bigint FROM pg_stat_database"
-        ).fetchone() or (0.0, 0, 0, 0, 0, 0)
-        return ServerStats(
-            connections_active=int(active),
-            connections_idle=int(idle),
-            connections_total=int(total),
-            connections_max=max_connections,
-            database_size_bytes=int(size[0]),
-            uptime_seconds=float(uptime),
-            commits=int(commits),
-            rollbacks=int(rollbacks),
-            # Nothing read at all means nothing missed the cache.
-            cache_hit_ratio=hits / (hits + reads) if hits + reads else 1.0,
-            deadlocks=int(deadlocks),
-            collected_at=datetime.now(UTC),
-        )
 
 
 def _alive(pid: int) -> bool:
