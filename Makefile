@@ -8,12 +8,13 @@ export PGFLEET_HOME
 APT_PACKAGES := postgresql-15 postgresql-client-15 etcd-server pgbackrest pgbouncer util-linux
 REQUIRED_BINARIES := /usr/lib/postgresql/15/bin/postgres /usr/bin/etcd /usr/bin/pgbackrest /usr/sbin/pgbouncer /usr/sbin/runuser
 
-.PHONY: help install system-packages up down status token test unit lint bench clean
+.PHONY: help install system-packages up down status token test unit lint bench clean provider
 
 help:
 	@echo "make up      start the local stack (moto, gateway, worker, ticker) in the background"
 	@echo "make down    stop everything 'make up' started (state stays in PGFLEET_HOME=$(PGFLEET_HOME))"
 	@echo "make test    install what is needed and run the whole suite"
+	@echo "make provider  install the Terraform provider into a local mirror (offline terraform init)"
 	@echo "make bench   run the benchmarks under bench/"
 
 system-packages:
@@ -48,10 +49,15 @@ down:
 status:
 	@$(VENV)/bin/pgfleet status
 
+# The Terraform provider in a filesystem mirror under PGFLEET_HOME, and a CLI config using it.
+provider: install
+	$(PY) -m pgfleet.provider.install --home $(PGFLEET_HOME)
+
 lint: install
 	$(VENV)/bin/ruff check functions tests bench
 	$(VENV)/bin/ruff format --check functions tests bench
 	$(VENV)/bin/mypy functions/pgfleet
+	$(PY) -m pgfleet.provider.generate --check
 
 unit: install
 	$(PY) -m pytest -q tests/unit

@@ -7,9 +7,11 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field
+from tf.iface import CreateContext, DeleteContext, ReadContext, UpdateContext
 from tf.types import Unknown
 from tf.utils import Diagnostics
 
@@ -17,11 +19,11 @@ from pgfleet.models.common import StrictModel
 from pgfleet.models.instance import InstanceCreate
 from pgfleet.provider import SOURCE_ADDRESS
 from pgfleet.provider.catalog import INSTANCE
-from pgfleet.provider.client import ApiError
+from pgfleet.provider.client import ApiError, OperationFailed
 from pgfleet.provider.diagnostics import add_api_error
 from pgfleet.provider.generate import DEFAULT_OUT, schema_document, stale
 from pgfleet.provider.install import install, target_platform
-from pgfleet.provider.resources import check_arguments
+from pgfleet.provider.resources import check_arguments, resource_class, to_state
 from pgfleet.provider.schema import resource_schema
 from pgfleet.provider.spec import Computed, InPlaceUpdate, ResourceSpec
 
@@ -185,3 +187,134 @@ def test_examples_are_formatted_as_terraform_fmt_writes_them() -> None:
         text=True,
     )
     assert proc.returncode == 0, proc.stdout
+
+
+# --- the generic lifecycle, against a scripted API (no processes) ------------------------
+
+
+class ScriptedApi:
+    """Answers each (method, path) with the next scripted response; records every call."""
+
+    def __init__(self, script: dict[tuple[str, str], list[Any]]) -> None:
+        self.script = script
+        self.calls: list[tuple[str, str, Any]] = []
+
+    def api_client(self, diags: Diagnostics) -> ScriptedApi:
+        return self
+
+    def request(self, method: str, path: str, body: Any = None, idempotency_key: str | None = None) -> Any:
+        self.calls.append((method, path, body))
+        answer = self.script[(method, path)].pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def create(self, path: str, body: Any) -> Any:
+        return self.request("POST", path, body, idempotency_key="key")
+
+    def wait_operation(self, operation_id: str, timeout: float) -> dict[str, Any]:
+        operation = self.request("GET", f"/api/v1/operations/{operation_id}")
+        if operation["status"] == "failed":
+            raise OperationFailed(operation)
+        return dict(operation)
+
+
+ITEM = "/api/v1/postgres/single/pgi-1"
+
+
+def _instance(**changes: Any) -> dict[str, Any]:
+    body = {
+        "id": "pgi-1", "name": "orders-db", "status": "running", "version": "15", "cpu": 1,
+        "memory": 1024, "storage": 10, "database": "app", "username": "app_admin",
+        "endpoint": {"host": "127.0.0.1", "port": 15432}, "operation_id": "op-1",
+    }  # fmt: skip
+    return {**body, **changes}
+
+
+def _not_found() -> ApiError:
+    return ApiError("GET", ITEM, 404, "not_found", "instance pgi-1 not found")
+
+
+def _resource(api: ScriptedApi) -> Any:
+    return resource_class(INSTANCE)(api)
+
+
+def _state(**changes: Any) -> dict[str, Any]:
+    return {**to_state(INSTANCE, _instance(), {"password": "pw", "uri": "postgresql://..."}), **changes}
+
+
+def test_create_waits_for_its_operation_and_keeps_the_password() -> None:
+    created = _instance(status="creating", credentials={"password": "pw", "uri": "postgresql://x"})
+    api = ScriptedApi(
+        {
+            ("POST", "/api/v1/postgres/single"): [created],
+            ("GET", "/api/v1/operations/op-1"): [{"id": "op-1", "status": "succeeded"}],
+            ("GET", ITEM): [_instance()],
+        }
+    )
+    diags = Diagnostics()
+    planned = {
+        **{a.name: Unknown for a in resource_schema(INSTANCE).attributes},
+        "name": "orders-db",
+        "cpu": 1,
+    }
+    state = _resource(api).create(CreateContext(diags, "pgfleet_instance"), planned)
+    assert not diags.diagnostics
+    assert api.calls[0] == ("POST", "/api/v1/postgres/single", {"name": "orders-db", "cpu": 1})
+    assert (state["status"], state["password"], state["port"]) == ("running", "pw", 15432)
+
+
+def test_a_failed_create_stays_in_state_with_the_operations_error() -> None:
+    failed = {"id": "op-1", "status": "failed", "error": "provision: disk full", "steps": [{"name": "provision", "status": "failed"}]}  # fmt: skip
+    api = ScriptedApi(
+        {
+            ("POST", "/api/v1/postgres/single"): [_instance(status="creating")],
+            ("GET", "/api/v1/operations/op-1"): [failed],
+            ("GET", ITEM): [_instance(status="failed")],
+        }
+    )
+    diags = Diagnostics()
+    state = _resource(api).create(CreateContext(diags, "pgfleet_instance"), {"name": "orders-db"})
+    assert state["id"] == "pgi-1" and state["status"] == "failed"  # Terraform taints it
+    assert "failed at step provision: provision: disk full" in diags.diagnostics[0].detail
+
+
+def test_cpu_memory_storage_change_in_place_through_resize() -> None:
+    resize = f"{ITEM}/resize"
+    api = ScriptedApi(
+        {
+            ("POST", resize): [_instance(status="resizing", operation_id="op-2")],
+            ("GET", "/api/v1/operations/op-2"): [{"id": "op-2", "status": "succeeded"}],
+            ("GET", ITEM): [_instance(memory=2048)],
+        }
+    )
+    diags = Diagnostics()
+    state = _resource(api).update(UpdateContext(diags, "pgfleet_instance"), _state(), _state(memory=2048))
+    assert not diags.diagnostics
+    assert api.calls[0] == ("POST", resize, {"cpu": 1, "memory": 2048, "storage": 10})
+    assert state["memory"] == 2048 and state["password"] == "pw"
+
+
+def test_read_of_a_deleted_instance_removes_it_from_state() -> None:
+    api = ScriptedApi({("GET", ITEM): [_not_found()]})
+    assert _resource(api).read(ReadContext(Diagnostics(), "pgfleet_instance"), _state()) is None
+
+
+def test_delete_of_a_busy_instance_waits_for_its_work_then_deletes() -> None:
+    busy = ApiError("DELETE", ITEM, 409, "invalid_state", "cannot delete an instance that is creating")
+    api = ScriptedApi(
+        {
+            ("DELETE", ITEM): [busy, _instance(status="deleting", operation_id="op-3")],
+            ("GET", ITEM): [_instance(status="creating", operation_id="op-1")],
+            ("GET", "/api/v1/operations/op-1"): [{"id": "op-1", "status": "succeeded"}],
+            ("GET", "/api/v1/operations/op-3"): [{"id": "op-3", "status": "succeeded"}],
+        }
+    )
+    diags = Diagnostics()
+    assert _resource(api).delete(DeleteContext(diags, "pgfleet_instance"), _state()) is None
+    assert not diags.diagnostics and [c[0] for c in api.calls].count("DELETE") == 2
+
+
+def test_delete_of_an_instance_already_gone_succeeds() -> None:
+    api = ScriptedApi({("DELETE", ITEM): [_not_found()]})
+    assert _resource(api).delete(DeleteContext(Diagnostics(), "pgfleet_instance"), _state()) is None

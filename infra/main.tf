@@ -1,0 +1,296 @@
+# pgfleet control plane on AWS: the same resources as ../template.yaml (SAM), checked by
+# tests/unit/test_deployment.py. HTTP API (JWT authorizer) -> api function; SQS -> worker
+# function; EventBridge Scheduler -> scheduled function; one DynamoDB table.
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+
+locals {
+  account   = data.aws_caller_identity.current.account_id
+  partition = data.aws_partition.current.partition
+  region    = data.aws_region.current.name
+
+  functions = {
+    api       = { handler = "pgfleet.handlers.api.lambda_handler", timeout = 29 }       # HTTP API integrations time out at 30 s
+    worker    = { handler = "pgfleet.handlers.worker.lambda_handler", timeout = 100 }   # below the queue's visibility timeout
+    scheduled = { handler = "pgfleet.handlers.scheduled.lambda_handler", timeout = 55 } # reconcile runs every minute
+  }
+  # Built from names, not referenced: the functions' environment names the scheduled function.
+  function_arns = {
+    for key in keys(local.functions) : key => "arn:${local.partition}:lambda:${local.region}:${local.account}:function:${var.name}-${key}"
+  }
+
+  # QUEUE_VISIBILITY_TIMEOUT and MAX_RECEIVES of functions/pgfleet/adapters/bootstrap.py.
+  queue_visibility_timeout = 120
+  max_receives             = 5
+
+  # auth.PUBLIC_PATHS: answered without a token.
+  public_routes = ["GET /api/health", "GET /api/version", "GET /api/v1/openapi.json", "GET /api/v1/docs"]
+
+  # scheduled_event_input("pgfleet-reconcile", {"task": "reconcile"}) of
+  # functions/pgfleet/adapters/scheduler.py, verbatim (jsonencode would escape the <...>
+  # context attributes Scheduler fills in).
+  reconcile_input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-reconcile\"], \"detail\": {\"task\": \"reconcile\"}}"
+
+  # What functions/pgfleet/settings.py reads.
+  environment = {
+    PGFLEET_HOME                   = "/tmp/pgfleet"
+    PGFLEET_TABLE                  = aws_dynamodb_table.metadata.name
+    PGFLEET_QUEUE                  = aws_sqs_queue.operations.name
+    PGFLEET_SCHEDULE_GROUP         = aws_scheduler_schedule_group.pgfleet.name
+    PGFLEET_ENGINE                 = var.engine
+    PGFLEET_AUTH_MODE              = "jwks"
+    PGFLEET_JWT_ISSUER             = var.jwt_issuer
+    PGFLEET_JWT_AUDIENCE           = var.jwt_audience
+    PGFLEET_JWKS_URL               = var.jwks_url != "" ? var.jwks_url : "${var.jwt_issuer}/.well-known/jwks.json"
+    PGFLEET_SCHEDULED_FUNCTION_ARN = local.function_arns["scheduled"]
+    PGFLEET_SCHEDULER_ROLE_ARN     = aws_iam_role.scheduler.arn
+  }
+
+  # Each function gets only what its code calls.
+  secrets_arn = "arn:${local.partition}:secretsmanager:${local.region}:${local.account}:secret:pgfleet/*"
+  table_statement = {
+    Effect   = "Allow"
+    Action   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"]
+    Resource = [aws_dynamodb_table.metadata.arn, "${aws_dynamodb_table.metadata.arn}/index/*"]
+  }
+  own_statements = {
+    api = [
+      { Effect = "Allow", Action = ["sqs:GetQueueUrl", "sqs:SendMessage"], Resource = aws_sqs_queue.operations.arn },
+      # create an instance's password; read it back for an idempotent replay
+      { Effect = "Allow", Action = ["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue"], Resource = local.secrets_arn },
+    ]
+    worker = [
+      # the SQS event source polls with the function's role
+      { Effect = "Allow", Action = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], Resource = aws_sqs_queue.operations.arn },
+      # set the password on the server; remove it with the instance
+      { Effect = "Allow", Action = ["secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"], Resource = local.secrets_arn },
+    ]
+    scheduled = [
+      # reconcile re-enqueues operations that lost their worker
+      { Effect = "Allow", Action = ["sqs:GetQueueUrl", "sqs:SendMessage"], Resource = aws_sqs_queue.operations.arn },
+    ]
+  }
+}
+
+# --- metadata, queue, schedules (what ensure_resources creates locally) -----------------
+
+resource "aws_dynamodb_table" "metadata" {
+  # Keys and indexes as TABLE_KEY_SCHEMA (functions/pgfleet/adapters/dynamodb.py).
+  name                        = var.name
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "pk"
+  range_key                   = "sk"
+  deletion_protection_enabled = true
+
+  dynamic "attribute" {
+    for_each = ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"]
+    content {
+      name = attribute.value
+      type = "S"
+    }
+  }
+
+  global_secondary_index {
+    name            = "by_kind"
+    hash_key        = "gsi1pk"
+    range_key       = "gsi1sk"
+    projection_type = "ALL"
+  }
+
+  global_secondary_index {
+    name            = "by_parent"
+    hash_key        = "gsi2pk"
+    range_key       = "gsi2sk"
+    projection_type = "ALL"
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled = true
+  }
+}
+
+resource "aws_sqs_queue" "operations_dlq" {
+  name                      = "${var.name}-operations-dlq"
+  message_retention_seconds = 1209600
+  sqs_managed_sse_enabled   = true
+}
+
+resource "aws_sqs_queue" "operations" {
+  name                       = "${var.name}-operations"
+  visibility_timeout_seconds = local.queue_visibility_timeout
+  message_retention_seconds  = 345600
+  sqs_managed_sse_enabled    = true
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.operations_dlq.arn
+    maxReceiveCount     = local.max_receives
+  })
+}
+
+resource "aws_scheduler_schedule_group" "pgfleet" {
+  name = var.schedule_group_name
+}
+
+resource "aws_iam_role" "scheduler" {
+  name        = "${var.name}-scheduler"
+  description = "Assumed by EventBridge Scheduler to invoke the scheduled function."
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "scheduler.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = local.account } }
+    }]
+  })
+}
+
+resource "aws_iam_role_policy" "scheduler" {
+  name = "invoke-scheduled-function"
+  role = aws_iam_role.scheduler.id
+  policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Action = "lambda:InvokeFunction", Resource = local.function_arns["scheduled"] }]
+  })
+}
+
+resource "aws_scheduler_schedule" "reconcile" {
+  # RECONCILE_SCHEDULE of functions/pgfleet/services/reconcile.py.
+  name                         = "pgfleet-reconcile"
+  group_name                   = aws_scheduler_schedule_group.pgfleet.name
+  schedule_expression          = "rate(1 minute)"
+  schedule_expression_timezone = "UTC"
+  state                        = "ENABLED"
+
+  flexible_time_window {
+    mode = "OFF"
+  }
+
+  target {
+    arn      = aws_lambda_function.function["scheduled"].arn
+    role_arn = aws_iam_role.scheduler.arn
+    input    = local.reconcile_input
+  }
+}
+
+# --- functions ------------------------------------------------------------------------
+
+resource "aws_cloudwatch_log_group" "function" {
+  for_each          = local.functions
+  name              = "/aws/lambda/${var.name}-${each.key}"
+  retention_in_days = var.log_retention_days
+}
+
+resource "aws_iam_role" "function" {
+  for_each = local.functions
+  name     = "${var.name}-${each.key}"
+  assume_role_policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Principal = { Service = "lambda.amazonaws.com" }, Action = "sts:AssumeRole" }]
+  })
+}
+
+resource "aws_iam_role_policy" "function" {
+  for_each = local.functions
+  name     = "pgfleet-${each.key}"
+  role     = aws_iam_role.function[each.key].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = concat(
+      [{
+        Effect   = "Allow"
+        Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+        Resource = "${aws_cloudwatch_log_group.function[each.key].arn}:*"
+      }],
+      [local.table_statement],
+      local.own_statements[each.key],
+    )
+  })
+}
+
+resource "aws_lambda_function" "function" {
+  for_each         = local.functions
+  function_name    = "${var.name}-${each.key}"
+  role             = aws_iam_role.function[each.key].arn
+  handler          = each.value.handler
+  timeout          = each.value.timeout
+  runtime          = "python3.13" # the code is Python 3.11; Lambda no longer creates python3.11 functions
+  architectures    = ["x86_64"]
+  memory_size      = 512
+  filename         = var.lambda_package
+  source_code_hash = filebase64sha256(var.lambda_package)
+
+  environment {
+    variables = local.environment
+  }
+
+  depends_on = [aws_cloudwatch_log_group.function, aws_iam_role_policy.function]
+}
+
+resource "aws_lambda_event_source_mapping" "worker" {
+  event_source_arn        = aws_sqs_queue.operations.arn
+  function_name           = aws_lambda_function.function["worker"].arn
+  batch_size              = 5
+  function_response_types = ["ReportBatchItemFailures"]
+}
+
+# --- HTTP API -------------------------------------------------------------------------
+
+resource "aws_apigatewayv2_api" "http" {
+  name          = var.name
+  protocol_type = "HTTP"
+}
+
+resource "aws_apigatewayv2_authorizer" "jwt" {
+  api_id           = aws_apigatewayv2_api.http.id
+  name             = "jwt"
+  authorizer_type  = "JWT"
+  identity_sources = ["$request.header.Authorization"]
+
+  jwt_configuration {
+    issuer   = var.jwt_issuer
+    audience = [var.jwt_audience]
+  }
+}
+
+resource "aws_apigatewayv2_integration" "api" {
+  api_id                 = aws_apigatewayv2_api.http.id
+  integration_type       = "AWS_PROXY"
+  integration_uri        = aws_lambda_function.function["api"].invoke_arn
+  payload_format_version = "2.0"
+}
+
+resource "aws_apigatewayv2_route" "protected" {
+  api_id             = aws_apigatewayv2_api.http.id
+  route_key          = "ANY /api/{proxy+}"
+  target             = "integrations/${aws_apigatewayv2_integration.api.id}"
+  authorization_type = "JWT"
+  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
+}
+
+resource "aws_apigatewayv2_route" "public" {
+  for_each           = toset(local.public_routes)
+  api_id             = aws_apigatewayv2_api.http.id
+  route_key          = each.value
+  target             = "integrations/${aws_apigatewayv2_integration.api.id}"
+  authorization_type = "NONE"
+}
+
+resource "aws_apigatewayv2_stage" "default" {
+  api_id      = aws_apigatewayv2_api.http.id
+  name        = "$default"
+  auto_deploy = true
+}
+
+resource "aws_lambda_permission" "api" {
+  statement_id  = "AllowHttpApi"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.function["api"].function_name
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_apigatewayv2_api.http.execution_arn}/*/*"
+}
