@@ -23,6 +23,7 @@ from pgfleet.adapters.engines.local.ports import port_is_free
 from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
 from pgfleet.errors import EngineError
 from pgfleet.ports.engine import ServerSpec
+from tests.helpers import scratch_home
 
 pytestmark = pytest.mark.skipif(not local_pg.installed_binaries(), reason="no PostgreSQL binaries installed")
 
@@ -69,12 +70,11 @@ def processes_under(home: Path) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgresEngine]:
-    home = tmp_path_factory.mktemp("pg")
-    home.chmod(0o755)
-    eng = LocalPostgresEngine(home, host=HOST)
-    yield eng
-    assert processes_under(eng.home) == []
+def engine() -> Iterator[LocalPostgresEngine]:
+    with scratch_home("pgfleet-pg-") as home:
+        eng = LocalPostgresEngine(home, host=HOST)
+        yield eng
+        assert processes_under(eng.home) == []
 
 
 @pytest.fixture(scope="module")
@@ -313,8 +313,12 @@ def test_lifecycle_twice_is_idempotent_and_destroy_removes_everything(engine: Lo
     assert port_is_free(HOST, spec.port)
 
 
-def test_concurrent_provisions_make_one_template(tmp_path: Path) -> None:
-    tmp_path.chmod(0o755)
+def test_concurrent_provisions_make_one_template() -> None:
+    with scratch_home("pgfleet-pg-") as home:
+        _concurrent_provisions_make_one_template(home)
+
+
+def _concurrent_provisions_make_one_template(tmp_path: Path) -> None:
     engine = LocalPostgresEngine(tmp_path / "home")
     specs = [ServerSpec(f"c{i}", "15", free_port()) for i in range(3)]
     results: dict[str, str] = {}
