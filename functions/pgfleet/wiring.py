@@ -7,16 +7,19 @@ receive ports.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pgfleet.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from pgfleet.ports.backup_engine import BackupEngine
     from pgfleet.ports.cluster_engine import ClusterEngine
     from pgfleet.ports.engine import Engine
     from pgfleet.ports.metadata import MetadataStore
     from pgfleet.ports.queue import Queue
+    from pgfleet.ports.restore_host import RestoreHost
     from pgfleet.ports.scheduler import Scheduler
     from pgfleet.ports.secrets import Secrets
 
@@ -43,6 +46,34 @@ class Dependencies:
             from pgfleet.adapters.engines.local.patroni import LocalPatroniEngine
 
             return LocalPatroniEngine(self.settings.data_dir, self.settings.etcd_endpoint)
+        raise ValueError(f"unknown engine {self.settings.engine!r}")
+
+    # --- backups -----------------------------------------------------------------------------
+    @functools.cached_property
+    def backup_engine(self) -> BackupEngine:
+        """pgBackRest with the repository of `PGFLEET_BACKUP_REPO_TYPE` (posix under
+        PGFLEET_HOME, or s3), each stanza encrypted with its passphrase from Secrets."""
+        if self.settings.engine == "local":
+            from pgfleet.adapters.engines.local.pgbackrest import LocalPgBackRest
+            from pgfleet.services.archiving import cipher_passphrase
+
+            return LocalPgBackRest(
+                self.settings.home,
+                cipher_passphrase_for=lambda stanza: cipher_passphrase(self.secrets, stanza),
+                repo_type=os.environ.get("PGFLEET_BACKUP_REPO_TYPE", "posix"),
+            )
+        raise ValueError(f"unknown engine {self.settings.engine!r}")
+
+    @functools.cached_property
+    def restore_host(self) -> RestoreHost:
+        if self.settings.engine == "local":
+            from pgfleet.adapters.engines.local.patroni import LocalPatroniEngine
+            from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
+            from pgfleet.adapters.engines.local.restore_host import LocalRestoreHost
+
+            engine, cluster_engine = self.engine, self.cluster_engine
+            assert isinstance(engine, LocalPostgresEngine) and isinstance(cluster_engine, LocalPatroniEngine)
+            return LocalRestoreHost(self.settings.home, engine, cluster_engine, self.settings.etcd_endpoint)
         raise ValueError(f"unknown engine {self.settings.engine!r}")
 
 

@@ -8,51 +8,21 @@ example, `terraform-provider-schema/examples/pgfleet_instance/main.tf`.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from pgfleet.provider.generate import DEFAULT_OUT
-from pgfleet.provider.install import install
+from tests.e2e.terraform_helpers import PROVIDER_BLOCK, Terraform, terraform_for
 from tests.helpers import LocalStack, running_stack
 
 pytestmark = pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not on PATH")
 
 EXAMPLE = DEFAULT_OUT / "examples" / "pgfleet_instance" / "main.tf"
-PROVIDER_BLOCK = """terraform {
-  required_providers {
-    pgfleet = { source = "pgfleet/pgfleet" }
-  }
-}
-"""
-
-
-@dataclass
-class Terraform:
-    env: dict[str, str]
-
-    def __call__(self, workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            ["terraform", *args], cwd=workdir, env=self.env, capture_output=True, text=True, timeout=300
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"terraform {' '.join(args)}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-            )
-        return proc
-
-    def workdir(self, path: Path, config: str) -> Path:
-        path.mkdir()
-        (path / "main.tf").write_text(config)
-        self(path, "init", "-no-color")
-        return path
 
 
 @pytest.fixture(scope="module")
@@ -69,17 +39,7 @@ def operator(stack: LocalStack) -> str:
 
 @pytest.fixture(scope="module")
 def terraform(stack: LocalStack, operator: str) -> Terraform:
-    installed = install(stack.home)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
-    env.update(
-        TF_CLI_CONFIG_FILE=str(installed.cli_config),
-        TF_IN_AUTOMATION="1",
-        TF_INPUT="0",
-        CHECKPOINT_DISABLE="1",
-        PGFLEET_API_URL=stack.url,
-        PGFLEET_TOKEN=operator,
-    )
-    return Terraform(env)
+    return terraform_for(stack, operator)
 
 
 @pytest.fixture(scope="module")
@@ -87,36 +47,27 @@ def example(terraform: Terraform, tmp_path_factory: pytest.TempPathFactory) -> P
     return terraform.workdir(tmp_path_factory.mktemp("tf") / "example", EXAMPLE.read_text())
 
 
-def _outputs(terraform: Terraform, workdir: Path) -> dict[str, object]:
-    raw = json.loads(terraform(workdir, "output", "-json").stdout)
-    return {name: out["value"] for name, out in raw.items()}
-
-
-def _planned_actions(terraform: Terraform, workdir: Path) -> list[str]:
+def _planned_action(terraform: Terraform, workdir: Path) -> list[str]:
     """What a plan would do to the example's instance."""
-    terraform(workdir, "plan", "-no-color", "-out=change.tfplan")
-    plan = json.loads(terraform(workdir, "show", "-json", "change.tfplan").stdout)
-    (change,) = [c for c in plan["resource_changes"] if c["address"] == "pgfleet_instance.example"]
-    return list(change["change"]["actions"])
+    return terraform.planned_actions(workdir)["pgfleet_instance.example"]
 
 
 def test_apply_creates_an_instance_one_can_connect_to(
     stack: LocalStack, operator: str, terraform: Terraform, example: Path
 ) -> None:
-    terraform(example, "apply", "-auto-approve", "-no-color")
-    out = _outputs(terraform, example)
+    terraform.apply(example)
+    out = terraform.outputs(example)
     status, body = stack.request("GET", f"/api/v1/postgres/single/{out['id']}", token=operator)
     assert status == 200 and body["status"] == "running" and body["memory"] == 2048, body
     assert (out["status"], out["port"]) == ("running", body["endpoint"]["port"])
     with psycopg.connect(str(out["uri"]), connect_timeout=5) as conn:
         assert conn.execute("SELECT current_user, current_database()").fetchone() == ("app_admin", "app")
-    state = json.loads(terraform(example, "show", "-json").stdout)["values"]["root_module"]["resources"]
-    data = next(r["values"] for r in state if r["mode"] == "data")
+    data = terraform.state_values(example)["data.pgfleet_instance.example"]
     assert (data["id"], data["port"], data["name"]) == (out["id"], out["port"], "orders-db")
 
 
 def test_a_second_plan_has_nothing_to_do(terraform: Terraform, example: Path) -> None:
-    assert terraform(example, "plan", "-detailed-exitcode", "-no-color", check=False).returncode == 0
+    assert terraform.plan_is_empty(example)
 
 
 def test_terraform_reads_the_committed_schema(terraform: Terraform, example: Path) -> None:
@@ -130,9 +81,9 @@ def test_resources_are_resized_in_place_and_renamed_by_replacement(
     original = (example / "main.tf").read_text()
     try:
         (example / "main.tf").write_text(re.sub(r"(memory\s*=\s*)2048", r"\g<1>4096", original))
-        assert _planned_actions(terraform, example) == ["update"]
+        assert _planned_action(terraform, example) == ["update"]
         (example / "main.tf").write_text(original.replace('"orders-db"', '"orders-db-2"'))
-        assert _planned_actions(terraform, example) == ["delete", "create"]
+        assert _planned_action(terraform, example) == ["delete", "create"]
     finally:
         (example / "main.tf").write_text(original)
 
@@ -151,7 +102,7 @@ def test_import_of_an_instance_created_over_http(
     )
     workdir = terraform.workdir(tmp_path / "import", config)
     terraform(workdir, "import", "-no-color", "pgfleet_instance.adopted", created["id"])
-    assert terraform(workdir, "plan", "-detailed-exitcode", "-no-color", check=False).returncode == 0
+    assert terraform.plan_is_empty(workdir)
 
     # Deleted behind Terraform's back: the next plan creates it again instead of failing.
     status, deleting = stack.request("DELETE", f"/api/v1/postgres/single/{created['id']}", token=operator)
@@ -188,6 +139,6 @@ def test_invalid_values_are_diagnostics_on_their_attribute(
 def test_destroy_removes_the_instance(
     stack: LocalStack, operator: str, terraform: Terraform, example: Path
 ) -> None:
-    instance_id = _outputs(terraform, example)["id"]
+    instance_id = terraform.outputs(example)["id"]
     terraform(example, "destroy", "-auto-approve", "-no-color")
     assert stack.request("GET", f"/api/v1/postgres/single/{instance_id}", token=operator)[0] == 404

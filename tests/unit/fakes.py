@@ -17,6 +17,13 @@ from pgfleet.ports.cluster_engine import (
     ReplicaStatus,
     ReplicationStatus,
 )
+from pgfleet.ports.database_admin import (
+    DatabaseAdmin,
+    LogicalDump,
+    ServerUsage,
+    TenantSpec,
+    TenantUsage,
+)
 from pgfleet.ports.engine import (
     Engine,
     LogLine,
@@ -31,6 +38,7 @@ from pgfleet.ports.queue import Queue
 from pgfleet.ports.scheduler import Schedule, Scheduler
 from pgfleet.ports.secrets import Secrets
 from pgfleet.settings import Settings
+from tests.unit.backup_fakes import FakeBackupEngine, FakeRestoreHost
 
 
 class FakeStore(MetadataStore):
@@ -133,12 +141,75 @@ class FakeScheduler(Scheduler):
         return [s for n, s in self.schedules.items() if n.startswith(prefix)]
 
 
+class FakeDatabaseAdmin(DatabaseAdmin):
+    """One server's tenants, usage and write suspensions, in memory. Tests set `usage` (per
+    tenant) and `server` (the whole server) to what the next measurement should find."""
+
+    def __init__(self) -> None:
+        self.tenants: dict[str, dict[str, Any]] = {}
+        self.usage: dict[str, TenantUsage] = {}
+        self.server = ServerUsage(databases_bytes=8 * 2**20, wal_bytes=16 * 2**20, client_connections=0,
+                                  connections_by_role={})  # fmt: skip
+        self.role_limits: dict[str, int | None] = {}
+        self.owner_writes: dict[tuple[str, str], bool] = {}
+        self.dumps: list[LogicalDump] = []
+        self.vacuumed: list[tuple[str, str | None]] = []
+
+    def create_tenant(self, tenant: TenantSpec, password: str) -> str:
+        if any(t["spec"].login == tenant.login and n != tenant.name for n, t in self.tenants.items()):
+            raise AlreadyExists(f"role {tenant.login} already exists")
+        self.tenants[tenant.name] = {"spec": tenant, "password": password, "writes": True, "login": True}
+        return "tenant created"
+
+    def drop_tenant(self, tenant: TenantSpec) -> str:
+        self.tenants.pop(tenant.name, None)
+        return "tenant dropped"
+
+    def block_logins(self, tenant: TenantSpec) -> str:
+        if tenant.name in self.tenants:
+            self.tenants[tenant.name]["login"] = False
+        return "logins blocked"
+
+    def dump_tenant(self, tenant: TenantSpec, label: str) -> LogicalDump:
+        dump = LogicalDump(Path(f"/fake/logical-backups/{label}-{len(self.dumps)}.dump"), 4096)
+        self.dumps.append(dump)
+        return dump
+
+    def set_connection_limit(self, tenant: TenantSpec) -> str:
+        self.role_limits[tenant.login] = tenant.max_connections
+        return "limit set"
+
+    def set_tenant_writes(self, tenant: TenantSpec, allowed: bool) -> str:
+        self.tenants[tenant.name]["writes"] = allowed
+        return "writes allowed" if allowed else "writes suspended"
+
+    def reclaim_space(self, database: str, schema: str | None = None) -> str:
+        self.vacuumed.append((database, schema))
+        return "vacuumed"
+
+    def tenant_usage(self, tenants: list[TenantSpec]) -> dict[str, TenantUsage]:
+        return {t.name: self.usage.get(t.name, TenantUsage(0, 0)) for t in tenants}
+
+    def server_usage(self) -> ServerUsage:
+        return self.server
+
+    def set_role_connection_limit(self, role: str, limit: int | None) -> str:
+        self.role_limits[role] = limit
+        return "limit set"
+
+    def set_owner_writes(self, database: str, role: str, allowed: bool) -> str:
+        self.owner_writes[(database, role)] = allowed
+        return "writes allowed" if allowed else "writes suspended"
+
+
 class FakeEngine(Engine):
     """Keeps server states in memory; `fail_on` makes a method raise EngineError."""
 
     def __init__(self) -> None:
         self.servers: dict[str, dict[str, Any]] = {}
         self.slots: dict[str, set[str]] = {}  # source server id -> its replication slots
+        self.admins: dict[str, FakeDatabaseAdmin] = {}
+        self.limits: dict[str, tuple[int, float]] = {}  # server id -> (memory MB, cpu) applied
         self.fail_on: set[str] = set()
         self._pids = itertools.count(1000)
 
@@ -231,6 +302,22 @@ class FakeEngine(Engine):
         self.slots.get(source_server_id, set()).discard(slot)
         return "slot dropped"
 
+    def apply_resources(self, spec: ServerSpec) -> str:
+        self._check("apply_resources")
+        self.limits[spec.server_id] = (spec.memory_mb, spec.cpu)
+        return f"memory {spec.memory_mb} MB and {spec.cpu:g} CPU enforced (fake)"
+
+    def release_resources(self, server_id: str) -> str:
+        self.limits.pop(server_id, None)
+        return "released"
+
+    def database_admin(self, server_id: str) -> DatabaseAdmin:
+        from pgfleet.errors import EngineError
+
+        if not self.servers.get(server_id, {}).get("running"):
+            raise EngineError(f"server {server_id} is not running")
+        return self.admins.setdefault(server_id, FakeDatabaseAdmin())
+
 
 class FakeClusterEngine(ClusterEngine):
     """Patroni in memory: the first running node of a cluster is its leader unless a
@@ -240,6 +327,10 @@ class FakeClusterEngine(ClusterEngine):
         self.nodes: dict[str, dict[str, dict[str, Any]]] = {}
         self.leader: dict[str, str] = {}
         self.databases: dict[str, tuple[str, str]] = {}
+        self.admins: dict[str, FakeDatabaseAdmin] = {}
+        self.limits: dict[str, tuple[int, float]] = {}
+        self.restarts: list[tuple[str, str]] = []  # (cluster id, node id) in restart order
+        self.reconfigured: list[ClusterSpec] = []
 
     def provision_node(self, spec: ClusterSpec, node: NodeSpec) -> str:
         self.nodes.setdefault(spec.cluster_id, {}).setdefault(
@@ -313,6 +404,29 @@ class FakeClusterEngine(ClusterEngine):
     def node_logs(self, cluster_id: str, node_id: str, limit: int) -> list[LogLine]:
         return [LogLine(datetime.now(UTC), "LOG", f"{node_id} ready")]
 
+    def reconfigure(self, spec: ClusterSpec) -> str:
+        self.reconfigured.append(spec)
+        return "reconfigured"
+
+    def restart_node(self, spec: ClusterSpec, node_id: str, timeout: float = 120) -> str:
+        self.restarts.append((spec.cluster_id, node_id))
+        return f"restarted {node_id}"
+
+    def apply_resources(self, spec: ClusterSpec) -> str:
+        self.limits[spec.cluster_id] = (spec.memory_mb, spec.cpu)
+        return f"memory {spec.memory_mb} MB and {spec.cpu:g} CPU enforced (fake)"
+
+    def release_resources(self, cluster_id: str) -> str:
+        self.limits.pop(cluster_id, None)
+        return "released"
+
+    def database_admin(self, cluster_id: str) -> DatabaseAdmin:
+        from pgfleet.errors import EngineError
+
+        if not any(v["running"] for v in self.nodes.get(cluster_id, {}).values()):
+            raise EngineError(f"cluster {cluster_id} has no running primary")
+        return self.admins.setdefault(cluster_id, FakeDatabaseAdmin())
+
 
 class FakePorts:
     def __init__(self, home: Path) -> None:
@@ -327,6 +441,9 @@ class FakePorts:
         self.scheduler = FakeScheduler()
         self.engine = FakeEngine()
         self.cluster_engine = FakeClusterEngine()
+        # backups (tests/unit/backup_fakes.py)
+        self.backup_engine = FakeBackupEngine()
+        self.restore_host = FakeRestoreHost()
 
     def drain(self) -> None:
         """Run every queued operation, as the worker would."""

@@ -17,7 +17,10 @@ def test_create_returns_202_with_credentials_once(call, fake_ports):
     assert "credentials" not in got
     status, op = call("GET", f"/api/v1/operations/{body['operation_id']}")
     assert status == 200 and op["status"] == "succeeded" and op["progress"] == 100
-    assert [s["name"] for s in op["steps"]] == ["provision", "start", "create_database", "mark_running"]
+    assert [s["name"] for s in op["steps"]] == [
+        "configure_archiving", "provision", "start", "create_database", "create_stanza", "initial_backup",
+        "mark_running",
+    ]  # fmt: skip
     assert all(s["reason"] for s in op["steps"])
 
 
@@ -105,7 +108,8 @@ def test_failed_step_marks_instance_failed_with_reason(call, fake_ports):
     _, got = call("GET", f"/api/v1/postgres/single/{inst['id']}")
     assert got["status"] == "failed" and "start failed (injected)" in got["status_reason"]
     _, op = call("GET", f"/api/v1/operations/{inst['operation_id']}")
-    assert op["status"] == "failed" and op["steps"][1]["status"] == "failed"
+    steps = {step["name"]: step["status"] for step in op["steps"]}
+    assert op["status"] == "failed" and steps["start"] == "failed"
 
 
 def test_stats_logs_and_pagination(call, fake_ports):

@@ -18,7 +18,19 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from pgfleet import __version__
 from pgfleet.errors import ServiceError
 from pgfleet.handlers.errors import JSON, error_event_response, error_response, validation_details
-from pgfleet.handlers.routers import clusters, operations, platform, replicas, single
+from pgfleet.handlers.routers import (
+    backup_api,
+    backups,
+    clusters,
+    monitoring,
+    operations,
+    platform,
+    quotas,
+    replicas,
+    single,
+    sizing,
+    tenants,
+)
 from pgfleet.services import auth
 from pgfleet.settings import get_settings
 
@@ -30,6 +42,12 @@ app.include_router(single.router, prefix="/api/v1/postgres/single")
 app.include_router(replicas.router, prefix="/api/v1/postgres/single")
 app.include_router(clusters.router, prefix="/api/v1/postgres/cluster")
 app.include_router(operations.router, prefix="/api/v1/operations")
+# tenants, quotas, resize and pause/resume of both resource kinds; alerts
+for _module in (tenants, quotas, sizing, backups):
+    app.include_router(_module.single_router, prefix="/api/v1/postgres/single")
+    app.include_router(_module.cluster_router, prefix="/api/v1/postgres/cluster")
+app.include_router(monitoring.router, prefix="/api/v1/monitoring")
+app.include_router(backup_api.router, prefix="/api/v1/backup")
 app.enable_swagger(
     path="/api/v1/docs",
     title="pgfleet",

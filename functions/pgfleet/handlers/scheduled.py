@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from pgfleet.services import reconcile
+from pgfleet.services import backups, quotas, reconcile
 from pgfleet.services.context import Ports
 from pgfleet.wiring import dependencies
 
@@ -15,6 +15,8 @@ log = logging.getLogger("pgfleet.scheduled")
 
 TASKS: dict[str, Callable[[Ports, dict[str, Any]], list[str]]] = {
     "reconcile": reconcile.run,
+    "quotas": quotas.run,  # storage/connection quotas, alerts, auto-pause (every minute)
+    "backup": backups.run_scheduled,  # a resource's scheduled backup, or expiry of old backups
 }
 
 

@@ -16,8 +16,10 @@ from pgfleet.models.common import (
 )
 
 InstanceStatus = Literal[
-    "creating", "running", "stopping", "stopped", "starting", "restarting", "deleting", "failed"
-]
+    "creating", "running", "stopping", "stopped", "starting", "restarting", "deleting", "failed",
+    # pause/resume (scale to zero) and resize
+    "pausing", "paused", "resuming", "resizing",
+]  # fmt: skip
 
 Cpu = Field(default=1, ge=1, le=64, description="vCPUs.")
 Memory = Field(default=1024, ge=256, le=262144, description="Memory in MB.")

@@ -6,7 +6,7 @@ into the stanza, plus full/incremental/differential backups, make every moment b
 oldest backup and the newest archived WAL restorable.
 
 The order of use is: `archive_settings` (apply them to the server and restart it) ->
-`create_stanza` -> `backup` ... -> `restore` -> `expire` ... -> `delete_stanza`.
+`create_stanza` -> `backup` ... -> `restore` -> `expire`/`expire_backup` ... -> `delete_stanza`.
 
 Services call it from Operation steps that may be retried after a crash at any point. Methods
 that only declare or read state are idempotent; `backup` and `restore` are not (see each).
@@ -98,7 +98,10 @@ class BackupEngine(abc.ABC):
         of committed work is missing from the archive on an active server).
 
         Also records where the server lives (data directory, socket directory, port) for the
-        stanza's later commands. Idempotent: calling it again rewrites the same configuration.
+        stanza's later commands: for a cluster, call it again with the current primary before
+        `check` or `backup`. The archive_command itself does not depend on that record (it
+        names the directory the server runs in), so one command serves every node of a
+        cluster. Idempotent: calling it again rewrites the same configuration.
         archive_mode needs a server restart to take effect; the caller applies the settings.
         Returns quickly (no server contact).
         """
@@ -169,6 +172,7 @@ class BackupEngine(abc.ABC):
         target_time: datetime | None,
         target_dir: str | Path,
         delta: bool = False,
+        exact: bool = False,
     ) -> str:
         """Lay out a data directory at `target_dir` from the stanza's backups, ready to start.
 
@@ -178,7 +182,9 @@ class BackupEngine(abc.ABC):
           picks the newest backup consistent before it unless `backup_id` is given. A naive
           datetime is read as UTC. Raises EngineError for a target before the restorable
           window (or before the given backup); a target past its end replays every archived
-          WAL, which is the same state.
+          WAL, which is the same state. With `exact`, the target is kept as it is: the caller
+          archives WAL up to it before the server starts, and handles a recovery that ends
+          before the target (nothing was committed after it) by replaying everything.
 
         The server replays WAL and promotes itself when the caller starts it. The restored
         configuration has archiving off (archive_mode=off in postgresql.auto.conf, which wins
@@ -191,6 +197,26 @@ class BackupEngine(abc.ABC):
         start (its pg_control is written last); repeat it with `delta=True`. Blocks until the
         files are in place. Returns a short reason.
         """
+
+    @abc.abstractmethod
+    def check_structure(self, stanza: str, backup_id: str) -> VerifyResult:
+        """Check that a backup is complete as recorded, without reading file contents: its
+        manifest is readable, every backup it references is still there, and every WAL
+        segment from its start to its stop segment is in the archive. Read-only and quick.
+        Raises EngineError for an unknown `backup_id`."""
+
+    @abc.abstractmethod
+    def location(self, stanza: str) -> str:
+        """Where the stanza's backups live, for people: "posix:/path/backup/<stanza>" or
+        "s3://bucket/path/backup/<stanza>". No repository access."""
+
+    @abc.abstractmethod
+    def expire_backup(self, stanza: str, backup_id: str) -> str:
+        """Remove one backup, the incremental and differential backups that depend on it, and
+        the archived WAL no remaining backup needs. Idempotent: a backup already gone is not
+        an error. Raises EngineError when the backup is the stanza's newest full backup
+        (the repository always keeps one; `delete_stanza` removes everything). Returns a
+        short reason naming what was removed."""
 
     @abc.abstractmethod
     def expire(self, stanza: str, retention_full: int) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 
+from pgfleet.ports.database_admin import DatabaseAdmin
 from pgfleet.ports.engine import LogLine, ServerStats
 
 REPLICATION_MODES = ("async", "sync", "sync_strict")
@@ -128,3 +129,36 @@ class ClusterEngine(abc.ABC):
     @abc.abstractmethod
     def node_logs(self, cluster_id: str, node_id: str, limit: int) -> list[LogLine]:
         """Most recent PostgreSQL log lines of one node, oldest first."""
+
+    # --- resources and administration (tenants, quotas, resize, pause) ---
+
+    @abc.abstractmethod
+    def reconfigure(self, spec: ClusterSpec) -> str:
+        """Apply the settings derived from spec (memory, CPU, overrides) to the running
+        cluster without restarting anything: every node's configuration is rewritten and
+        reloaded, and parameters Patroni keeps in the DCS only are patched there. Settings that
+        need a restart take effect at each node's next `restart_node`. DCS-only parameters that
+        a standby may not have below its primary (max_connections, ...) are never lowered
+        here, so a rolling restart cannot leave a standby unable to start. Returns what changed."""
+
+    @abc.abstractmethod
+    def restart_node(self, spec: ClusterSpec, node_id: str, timeout: float = 120) -> str:
+        """Restart PostgreSQL on one node (through Patroni, which keeps its role) and return
+        once it runs again: a replica streaming, a primary accepting writes. A primary's
+        restart interrupts writes; switch over first to avoid that. Raises EngineError on
+        timeout."""
+
+    @abc.abstractmethod
+    def apply_resources(self, spec: ClusterSpec) -> str:
+        """Enforce memory and CPU of `spec` on every running node, like
+        `Engine.apply_resources` (each node's Patroni and PostgreSQL share the node's limits,
+        so a PostgreSQL that Patroni restarts stays inside them). Returns why, per node."""
+
+    @abc.abstractmethod
+    def release_resources(self, cluster_id: str) -> str:
+        """Give back what `apply_resources` reserved for every node of a stopped cluster."""
+
+    @abc.abstractmethod
+    def database_admin(self, cluster_id: str) -> DatabaseAdmin:
+        """Administration of the cluster through its current primary (connection usage is
+        counted on every running node). Raises EngineError when there is no running primary."""

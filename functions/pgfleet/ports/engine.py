@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from pgfleet.ports.database_admin import DatabaseAdmin
+
 
 @dataclass(frozen=True)
 class ServerSpec:
@@ -181,3 +183,23 @@ class Engine(abc.ABC):
         disconnecting a standby still streaming from it, so the source stops keeping WAL for it.
         Idempotent: a missing slot is not an error. Raises EngineError when the source is not
         running."""
+
+    # --- resources and administration (tenants, quotas, resize, pause) ---
+
+    @abc.abstractmethod
+    def apply_resources(self, spec: ServerSpec) -> str:
+        """Enforce `spec.memory_mb` and `spec.cpu` on the running server where the host
+        allows it (local: a cgroup v1 group its processes move into; processes it starts later
+        inherit it), on top of the PostgreSQL settings derived from them. Idempotent; never
+        raises because the host cannot enforce limits: the returned reason says whether the
+        limits are enforced or settings only. Raises EngineError when the server is not running."""
+
+    @abc.abstractmethod
+    def release_resources(self, server_id: str) -> str:
+        """Give back what `apply_resources` reserved for a server that is stopped (pause,
+        delete). Idempotent; a server without reserved resources is not an error."""
+
+    @abc.abstractmethod
+    def database_admin(self, server_id: str) -> DatabaseAdmin:
+        """Administration of the running server's roles, tenants and usage (see
+        `pgfleet.ports.database_admin`). Raises EngineError when the server is not provisioned."""

@@ -1,24 +1,21 @@
 """Every Terraform resource and data source of the provider, as declarations.
 
 A new resource is one `ResourceSpec` here: its API path, its create model, the response
-fields it exposes, and how each argument changes. For example, a cluster would be
-
-    CLUSTER = ResourceSpec(
-        name="cluster", path="/api/v1/postgres/cluster", create=ClusterCreate,
-        response=ClusterCreated, description="An HA PostgreSQL cluster (Patroni).",
-        computed=(Computed("status"), Computed("password", "credentials.password", ...)),
-        in_place=(InPlaceUpdate("scale", ("replicas",)),),
-        force_new=("name", "version"),
-    )
-
-and a child object puts its parent in the path:
-`path="/api/v1/postgres/cluster/{cluster_id}/tenants", parents={"cluster_id": "..."}`.
+fields it exposes, and how each argument changes. A child object puts its parent in the path
+(`/api/v1/postgres/single/{instance_id}/replicas`); one that may belong to an instance or to
+a cluster has a path for each, and a configuration sets exactly one of the two parent ids.
 """
 
 from __future__ import annotations
 
+from pgfleet.models.backup import BackupScheduleUpdate, BackupScheduleView
+from pgfleet.models.cluster import ClusterCreate, ClusterCreated
 from pgfleet.models.instance import InstanceCreate, InstanceCreated
-from pgfleet.provider.spec import Computed, DataSourceSpec, InPlaceUpdate, ResourceSpec
+from pgfleet.models.quota import Quota, QuotaUpdate
+from pgfleet.models.replica import Replica, ReplicaCreate
+from pgfleet.models.tenant import TenantCreate, TenantCreated
+from pgfleet.provider.hcl import Ref
+from pgfleet.provider.spec import Computed, DataSourceSpec, InPlaceUpdate, ResourceSpec, Singleton
 
 INSTANCE = ResourceSpec(
     name="instance",
@@ -31,8 +28,8 @@ INSTANCE = ResourceSpec(
     ),
     computed=(
         Computed("status", description="Observed status of the instance."),
-        Computed("host", "endpoint.host"),
-        Computed("port", "endpoint.port"),
+        Computed("host", "endpoint.host", stable=True),
+        Computed("port", "endpoint.port", stable=True),
         Computed("password", "credentials.password", sensitive=True, create_only=True),
         Computed("uri", "credentials.uri", sensitive=True, create_only=True),
     ),
@@ -41,9 +38,171 @@ INSTANCE = ResourceSpec(
     example={"name": "orders-db", "memory": 2048},
 )
 
+CLUSTER = ResourceSpec(
+    name="cluster",
+    path="/api/v1/postgres/cluster",
+    create=ClusterCreate,
+    response=ClusterCreated,
+    description=(
+        "An HA PostgreSQL cluster (Patroni): a primary and `node_count - 1` streaming replicas. "
+        "`cpu`, `memory` and `storage` change in place (a rolling resize: replicas, then a "
+        "switchover), `node_count` too (scale); changing `name`, `version`, `database`, `username` "
+        "or `replication_mode` replaces the cluster and its data."
+    ),
+    computed=(
+        Computed("status", description="Observed status of the cluster."),
+        Computed("primary"),
+        Computed(
+            "nodes",
+            description="The nodes, as Patroni sees them now.",
+            items=(
+                Computed("id", description="Node id: `n1`, `n2`, ..."),
+                Computed("role"),
+                Computed("host", "endpoint.host"),
+                Computed("port", "endpoint.port"),
+            ),
+        ),
+        Computed("password", "credentials.password", sensitive=True, create_only=True),
+        # Multi-host URIs of the nodes at creation: libpq finds the primary (or a replica) among
+        # them, and a later scale does not change them (the API shows them only once).
+        Computed("uri", "credentials.uri", sensitive=True, create_only=True),
+        Computed("read_only_uri", "credentials.read_only_uri", sensitive=True, create_only=True),
+    ),
+    in_place=(
+        InPlaceUpdate("resize", ("cpu", "memory", "storage")),
+        InPlaceUpdate("scale", ("node_count",)),
+    ),
+    force_new=("name", "version", "database", "username", "replication_mode"),
+    example={"name": "orders-ha", "node_count": 3, "memory": 2048},
+)
+
+READ_REPLICA = ResourceSpec(
+    name="read_replica",
+    path="/api/v1/postgres/single/{instance_id}/replicas",
+    parents={"instance_id": "Id of the `pgfleet_instance` the replica streams from."},
+    create=ReplicaCreate,
+    response=Replica,
+    description=(
+        "A read replica of a single instance: a streaming standby with its own read-only endpoint, "
+        "where the instance's credentials work. Changing any argument replaces the replica."
+    ),
+    # One resource is one replica, however many one request could add.
+    fixed={"replica_count": 1},
+    created="replicas.0",
+    listed="replicas",
+    computed=(
+        Computed("status", description="Observed status of the replica."),
+        Computed("host", "endpoint.host"),
+        Computed("port", "endpoint.port"),
+    ),
+    force_new=("cpu", "memory"),
+    example={"instance_id": Ref("pgfleet_instance.example.id")},
+)
+
+# Tenants, quotas and backup schedules belong to an instance or to a cluster.
+OWNER_PATHS = ("/api/v1/postgres/single/{instance_id}", "/api/v1/postgres/cluster/{cluster_id}")
+OWNERS = {
+    "instance_id": "Id of the `pgfleet_instance` it belongs to. Set exactly one of `instance_id` and `cluster_id`.",
+    "cluster_id": "Id of the `pgfleet_cluster` it belongs to. Set exactly one of `instance_id` and `cluster_id`.",
+}
+ON_INSTANCE = {"instance_id": Ref("pgfleet_instance.example.id")}
+
+
+def under_owner(suffix: str) -> tuple[str, ...]:
+    return tuple(f"{path}/{suffix}" for path in OWNER_PATHS)
+
+
+TENANT = ResourceSpec(
+    name="tenant",
+    path=under_owner("tenants"),
+    parents=OWNERS,
+    create=TenantCreate,
+    response=TenantCreated,
+    description=(
+        "A tenant of an instance or a cluster: its own database (or schema), login role and quotas. "
+        "The API cannot change a tenant, so changing any argument replaces it: its database or schema "
+        "is dropped, after a logical backup. `initial_password` is generated when absent; it is known "
+        "only to the Terraform state that created the tenant (an imported tenant has none)."
+    ),
+    id_field="tenant_id",
+    id_description="The tenant id (`tenant_id`).",
+    listed="tenants",
+    sources={"initial_user": "user", "initial_password": "credentials.password"},
+    generated=("initial_user", "initial_password"),
+    computed=(
+        Computed("status"),
+        Computed("database_name"),
+        Computed("schema_name"),
+        Computed("uri", "credentials.uri", sensitive=True, create_only=True),
+    ),
+    force_new=("tenant_id", "mode", "initial_user", "initial_password", "quota"),
+    descriptions={"quota": "Limits of the tenant's storage and sessions; absent ones are unlimited."},
+    example={**ON_INSTANCE, "quota": {"max_storage_mb": 10240, "max_connections": 50}},
+)
+
+QUOTA = ResourceSpec(
+    name="quota",
+    path=under_owner("quota"),
+    parents=OWNERS,
+    create=QuotaUpdate,
+    response=Quota,
+    description=(
+        "The quotas of an instance or a cluster: storage and connection limits, alert thresholds, "
+        "scale to zero. Every argument changes in place; destroying the resource sets the quotas back "
+        "to none (unlimited, default thresholds)."
+    ),
+    singleton=Singleton(reset=True),
+    id_field="resource_id",
+    id_description="Id of the instance or cluster (a quota has no id of its own).",
+    in_place=(InPlaceUpdate.document(QuotaUpdate),),
+    computed=(Computed("storage_limit_mb", stable=True), Computed("writes_suspended")),
+    descriptions={"alert_thresholds": "When to alert, before a limit is reached."},
+    example={**ON_INSTANCE, "max_storage_mb": 20480, "max_connections": 100},
+)
+
+
+def schedule_expression(text: str | None) -> str | None:
+    """How the API stores a schedule expression: spaces collapsed, six bare cron fields as
+    `cron(...)`, empty as none."""
+    if text is None or not text.strip():
+        return None
+    collapsed = " ".join(text.split())
+    return collapsed if collapsed.startswith(("cron(", "rate(", "at(")) else f"cron({collapsed})"
+
+
+BACKUP_SCHEDULE = ResourceSpec(
+    name="backup_schedule",
+    path=under_owner("backup/schedule"),
+    parents=OWNERS,
+    create=BackupScheduleUpdate,
+    response=BackupScheduleView,
+    description=(
+        "The backup schedule of an instance or a cluster: full and incremental backups, and how long "
+        "they are kept. Every argument changes in place; destroying the resource removes the schedules."
+    ),
+    singleton=Singleton(reset=True),
+    id_field="resource_id",
+    id_description="Id of the instance or cluster (a schedule has no id of its own).",
+    in_place=(InPlaceUpdate.document(BackupScheduleUpdate),),
+    equivalent={"full_backup_cron": schedule_expression, "incremental_backup_cron": schedule_expression},
+    computed=(
+        Computed("next_full_backup_at", description="When the next full backup starts (UTC), if scheduled."),
+        Computed(
+            "next_incremental_backup_at",
+            description="When the next incremental backup starts (UTC), if scheduled.",
+        ),
+    ),
+    descriptions={"enabled": "false: keep the expressions but take no scheduled backup."},
+    example={**ON_INSTANCE, "full_backup_cron": "cron(0 3 * * ? *)", "retention_days": 14},
+)
+
 INSTANCE_DATA = DataSourceSpec(
     INSTANCE, description="Looks up a single PostgreSQL instance by id (its password is not readable)."
 )
+CLUSTER_DATA = DataSourceSpec(
+    CLUSTER,
+    description="Looks up an HA cluster by id, with its nodes (its password and URIs are not readable).",
+)
 
-RESOURCES: tuple[ResourceSpec, ...] = (INSTANCE,)
-DATA_SOURCES: tuple[DataSourceSpec, ...] = (INSTANCE_DATA,)
+RESOURCES: tuple[ResourceSpec, ...] = (INSTANCE, CLUSTER, READ_REPLICA, TENANT, QUOTA, BACKUP_SCHEDULE)
+DATA_SOURCES: tuple[DataSourceSpec, ...] = (INSTANCE_DATA, CLUSTER_DATA)

@@ -20,13 +20,22 @@ from tf.schema import Attribute, Schema
 from pgfleet.provider import SOURCE_ADDRESS
 from pgfleet.provider.catalog import DATA_SOURCES, RESOURCES
 from pgfleet.provider.docs import data_source_doc, example_config, provider_doc, resource_doc
-from pgfleet.provider.schema import data_source_schema, provider_schema, resource_schema
+from pgfleet.provider.schema import NestedAttribute, data_source_schema, provider_schema, resource_schema
 
 DEFAULT_OUT = Path(__file__).resolve().parents[3] / "terraform-provider-schema"
 
 
 def _attribute_json(attribute: Attribute) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": json.loads(attribute.type.tf_type())}
+    out: dict[str, Any]
+    if isinstance(attribute, NestedAttribute):
+        out = {
+            "nested_type": {
+                "attributes": {a.name: _attribute_json(a) for a in attribute.attributes},
+                "nesting_mode": attribute.nesting,
+            }
+        }
+    else:
+        out = {"type": json.loads(attribute.type.tf_type())}
     if attribute.description:
         out["description"] = attribute.description
     out["description_kind"] = "markdown"
@@ -66,7 +75,7 @@ def rendered() -> dict[str, str]:
     files["docs/index.md"] = provider_doc(RESOURCES, DATA_SOURCES)
     for spec in RESOURCES:
         own = tuple(d for d in DATA_SOURCES if d.resource is spec)
-        files[f"examples/{spec.type_name}/main.tf"] = example_config(spec, own)
+        files[f"examples/{spec.type_name}/main.tf"] = example_config(spec, own, RESOURCES)
         files[f"docs/resources/{spec.name}.md"] = resource_doc(spec)
     for data in DATA_SOURCES:
         files[f"docs/data-sources/{data.name}.md"] = data_source_doc(data)

@@ -17,6 +17,7 @@ from tf.iface import (
     DataSource,
     DeleteContext,
     ImportContext,
+    PlanContext,
     ReadContext,
     ReadDataContext,
     Resource,
@@ -29,8 +30,8 @@ from tf.utils import Diagnostics
 
 from pgfleet.provider.client import ApiClient, ApiError, OperationFailed, OperationTimeout
 from pgfleet.provider.diagnostics import add_api_error, add_field_errors, validation_errors
-from pgfleet.provider.schema import data_source_schema, resource_schema
-from pgfleet.provider.spec import DataSourceSpec, ResourceSpec
+from pgfleet.provider.schema import conform, data_source_schema, field_at, nested_model, resource_schema
+from pgfleet.provider.spec import Computed, DataSourceSpec, ResourceSpec, dig
 
 _MISSING = object()
 
@@ -41,12 +42,30 @@ class ClientSource(Protocol):
     def api_client(self, diags: Diagnostics) -> ApiClient | None: ...
 
 
-def _dig(body: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if not isinstance(body, dict) or key not in body:
-            return _MISSING
-        body = body[key]
-    return body
+def _known(value: Any) -> bool:
+    return value is not None and value is not Unknown
+
+
+def known_value(value: Any) -> Any:
+    """A configured or planned value as the API takes it: null and unknown attributes of
+    objects left out, at every level (absent means the API's default)."""
+    if isinstance(value, dict):
+        return {k: known_value(v) for k, v in value.items() if _known(v)}
+    if isinstance(value, list):
+        return [known_value(v) for v in value]
+    return value
+
+
+def _computed_value(computed: Computed, model: type[BaseModel], value: Any) -> Any:
+    """A computed value shaped as its attribute: a list of objects projected onto `items`."""
+    if not computed.items:
+        return conform(field_at(model, computed.path).annotation, value)
+    item_model = nested_model(field_at(model, computed.path).annotation)
+    assert item_model is not None  # checked when the schema was built
+    return [
+        {i.name: _computed_value(i, item_model[0], dig(item, i.path)) for i in computed.items}
+        for item in value or []
+    ]
 
 
 def to_state(
@@ -58,24 +77,37 @@ def to_state(
     for name in spec.parent_names:
         state[name] = prior.get(name)
     for name in spec.arguments:
-        value = _dig(body, (name,))
-        state[name] = prior.get(name) if value is _MISSING else value
+        value = dig(body, tuple(spec.sources.get(name, name).split(".")), _MISSING)
+        annotation = spec.create.model_fields[name].annotation
+        state[name] = prior.get(name) if value is _MISSING else conform(annotation, value)
+        canonical = spec.equivalent.get(name)
+        if canonical and _known(prior.get(name)) and canonical(prior[name]) == canonical(state[name]):
+            state[name] = prior[name]
     for c in spec.computed:
         if c.create_only and not create_only:
             continue
-        value = _dig(body, c.path)
-        state[c.name] = prior.get(c.name) if value is _MISSING else value
+        value = dig(body, c.path, _MISSING)
+        state[c.name] = prior.get(c.name) if value is _MISSING else _computed_value(c, spec.response, value)
     return state
 
 
-def _known(value: Any) -> bool:
-    return value is not None and value is not Unknown
+def fetch(spec: ResourceSpec, client: ApiClient, ids: dict[str, Any]) -> dict[str, Any]:
+    """GET the object, from its collection's listing where the API has no GET by id; a
+    missing object is an ApiError with status 404 either way."""
+    if not spec.listed:
+        found: dict[str, Any] = client.request("GET", spec.item_path(ids))
+        return found
+    path = spec.collection_path(ids)
+    for item in client.request("GET", path).get(spec.listed) or []:
+        if item.get(spec.id_field) == ids["id"]:
+            return dict(item)
+    raise ApiError("GET", path, 404, "not_found", f"{spec.name} {ids['id']} is not in {path}")
 
 
 def check_arguments(diags: Diagnostics, model: type[BaseModel], config: Config) -> None:
     """Validate the configured values with the API's own model, at plan time. Unset and
     not-yet-known values are left to the API."""
-    known = {k: v for k, v in config.items() if k in model.model_fields and _known(v)}
+    known = {k: known_value(v) for k, v in config.items() if k in model.model_fields and _known(v)}
     try:
         model.model_validate(known)
     except ValidationError as exc:
@@ -108,8 +140,25 @@ class ApiResource(Resource):
 
     def validate(self, diags: Diagnostics, type_name: str, config: Config) -> None:
         super().validate(diags, type_name, config)
-        if not diags.has_errors():
-            check_arguments(diags, self.spec.create, config)
+        if diags.has_errors():
+            return
+        if self.spec.parents:
+            try:
+                self.spec.path_for(config)
+            except ValueError as exc:
+                diags.add_error(f"Invalid parent of {self.spec.type_name}", str(exc))
+        check_arguments(diags, self.spec.create, config)
+
+    def plan(self, ctx: PlanContext, current: State | None, planned: State) -> State | None:
+        """An in-place change may alter what the API computes (a scale changes the nodes): those
+        attributes are known after apply, except the ones declared stable and the ones only a
+        create shows (kept from state whatever happens)."""
+        updated = {a for change in self.spec.in_place for a in change.attributes}
+        if current is not None and ctx.changed_fields & updated:
+            for c in self.spec.computed:
+                if not (c.stable or c.create_only):
+                    planned[c.name] = Unknown
+        return planned
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -118,22 +167,30 @@ class ApiResource(Resource):
         client = self.provider.api_client(ctx.diagnostics)
         if client is None:
             return None
-        body = {name: planned[name] for name in spec.arguments if _known(planned.get(name))}
+        arguments = {name: known_value(planned[name]) for name in spec.arguments if _known(planned.get(name))}
+        body = {**spec.fixed, **arguments}
         try:
-            answer = client.create(spec.collection_path(planned), body)
+            if spec.singleton:
+                answer = client.request("PUT", spec.item_path(planned), body)
+            else:
+                answer = client.create(spec.collection_path(planned), body)
         except ApiError as exc:
             add_api_error(ctx.diagnostics, f"Could not create {spec.type_name}", exc, spec.arguments)
             return None
+        created = dig(answer, tuple(spec.created.split("."))) if spec.created else answer
+        if not isinstance(created, dict):
+            ctx.diagnostics.add_error(f"Could not create {spec.type_name}", f"unexpected answer: {answer!r}")
+            return None
         # From here on the object exists: return its state even if the work fails, so that
         # Terraform records it (tainted) and a later apply replaces or destroys it.
-        return self._finish(ctx.diagnostics, client, to_state(spec, answer, planned), answer, "create")
+        return self._finish(ctx.diagnostics, client, to_state(spec, created, planned), created, "create")
 
     def read(self, ctx: ReadContext, current: State) -> State | None:
         client = self.provider.api_client(ctx.diagnostics)
         if client is None:
             return current
         try:
-            body = client.request("GET", self.spec.item_path(current))
+            body = fetch(self.spec, client, current)
         except ApiError as exc:
             if exc.status == 404:
                 return None  # gone: Terraform plans to create it again
@@ -150,15 +207,17 @@ class ApiResource(Resource):
         for change in spec.in_place:
             if all(current.get(a) == planned.get(a) for a in change.attributes):
                 continue
-            body = {a: planned[a] for a in change.attributes if _known(planned.get(a))}
+            body = {a: known_value(planned[a]) for a in change.attributes if _known(planned.get(a))}
+            path = spec.item_path(current)
             try:
-                answer = client.request(change.method, f"{spec.item_path(current)}/{change.action}", body)
-            except ApiError as exc:
-                add_api_error(
-                    ctx.diagnostics, f"Could not {change.action} {spec.type_name}", exc, change.attributes
+                answer = client.request(
+                    change.method, f"{path}/{change.action}" if change.action else path, body
                 )
+            except ApiError as exc:
+                action = change.action or "update"
+                add_api_error(ctx.diagnostics, f"Could not {action} {spec.type_name}", exc, change.attributes)
                 return state
-            state = self._finish(ctx.diagnostics, client, state, answer, change.action)
+            state = self._finish(ctx.diagnostics, client, state, answer or {}, change.action or "update")
             if ctx.diagnostics.has_errors():
                 return state
         return state
@@ -169,13 +228,13 @@ class ApiResource(Resource):
         if client is None:
             return current
         try:
-            answer = self._request_delete(client, spec.item_path(current))
+            answer = self._request_delete(client, current)
             operation = (answer or {}).get(spec.operation_field)
             if operation:
                 client.wait_operation(operation, spec.timeout_seconds)
         except ApiError as exc:
             if exc.status == 404:
-                return None  # already gone is what delete wants
+                return None  # already gone (or its parent is) is what delete wants
             add_api_error(ctx.diagnostics, f"Could not delete {spec.type_name} {current['id']}", exc, ())
             return current
         except (OperationFailed, OperationTimeout) as exc:
@@ -186,19 +245,23 @@ class ApiResource(Resource):
     def import_(self, ctx: ImportContext, id: str) -> State | None:
         spec = self.spec
         try:
-            ids = spec.parse_import_id(id)
+            candidates = spec.import_candidates(id)
         except ValueError as exc:
             ctx.diagnostics.add_error(f"Cannot import {spec.type_name} {id!r}", str(exc))
             return None
         client = self.provider.api_client(ctx.diagnostics)
         if client is None:
             return None
-        try:
-            body = client.request("GET", spec.item_path(ids))
-        except ApiError as exc:
-            add_api_error(ctx.diagnostics, f"Cannot import {spec.type_name} {id!r}", exc, ())
-            return None
-        return to_state(spec, body, dict(ids))
+        failure: ApiError | None = None
+        # Alternatives (an instance's tenant or a cluster's): the API refuses the wrong one.
+        for ids in candidates:
+            try:
+                return to_state(spec, fetch(spec, client, ids), dict(ids))
+            except ApiError as exc:
+                failure = exc
+        assert failure is not None
+        add_api_error(ctx.diagnostics, f"Cannot import {spec.type_name} {id!r}", failure, ())
+        return None
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -218,28 +281,33 @@ class ApiResource(Resource):
         except ApiError as exc:
             add_api_error(diags, f"Could not follow {verb} of {spec.type_name} {state['id']}", exc, ())
         try:
-            return to_state(spec, client.request("GET", spec.item_path(state)), state)
+            return to_state(spec, fetch(spec, client, state), state)
         except ApiError as exc:
             if not diags.has_errors():
                 add_api_error(diags, f"Could not read {spec.type_name} {state['id']} after {verb}", exc, ())
             return state
 
-    def _request_delete(self, client: ApiClient, path: str) -> dict[str, Any] | None:
-        """DELETE the object. When it is busy (409: still creating, already deleting), wait
-        for the operation it is running and ask once more; a 404 is left to the caller."""
+    def _request_delete(self, client: ApiClient, state: State) -> dict[str, Any] | None:
+        """DELETE the object (a resettable singleton: PUT an empty document). When it is busy
+        (409: still creating, already deleting), wait for the operation it is running and ask
+        once more; a 404 is left to the caller."""
+        spec = self.spec
+        path = spec.item_path(state)
+        body: dict[str, Any] | None = {} if spec.singleton and spec.singleton.reset else None
+        method = "DELETE" if body is None else "PUT"
         try:
-            answer: dict[str, Any] | None = client.request("DELETE", path)
+            answer: dict[str, Any] | None = client.request(method, path, body)
             return answer
         except ApiError as exc:
             if exc.status != 409:
                 raise
-        operation = client.request("GET", path).get(self.spec.operation_field)
+        operation = fetch(spec, client, state).get(spec.operation_field)
         if operation:
             try:
-                client.wait_operation(operation, self.spec.timeout_seconds)
+                client.wait_operation(operation, spec.timeout_seconds)
             except OperationFailed:
                 pass  # a failed create can still be deleted
-        answer = client.request("DELETE", path)
+        answer = client.request(method, path, body)
         return answer
 
 
@@ -267,9 +335,12 @@ class ApiDataSource(DataSource):
         client = self.provider.api_client(ctx.diagnostics)
         if client is None:
             return None
-        ids = {name: config[name] for name in (*resource.parent_names, "id")}
+        ids = {name: config.get(name) for name in (*resource.parent_names, "id")}
         try:
-            body = client.request("GET", resource.item_path(ids))
+            body = fetch(resource, client, ids)
+        except ValueError as exc:
+            ctx.diagnostics.add_error(f"Invalid parent of {resource.type_name}", str(exc))
+            return None
         except ApiError as exc:
             add_api_error(ctx.diagnostics, f"Cannot read {resource.type_name} {config['id']}", exc, ())
             return None

@@ -16,7 +16,7 @@ from pgfleet.errors import EngineError, InvalidState, NotFound
 from pgfleet.models.cluster import ClusterCreate
 from pgfleet.models.common import new_id, utcnow_iso
 from pgfleet.ports.cluster_engine import ClusterSpec, NodeSpec, NodeState
-from pgfleet.services import instances, operations, ports_allocation, resources
+from pgfleet.services import archiving, backup_lifecycle, instances, operations, ports_allocation, resources
 from pgfleet.services.auth import Principal
 from pgfleet.services.context import Ports
 from pgfleet.services.operations import StepContext, Workflow, register
@@ -48,7 +48,12 @@ CLUSTER = ResourceType(
         "start": Transition(("stopped", "failed"), "starting", "running", "cluster.start"),
         "stop": Transition(("running", "failed"), "stopping", "stopped", "cluster.stop"),
         "restart": Transition(("running",), "restarting", "running", "cluster.restart"),
-        "delete": Transition(("running", "stopped", "failed"), "deleting", "deleted", "cluster.delete"),
+        "delete": Transition(
+            ("running", "stopped", "failed", "paused"), "deleting", "deleted", "cluster.delete"
+        ),
+        # pause/resume: scale to zero (services/sizing.py, services/quotas.py auto-pause)
+        "pause": Transition(("running",), "pausing", "paused", "cluster.pause"),
+        "resume": Transition(("paused",), "resuming", "running", "cluster.resume"),
     },
 )
 KIND = CLUSTER.kind
@@ -76,7 +81,8 @@ def cluster_spec(record: dict[str, Any]) -> ClusterSpec:
         cpu=record["cpu"],
         memory_mb=record["memory"],
         storage_gb=record["storage"],
-        settings=record.get("settings", {}),
+        # backups: every node carries the same archive settings (services/archiving.py).
+        settings={**record.get("settings", {}), **record.get("archive_settings", {})},
     )
 
 
@@ -116,8 +122,15 @@ def _new_nodes(
 
 
 def create(
-    ports: Ports, principal: Principal, body: ClusterCreate, idempotency_key: str | None = None
+    ports: Ports,
+    principal: Principal,
+    body: ClusterCreate,
+    idempotency_key: str | None = None,
+    *,
+    workflow: str = "cluster.create",
+    params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Accept a create request (a restore into a new cluster runs its own `workflow`)."""
     tenant = principal.tenant_id
     body_fingerprint = resources.fingerprint(body)
     earlier = resources.replayed_create(ports, CLUSTER, tenant, idempotency_key, body_fingerprint)
@@ -161,7 +174,7 @@ def create(
         raise
     password = secrets.token_urlsafe(24)
     ports.secrets.put(secret_name(record), password)
-    op = operations.new_operation("cluster.create", cluster_id, tenant)
+    op = operations.new_operation(workflow, cluster_id, tenant, params)
     record = ports.store.update(KIND, cluster_id, {"operation_id": op["id"]}, record["revision"])
     operations.submit(ports, op)
     resources.remember_create(ports, CLUSTER, tenant, idempotency_key, cluster_id, body_fingerprint)
@@ -185,8 +198,10 @@ def list_visible(
     return resources.list_visible(ports, principal, CLUSTER, limit, next_token)
 
 
-def transition(ports: Ports, principal: Principal, cluster_id: str, action: str) -> dict[str, Any]:
-    return resources.transition(ports, principal, CLUSTER, cluster_id, action)
+def transition(
+    ports: Ports, principal: Principal, cluster_id: str, action: str, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return resources.transition(ports, principal, CLUSTER, cluster_id, action, params)
 
 
 # --- topology --------------------------------------------------------------------------------
@@ -210,7 +225,7 @@ def apply_members(record: dict[str, Any], members: list[NodeState]) -> dict[str,
 
 
 def with_live_topology(ports: Ports, record: dict[str, Any]) -> dict[str, Any]:
-    if record["status"] in ("creating", "deleting", "stopped"):
+    if record["status"] in ("creating", "deleting", "stopped", "paused"):
         return record
     try:
         return apply_members(record, ports.cluster_engine.members(record["id"]))
@@ -358,6 +373,12 @@ def _wait_healthy(ctx: StepContext) -> str:
     return ctx.ports.cluster_engine.wait_until_healthy(cluster_spec(_record(ctx)), timeout=HEALTHY_TIMEOUT)
 
 
+def _ensure_running(ctx: StepContext) -> str:
+    """Start every node (a no-op for running ones) and wait for a healthy cluster."""
+    _start_nodes(ctx)
+    return _wait_healthy(ctx)
+
+
 def _create_database(ctx: StepContext) -> str:
     record = _record(ctx)
     password = ctx.ports.secrets.get(secret_name(record))
@@ -386,19 +407,32 @@ def _stop_nodes(ctx: StepContext) -> str:
 def _mark_running(reason: str) -> Any:
     def step(ctx: StepContext) -> str:
         record = _record(ctx)
+        # Every node inside its memory/CPU limits; the reason says how they are enforced.
+        limits = ctx.ports.cluster_engine.apply_resources(cluster_spec(record))
         record = refresh_topology(
-            ctx.ports, record, status="running", status_reason=reason, node_count=len(record["nodes"])
-        )
+            ctx.ports, record, status="running", status_reason=f"{reason}; {limits}",
+            node_count=len(record["nodes"]), limits=limits,
+        )  # fmt: skip
         return f"cluster is running; primary {record['primary']}"
 
     return step
 
 
-def _mark_stopped(ctx: StepContext) -> str:
-    record = _record(ctx)
-    nodes = [{**n, "state": "stopped", "role": "unknown", "lag_bytes": None} for n in record["nodes"]]
-    resources.set_status(ctx, CLUSTER, "stopped", "stopped by request", nodes=nodes, primary=None)
-    return "cluster is stopped"
+def _mark_down(status: str, reason: str) -> Any:
+    def step(ctx: StepContext) -> str:
+        record = _record(ctx)
+        nodes = [{**n, "state": "stopped", "role": "unknown", "lag_bytes": None} for n in record["nodes"]]
+        resources.set_status(ctx, CLUSTER, status, reason, nodes=nodes, primary=None)
+        return f"cluster is {status}"
+
+    return step
+
+
+_mark_stopped = _mark_down("stopped", "stopped by request")
+
+
+def _release_limits(ctx: StepContext) -> str:
+    return ctx.ports.cluster_engine.release_resources(ctx.resource_id)
 
 
 def _destroy(ctx: StepContext) -> str:
@@ -494,10 +528,13 @@ register(
     Workflow(
         "cluster.create",
         (
+            ("configure_archiving", archiving.configure_step(CLUSTER)),
             ("provision", _provision),
             ("start_nodes", _start_nodes),
             ("wait_healthy", _wait_healthy),
             ("create_database", _create_database),
+            ("create_stanza", archiving.create_stanza_step(CLUSTER)),
+            ("initial_backup", backup_lifecycle.initial_backup_step(CLUSTER)),
             ("mark_running", _mark_running("created; replicas streaming")),
         ),
         _failed,
@@ -515,6 +552,30 @@ register(
     )
 )
 register(Workflow("cluster.stop", (("stop_nodes", _stop_nodes), ("mark_stopped", _mark_stopped)), _failed))
+# pause keeps the data directories, the reserved ports (the endpoints) and the backups.
+_PAUSED = "paused: compute stopped, its cgroups and memory released; data, endpoints and backups kept"
+register(
+    Workflow(
+        "cluster.pause",
+        (
+            ("stop_nodes", _stop_nodes),
+            ("release_limits", _release_limits),
+            ("mark_paused", _mark_down("paused", _PAUSED)),
+        ),
+        _failed,
+    )
+)
+register(
+    Workflow(
+        "cluster.resume",
+        (
+            ("start_nodes", _start_nodes),
+            ("wait_healthy", _wait_healthy),
+            ("mark_running", _mark_running("resumed")),
+        ),
+        _failed,
+    )
+)
 register(
     Workflow(
         "cluster.restart",
@@ -530,7 +591,13 @@ register(
 register(
     Workflow(
         "cluster.delete",
-        (("destroy", _destroy), ("release", _release), ("remove_record", resources.remove_record(CLUSTER))),
+        (
+            ("final_backup", backup_lifecycle.final_backup_step(CLUSTER, _ensure_running)),
+            ("destroy", _destroy),
+            ("release_backups", backup_lifecycle.release_backups_step(CLUSTER)),
+            ("release", _release),
+            ("remove_record", resources.remove_record(CLUSTER)),
+        ),
         _failed,
     )
 )

@@ -15,7 +15,7 @@ from pgfleet.errors import NotFound, ValidationFailed
 from pgfleet.models.common import new_id, utcnow_iso
 from pgfleet.models.instance import InstanceCreate
 from pgfleet.ports.engine import LogLine, ServerSpec, ServerStats
-from pgfleet.services import operations, ports_allocation, resources
+from pgfleet.services import archiving, backup_lifecycle, operations, ports_allocation, resources
 from pgfleet.services.auth import Principal
 from pgfleet.services.context import Ports
 from pgfleet.services.operations import StepContext, Workflow, register
@@ -44,7 +44,12 @@ INSTANCE = ResourceType(
         "start": Transition(("stopped", "failed"), "starting", "running", "instance.start"),
         "stop": Transition(("running", "failed"), "stopping", "stopped", "instance.stop"),
         "restart": Transition(("running",), "restarting", "running", "instance.restart"),
-        "delete": Transition(("running", "stopped", "failed"), "deleting", "deleted", "instance.delete"),
+        "delete": Transition(
+            ("running", "stopped", "failed", "paused"), "deleting", "deleted", "instance.delete"
+        ),
+        # pause/resume: scale to zero (services/sizing.py, services/quotas.py auto-pause)
+        "pause": Transition(("running",), "pausing", "paused", "instance.pause"),
+        "resume": Transition(("paused",), "resuming", "running", "instance.resume"),
     },
 )
 KIND = INSTANCE.kind
@@ -75,7 +80,8 @@ def server_spec(record: dict[str, Any]) -> ServerSpec:
         cpu=record["cpu"],
         memory_mb=record["memory"],
         storage_gb=record["storage"],
-        settings=record.get("settings", {}),
+        # backups: the archive settings (services/archiving.py) ride along with the user's.
+        settings={**record.get("settings", {}), **record.get("archive_settings", {})},
     )
 
 
@@ -89,8 +95,10 @@ def list_visible(
     return resources.list_visible(ports, principal, INSTANCE, limit, next_token)
 
 
-def transition(ports: Ports, principal: Principal, instance_id: str, action: str) -> dict[str, Any]:
-    return resources.transition(ports, principal, INSTANCE, instance_id, action)
+def transition(
+    ports: Ports, principal: Principal, instance_id: str, action: str, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return resources.transition(ports, principal, INSTANCE, instance_id, action, params)
 
 
 def require_supported_version(ports: Ports, version: str) -> None:
@@ -102,10 +110,17 @@ def require_supported_version(ports: Ports, version: str) -> None:
 
 
 def create(
-    ports: Ports, principal: Principal, body: InstanceCreate, idempotency_key: str | None = None
+    ports: Ports,
+    principal: Principal,
+    body: InstanceCreate,
+    idempotency_key: str | None = None,
+    *,
+    workflow: str = "instance.create",
+    params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Accept a create request; the worker does the rest. Returns the instance with its
-    credentials (shown once) and operation id."""
+    credentials (shown once) and operation id. A restore into a new instance runs its own
+    `workflow` (with `params`) instead of the plain create."""
     tenant = principal.tenant_id
     body_fingerprint = resources.fingerprint(body)
     earlier = resources.replayed_create(ports, INSTANCE, tenant, idempotency_key, body_fingerprint)
@@ -143,7 +158,7 @@ def create(
         raise
     password = secrets.token_urlsafe(24)
     ports.secrets.put(secret_name(record), password)
-    op = operations.new_operation("instance.create", instance_id, tenant)
+    op = operations.new_operation(workflow, instance_id, tenant, params)
     record = ports.store.update(KIND, instance_id, {"operation_id": op["id"]}, record["revision"])
     operations.submit(ports, op)
     resources.remember_create(ports, INSTANCE, tenant, idempotency_key, instance_id, body_fingerprint)
@@ -251,15 +266,32 @@ def _release(ctx: StepContext) -> str:
 
 
 _failed = resources.mark_failed(INSTANCE)
-_mark_running = resources.mark(INSTANCE, "running", "running and accepting connections")
+
+
+def _mark_running(ctx: StepContext) -> str:
+    """Running: keep the server inside its memory/CPU limits and say how they are enforced
+    (cgroups, or settings only where the host does not allow them)."""
+    limits = ctx.ports.engine.apply_resources(server_spec(_record(ctx)))
+    resources.set_status(
+        ctx, INSTANCE, "running", f"running and accepting connections; {limits}", limits=limits
+    )
+    return f"instance is running; {limits}"
+
+
+def _release_limits(ctx: StepContext) -> str:
+    return ctx.ports.engine.release_resources(ctx.resource_id)
+
 
 register(
     Workflow(
         "instance.create",
         (
+            ("configure_archiving", archiving.configure_step(INSTANCE)),
             ("provision", _provision),
             ("start", _start),
             ("create_database", _create_database),
+            ("create_stanza", archiving.create_stanza_step(INSTANCE)),
+            ("initial_backup", backup_lifecycle.initial_backup_step(INSTANCE)),
             ("mark_running", _mark_running),
         ),
         _failed,
@@ -274,12 +306,28 @@ register(
     )
 )
 register(Workflow("instance.restart", (("restart", _restart), ("mark_running", _mark_running)), _failed))
+# pause keeps the data directory, the reserved port (the endpoint) and the backups.
+_PAUSED = "paused: compute stopped, its cgroup and memory released; data, endpoint and backups kept"
+register(
+    Workflow(
+        "instance.pause",
+        (
+            ("stop", _stop),
+            ("release_limits", _release_limits),
+            ("mark_paused", resources.mark(INSTANCE, "paused", _PAUSED)),
+        ),
+        _failed,
+    )
+)
+register(Workflow("instance.resume", (("start", _start), ("mark_running", _mark_running)), _failed))
 register(
     Workflow(
         "instance.delete",
         (
+            ("final_backup", backup_lifecycle.final_backup_step(INSTANCE, _start)),
             ("delete_replicas", _delete_replicas),
             ("destroy", _destroy),
+            ("release_backups", backup_lifecycle.release_backups_step(INSTANCE)),
             ("release", _release),
             ("remove_record", resources.remove_record(INSTANCE)),
         ),

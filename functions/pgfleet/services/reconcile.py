@@ -15,7 +15,7 @@ from typing import Any
 from pgfleet.errors import PgfleetError
 from pgfleet.models.common import utcnow_iso
 from pgfleet.ports.scheduler import Schedule
-from pgfleet.services import clusters, instances, operations, replicas
+from pgfleet.services import clusters, instances, operations, quotas, replicas
 from pgfleet.services.context import Ports
 
 log = logging.getLogger(__name__)
@@ -23,11 +23,21 @@ log = logging.getLogger(__name__)
 RECONCILE_SCHEDULE = Schedule(
     name="pgfleet-reconcile", expression="rate(1 minute)", payload={"task": "reconcile"}
 )
-TRANSITIONAL = ("creating", "starting", "stopping", "restarting", "deleting")
+# A paused resource is left alone (desired state "paused"); these only resume stale operations.
+TRANSITIONAL = (
+    "creating",
+    "starting",
+    "stopping",
+    "restarting",
+    "deleting",
+    "pausing",
+    "resuming",
+    "resizing",
+)
 
 
 def platform_schedules() -> list[Schedule]:
-    return [RECONCILE_SCHEDULE]
+    return [RECONCILE_SCHEDULE, quotas.SCHEDULE]
 
 
 def all_records(ports: Ports, kind: str) -> Iterator[dict[str, Any]]:

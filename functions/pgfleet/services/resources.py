@@ -101,9 +101,15 @@ def begin(
 
 
 def transition(
-    ports: Ports, principal: Principal, rtype: ResourceType, resource_id: str, action: str
+    ports: Ports,
+    principal: Principal,
+    rtype: ResourceType,
+    resource_id: str,
+    action: str,
+    params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """start / stop / restart / delete: check the status allows it, then hand it to the worker."""
+    """start / stop / restart / delete: check the status allows it, then hand it to the worker
+    (with the workflow's `params`, e.g. delete's final_backup)."""
     t = rtype.transitions[action]
     record = get_visible(ports, principal, rtype, resource_id)
     require_status(record, rtype, action, t.allowed_from)
@@ -116,6 +122,7 @@ def transition(
         transitional=t.transitional,
         workflow=t.workflow,
         desired_state=t.desired_state,
+        params=params,
     )
 
 

@@ -35,6 +35,8 @@ from pgfleet.adapters.engines.local import patroni_process as proc
 from pgfleet.adapters.engines.local import patroni_rest as rest
 from pgfleet.adapters.engines.local import postgres as pg
 from pgfleet.adapters.engines.local import process
+from pgfleet.adapters.engines.local.cgroups import CgroupLimits
+from pgfleet.adapters.engines.local.database_admin import LocalDatabaseAdmin, SqlTarget
 from pgfleet.errors import EngineError
 from pgfleet.local import etcd
 from pgfleet.ports.cluster_engine import (
@@ -45,6 +47,7 @@ from pgfleet.ports.cluster_engine import (
     ReplicaStatus,
     ReplicationStatus,
 )
+from pgfleet.ports.database_admin import DatabaseAdmin
 from pgfleet.ports.engine import LogLine, ServerStats
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -57,9 +60,12 @@ CONNECT_TIMEOUT = 3
 class LocalPatroniEngine(ClusterEngine):
     """Patroni clusters under `home`, with their DCS in the etcd at `etcd_endpoint`."""
 
-    def __init__(self, home: Path, etcd_endpoint: str, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, home: Path, etcd_endpoint: str, host: str = "127.0.0.1", limits: CgroupLimits | None = None
+    ) -> None:
         ipaddress.ip_address(host)  # listen addresses and pg_hba need an address, not a name
         self._host = host
+        self._limits = limits or CgroupLimits()
         self._etcd = etcd_endpoint.split(",")[0].strip()
         self._etcd_endpoint = etcd_endpoint
         self._home = Path(home).resolve()
@@ -151,13 +157,17 @@ class LocalPatroniEngine(ClusterEngine):
             if time.monotonic() > deadline:
                 raise EngineError(f"Patroni of {node.node_id} did not answer on {url}: {proc.tail(paths)}")
             time.sleep(0.1)
+        # Patroni in the node's cgroup: every PostgreSQL it starts from now on inherits it.
+        self._place(spec, node.node_id)
         return reason
 
     def stop_node(self, cluster_id: str, node_id: str) -> str:
         """SIGTERM to Patroni, which stops PostgreSQL (and hands over leadership if it led)."""
         paths = self.paths(cluster_id, node_id)
         with self._lock(cluster_id):
-            return proc.stop_node(paths)
+            reason = proc.stop_node(paths)
+            self._limits.release(_group(cluster_id, node_id))  # a stopped node holds no memory
+            return reason
 
     def kill_node(self, cluster_id: str, node_id: str) -> str:
         """Simulate losing the node: kill -9 its Patroni and its postmaster (and whatever else
@@ -173,6 +183,7 @@ class LocalPatroniEngine(ClusterEngine):
             proc.stop_node(paths)
             pg.remove_tree(paths.root)
             etcd.delete_key(self._etcd, f"{cfg.NAMESPACE}{cluster_id}/members/{node_id}")
+            self._limits.release(_group(cluster_id, node_id))
         return "removed"
 
     def destroy(self, cluster_id: str) -> str:
@@ -197,6 +208,8 @@ class LocalPatroniEngine(ClusterEngine):
             if trash.exists():
                 shutil.rmtree(trash)
             etcd.delete_prefix(self._etcd, f"{cfg.NAMESPACE}{cluster_id}/")
+            for paths in nodes:
+                self._limits.release(_group(cluster_id, paths.root.name))
         return "destroyed" if existed else "already destroyed"
 
     def wait_until_healthy(self, spec: ClusterSpec, timeout: float = 60) -> str:
@@ -381,6 +394,133 @@ class LocalPatroniEngine(ClusterEngine):
                         return collected[::-1]
         return collected[::-1]
 
+    # -- port: resources and administration --
+
+    def reconfigure(self, spec: ClusterSpec) -> str:
+        """Rewrite and reload every node's patroni.yml, then PATCH /config with the DCS-only
+        parameters (never lowering those a standby must not have below its primary) until
+        GET /config shows them."""
+        reloaded = [f"{n.node_id}: {self.provision_node(spec, n)}" for n in spec.nodes]
+        nodes = self._nodes(spec.cluster_id)
+        if not nodes:
+            raise EngineError(f"cluster {spec.cluster_id} has no provisioned node")
+        wanted = cfg.dcs_parameters(spec, next(iter(nodes.values())))
+        auth = self._auth(spec.cluster_id)
+        deadline = time.monotonic() + CONFIG_TIMEOUT
+        while True:
+            current = self._dcs_parameters(spec.cluster_id)
+            patch = _never_lowered(wanted, current)
+            if all(str(current.get(k)) == str(v) for k, v in patch.items()):
+                kept = sorted(k for k in wanted if str(patch[k]) != str(wanted[k]))
+                note = f"; kept {', '.join(kept)} (a standby may not go below its primary)" if kept else ""
+                return "; ".join(reloaded) + f"; DCS parameters applied{note}"
+            for paths in nodes.values():
+                try:
+                    resp = rest.call(
+                        self._rest_url(paths),
+                        "PATCH",
+                        "/config",
+                        {"postgresql": {"parameters": patch}},
+                        auth=auth,
+                    )
+                except OSError:
+                    continue
+                if resp.status != 409:
+                    rest.require_ok(resp, "the parameter change")
+                break
+            else:
+                raise EngineError(f"no Patroni of cluster {spec.cluster_id} answers")
+            if time.monotonic() >= deadline:
+                raise EngineError(f"DCS parameters of {spec.cluster_id} were not applied in time")
+            time.sleep(0.2)
+
+    def _dcs_parameters(self, cluster_id: str) -> dict[str, Any]:
+        for paths in self._nodes(cluster_id).values():
+            try:
+                config = rest.call(self._rest_url(paths), "GET", "/config").body
+            except OSError:
+                continue
+            if isinstance(config, dict):
+                return dict((config.get("postgresql") or {}).get("parameters") or {})
+        raise EngineError(f"no Patroni of cluster {cluster_id} answers")
+
+    def restart_node(self, spec: ClusterSpec, node_id: str, timeout: float = 120) -> str:
+        """Wait until the node is ready (a node that just lost its leadership is still being
+        demoted), POST /restart to its Patroni (again while Patroni answers 503: another action
+        is in progress), then wait until it streams (a replica) or accepts writes (the primary)."""
+        paths = self.paths(spec.cluster_id, node_id)
+        started = time.monotonic()
+        deadline = started + timeout
+        self._wait_ready(spec.cluster_id, node_id, deadline, "before its restart")
+        while True:
+            try:
+                resp = rest.call(
+                    self._rest_url(paths), "POST", "/restart", {}, auth=self._auth(spec.cluster_id),
+                    timeout=rest.ACTION_TIMEOUT,
+                )  # fmt: skip
+            except OSError as exc:
+                raise EngineError(f"restart of {node_id}: Patroni did not answer: {exc}") from exc
+            if resp.status != 503 or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+        rest.require_ok(resp, f"the restart of {node_id}")
+        role = self._wait_ready(spec.cluster_id, node_id, deadline, "after its restart")
+        return f"restarted {node_id} ({role}) in {time.monotonic() - started:.1f}s"
+
+    def _wait_ready(self, cluster_id: str, node_id: str, deadline: float, when: str) -> str:
+        """Wait until the node runs as a streaming replica or a writable primary; its role."""
+        while True:
+            m = next((m for m in self.members(cluster_id) if m.node_id == node_id), None)
+            if m is not None and m.running:
+                if m.role == "primary" and self._writable(cluster_id, node_id):
+                    return "primary"
+                if m.role == "replica" and m.state == "streaming":
+                    return "replica"
+            if time.monotonic() >= deadline:
+                seen = f"{m.role}/{m.state}" if m else "absent"
+                raise EngineError(f"{node_id} was not ready {when} in time ({seen})")
+            time.sleep(0.25)
+
+    def apply_resources(self, spec: ClusterSpec) -> str:
+        """Place each running node's Patroni and PostgreSQL in the node's cgroup v1 groups."""
+        return "; ".join(f"{n.node_id}: {self._place(spec, n.node_id)}" for n in spec.nodes)
+
+    def release_resources(self, cluster_id: str) -> str:
+        return (
+            "; ".join(self._limits.release(_group(cluster_id, n)) for n in self._nodes(cluster_id))
+            or "no node"
+        )
+
+    def database_admin(self, cluster_id: str) -> DatabaseAdmin:
+        """The admin of the current primary; running replicas count towards connections."""
+        members = [m for m in self.members(cluster_id) if m.running]
+        primary = next((m for m in members if m.role == "primary"), None)
+        if primary is None:
+            raise EngineError(f"cluster {cluster_id} has no running primary")
+        others = tuple(self._sql_target(cluster_id, m.node_id) for m in members if m is not primary)
+        return LocalDatabaseAdmin(
+            self._sql_target(cluster_id, primary.node_id),
+            self._home / "logical-backups" / cluster_id,
+            others=others,
+            keep_connect=(cfg.REWIND_USER,),
+        )
+
+    def _sql_target(self, cluster_id: str, node_id: str) -> SqlTarget:
+        paths = self.paths(cluster_id, node_id)
+        bin_dir = pg.bin_dir_for(pg.data_dir_version(paths.data))
+        return SqlTarget(paths.socket, cfg.read_ports(paths.config)[0], bin_dir)
+
+    def _place(self, spec: ClusterSpec, node_id: str) -> str:
+        """Patroni first (what it starts later inherits its group), then everything already
+        working in the node's directory (PostgreSQL and its children)."""
+        paths = self.paths(spec.cluster_id, node_id)
+        patroni = proc.patroni_pid(paths)
+        if patroni is None:
+            return "not running"
+        pids = [patroni, *(p for p in proc.processes_under(paths.root) if p != patroni)]
+        outcome = self._limits.place(_group(spec.cluster_id, node_id), spec.memory_mb, spec.cpu, pids)
+        return outcome.reason
+
     # -- internals --
 
     @contextlib.contextmanager
@@ -423,6 +563,24 @@ class LocalPatroniEngine(ClusterEngine):
                 seen = f"{m.role}/{m.state}" if m else "absent"
                 raise EngineError(f"{candidate} did not become a writable primary in time ({seen})")
             time.sleep(0.25)
+
+
+def _group(cluster_id: str, node_id: str) -> str:
+    """The cgroup name of one node."""
+    return f"{cluster_id}.{node_id}"
+
+
+def _never_lowered(wanted: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """`wanted`, except that settings a hot standby must have at least as high as its
+    primary keep their current value when that is higher."""
+    result = dict(wanted)
+    for name in pg.HOT_STANDBY_MINIMUMS:
+        if name in wanted and name in current:
+            try:
+                result[name] = str(max(int(wanted[name]), int(current[name])))
+            except (TypeError, ValueError):
+                result[name] = current[name]
+    return result
 
 
 def _first_line(exc: BaseException) -> str:

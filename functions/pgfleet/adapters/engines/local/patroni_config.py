@@ -178,6 +178,11 @@ def check_socket_path(paths: NodePaths, port: int) -> None:
         raise EngineError(f"unix socket path {socket_file} is longer than {MAX_SOCKET_PATH} bytes")
 
 
+def dcs_parameters(spec: ClusterSpec, paths: NodePaths) -> dict[str, Any]:
+    """The parameters of `spec` that Patroni takes from the DCS only (what a resize patches)."""
+    return _split_parameters(spec, paths)[1]
+
+
 def _split_parameters(spec: ClusterSpec, paths: NodePaths) -> tuple[dict[str, str], dict[str, Any]]:
     """(local parameters, DCS parameters) for `spec`: engine-managed settings, then the
     memory/CPU tuning, then the user's overrides (which may not touch managed settings)."""

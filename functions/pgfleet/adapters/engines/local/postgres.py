@@ -43,8 +43,11 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from pgfleet.adapters.engines.local import process, tuning
+from pgfleet.adapters.engines.local.cgroups import CgroupLimits, LimitsOutcome
+from pgfleet.adapters.engines.local.database_admin import LocalDatabaseAdmin, SqlTarget
 from pgfleet.adapters.engines.local.ports import port_is_free
 from pgfleet.errors import EngineError
+from pgfleet.ports.database_admin import DatabaseAdmin
 from pgfleet.ports.engine import (
     Engine,
     LogLine,
@@ -668,9 +671,10 @@ def drop_physical_slot(conn: psycopg.Connection, slot: str) -> str:
 class LocalPostgresEngine(Engine):
     """PostgreSQL servers as local processes under `home`. See the module docstring."""
 
-    def __init__(self, home: Path, host: str = "127.0.0.1") -> None:
+    def __init__(self, home: Path, host: str = "127.0.0.1", limits: CgroupLimits | None = None) -> None:
         ipaddress.ip_address(host)  # ValueError early: listen_addresses and pg_hba need an address
         self._host = host
+        self._limits = limits or CgroupLimits()
         self._home = Path(home).resolve()
         self._home.mkdir(parents=True, exist_ok=True)
         # The data-plane user must reach templates/ and servers/ below home.
@@ -718,17 +722,23 @@ class LocalPostgresEngine(Engine):
         postmaster.pid left by a killed server."""
         paths = self.paths(spec.server_id)
         with self._lock(f"server-{spec.server_id}"):
-            return self._start(paths, spec.version)
+            reason = self._start(paths, spec.version)
+            # Every start (reconcile's too) puts the server back inside its memory/CPU limits.
+            self._place(spec)
+            return reason
 
     def stop(self, server_id: str) -> str:
-        """Fast shutdown, waiting until the server is down. Stopped or missing is fine."""
+        """Fast shutdown, waiting until the server is down. Stopped or missing is fine. A
+        stopped server holds no memory: its cgroups go too (the next start makes them again)."""
         paths = self.paths(server_id)
         with self._lock(f"server-{server_id}"):
             if not is_data_dir(paths.data):
                 return "not provisioned"
             if not self._running_pid(paths):
+                self._limits.release(server_id)
                 return "already stopped"
             self._pg_ctl_stop(paths, "fast")
+            self._limits.release(server_id)
             return "stopped"
 
     def restart(self, spec: ServerSpec) -> str:
@@ -738,12 +748,17 @@ class LocalPostgresEngine(Engine):
         with self._lock(f"server-{spec.server_id}"):
             bin_dir = self._bin_for(paths, spec.version)
             if not self._running_pid(paths):
-                return self._start(paths, spec.version) + " (was not running)"
-            argv = pg_ctl_argv(bin_dir, "restart", paths.data, log_file=paths.startup_log, mode="fast")
-            proc = process.run(argv, timeout=3 * PG_CTL_TIMEOUT_S, check=False)
-            if proc.returncode != 0:
-                raise EngineError(f"restart of {spec.server_id} failed: {self._startup_failure(paths, proc)}")
-            return "restarted"
+                reason = self._start(paths, spec.version) + " (was not running)"
+            else:
+                argv = pg_ctl_argv(bin_dir, "restart", paths.data, log_file=paths.startup_log, mode="fast")
+                proc = process.run(argv, timeout=3 * PG_CTL_TIMEOUT_S, check=False)
+                if proc.returncode != 0:
+                    raise EngineError(
+                        f"restart of {spec.server_id} failed: {self._startup_failure(paths, proc)}"
+                    )
+                reason = "restarted"
+            self._place(spec)  # the new postmaster starts outside the server's cgroup
+            return reason
 
     def destroy(self, server_id: str) -> str:
         """Stop the server (immediately if a fast shutdown fails) and remove its directory."""
@@ -758,7 +773,42 @@ class LocalPostgresEngine(Engine):
             # Rename first, so a half-removed directory never looks like a server.
             os.rename(paths.root, trash)
             remove_tree(trash)
+            self._limits.release(server_id)
         return "destroyed"
+
+    # -- port: resources and administration --
+
+    def apply_resources(self, spec: ServerSpec) -> str:
+        """Place the running server in its cgroup v1 groups with spec's limits (or say that
+        only the settings limit it here)."""
+        paths = self.paths(spec.server_id)
+        with self._lock(f"server-{spec.server_id}"):
+            if not self._running_pid(paths):
+                raise EngineError(f"server {spec.server_id} is not running")
+            return self._place(spec).reason
+
+    def release_resources(self, server_id: str) -> str:
+        """Remove the server's cgroups (its processes, if any are left, lose their limits)."""
+        self.paths(server_id)  # validates the id
+        return self._limits.release(server_id)
+
+    def database_admin(self, server_id: str) -> DatabaseAdmin:
+        """Tenants, quotas and usage of the server, over its private socket; logical dumps go
+        to `<home>/logical-backups/<server_id>/`."""
+        paths = self.paths(server_id)
+        if not is_data_dir(paths.data):
+            raise EngineError(f"server {server_id} is not provisioned")
+        target = SqlTarget(paths.socket, self._port(paths), bin_dir_for(data_dir_version(paths.data)))
+        return LocalDatabaseAdmin(target, self._home / "logical-backups" / server_id)
+
+    def _place(self, spec: ServerSpec) -> LimitsOutcome:
+        """Move the postmaster, then the processes it already forked, into the server's groups."""
+        paths = self.paths(spec.server_id)
+        postmaster = self._running_pid(paths)
+        if postmaster is None:
+            return LimitsOutcome(False, "not running")
+        children = [pid for pid in postgres_processes_in(paths.data) if pid != postmaster]
+        return self._limits.place(spec.server_id, spec.memory_mb, spec.cpu, [postmaster, *children])
 
     # -- port: observation --
 
