@@ -20,7 +20,7 @@ from pgfleet.services import archiving, backup_lifecycle, instances, operations,
 from pgfleet.services.auth import Principal
 from pgfleet.services.context import Ports
 from pgfleet.services.operations import StepContext, Workflow, register
-from pgfleet.services.resources import ResourceType, Transition
+from pgfleet.services.resources import ResourceType
 
 CLUSTER = ResourceType(
     kind="cluster",
@@ -44,17 +44,7 @@ CLUSTER = ResourceType(
         "updated_at",
         "operation_id",
     ),  # fmt: skip
-    transitions={
-        "start": Transition(("stopped", "failed"), "starting", "running", "cluster.start"),
-        "stop": Transition(("running", "failed"), "stopping", "stopped", "cluster.stop"),
-        "restart": Transition(("running",), "restarting", "running", "cluster.restart"),
-        "delete": Transition(
-            ("running", "stopped", "failed", "paused"), "deleting", "deleted", "cluster.delete"
-        ),
-        # pause/resume: scale to zero (services/sizing.py, services/quotas.py auto-pause)
-        "pause": Transition(("running",), "pausing", "paused", "cluster.pause"),
-        "resume": Transition(("paused",), "resuming", "running", "cluster.resume"),
-    },
+    transitions=resources.standard_transitions("cluster"),
 )
 KIND = CLUSTER.kind
 NODE_PUBLIC_FIELDS = ("id", "name", "role", "state", "endpoint", "timeline", "lag_bytes")

@@ -19,7 +19,7 @@ from pgfleet.services import archiving, backup_lifecycle, operations, ports_allo
 from pgfleet.services.auth import Principal
 from pgfleet.services.context import Ports
 from pgfleet.services.operations import StepContext, Workflow, register
-from pgfleet.services.resources import ResourceType, Transition
+from pgfleet.services.resources import ResourceType
 
 INSTANCE = ResourceType(
     kind="instance",
@@ -40,17 +40,7 @@ INSTANCE = ResourceType(
         "updated_at",
         "operation_id",
     ),  # fmt: skip
-    transitions={
-        "start": Transition(("stopped", "failed"), "starting", "running", "instance.start"),
-        "stop": Transition(("running", "failed"), "stopping", "stopped", "instance.stop"),
-        "restart": Transition(("running",), "restarting", "running", "instance.restart"),
-        "delete": Transition(
-            ("running", "stopped", "failed", "paused"), "deleting", "deleted", "instance.delete"
-        ),
-        # pause/resume: scale to zero (services/sizing.py, services/quotas.py auto-pause)
-        "pause": Transition(("running",), "pausing", "paused", "instance.pause"),
-        "resume": Transition(("paused",), "resuming", "running", "instance.resume"),
-    },
+    transitions=resources.standard_transitions("instance"),
 )
 KIND = INSTANCE.kind
 

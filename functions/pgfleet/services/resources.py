@@ -36,6 +36,21 @@ class ResourceType:
     transitions: dict[str, Transition]
 
 
+def standard_transitions(kind: str) -> dict[str, Transition]:
+    """The lifecycle every server-like resource has; workflows are named `<kind>.<action>`.
+    pause/resume scale to zero (services/sizing.py; services/quotas.py auto-pauses)."""
+    return {
+        "start": Transition(("stopped", "failed"), "starting", "running", f"{kind}.start"),
+        "stop": Transition(("running", "failed"), "stopping", "stopped", f"{kind}.stop"),
+        "restart": Transition(("running",), "restarting", "running", f"{kind}.restart"),
+        "delete": Transition(
+            ("running", "stopped", "failed", "paused"), "deleting", "deleted", f"{kind}.delete"
+        ),
+        "pause": Transition(("running",), "pausing", "paused", f"{kind}.pause"),
+        "resume": Transition(("paused",), "resuming", "running", f"{kind}.resume"),
+    }
+
+
 def public_view(rtype: ResourceType, record: dict[str, Any]) -> dict[str, Any]:
     return {k: record.get(k) for k in rtype.public_fields}
 
