@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,8 +87,14 @@ def override(ports: Any) -> None:
     _override = ports
 
 
+_building = threading.Lock()
+
+
 def dependencies() -> Dependencies:
-    return _override if _override is not None else _from_settings()
+    if _override is not None:
+        return _override  # type: ignore[no-any-return]
+    with _building:  # the first requests of a process may arrive on several threads at once
+        return _from_settings()
 
 
 @functools.cache

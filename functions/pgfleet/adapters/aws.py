@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from typing import Any
 
 from pgfleet.settings import get_settings
 
+_creating = threading.Lock()
+
+
+def client(service: str) -> Any:
+    """The process's client for `service`. Creating botocore clients from several threads at
+    once is not safe (its loaders and credential resolution race), so creation is serialized;
+    the clients themselves are thread-safe."""
+    with _creating:
+        return _client(service)
+
 
 @functools.cache
-def client(service: str) -> Any:
+def _client(service: str) -> Any:
     import boto3
     from botocore.config import Config
 
