@@ -214,7 +214,13 @@ def test_recovery_plan_dry_run_changes_nothing(stack: LocalStack, token: str, in
     status, planned = stack.request("POST", f"{BACKUP}/recovery/initiate", body, token)
     assert status == 200, planned
     plan = planned["recoveryPlan"]
-    assert [s["name"] for s in plan["steps"]][:4] == ["flush_wal", "stop", "restore_files", "recover"]
+    assert [s["name"] for s in plan["steps"]][:5] == [
+        "flush_wal",
+        "stop",
+        "restore_files",
+        "provision",
+        "recover",
+    ]
     assert plan["totalEstimatedTime"].startswith("PT") and plan["dataIntegrityChecks"]
     assert "set aside" in plan["rollbackProcedure"]
     after = (stack.request("GET", f"{SINGLE}/{iid}", token=token)[1], _backups(stack, token, iid)["backups"])

@@ -188,7 +188,7 @@ def test_structure_check_and_expiry_of_single_backups(rig: Rig) -> None:
         rig.backups.expire_backup(STANZA, second.backup_id)
     # A WAL segment the backup needs, removed from the archive: the structure check says which.
     archive = rig.backups.repo_path / "archive" / STANZA
-    (needed,) = [p for p in archive.rglob(f"{second.wal_start}*") if p.is_file()]
+    (needed,) = [p for p in archive.rglob(f"{second.wal_start}-*") if p.is_file()]
     needed.unlink()
     result = rig.backups.check_structure(STANZA, second.backup_id)
     assert not result.ok and second.wal_start in result.findings[0] and "missing" in result.findings[0]

@@ -204,7 +204,11 @@ class FakeRestoreHost(RestoreHost):
         return "discarded"
 
     def recover(
-        self, location: ServerLocation, settings: dict[str, str], cluster_id: str | None = None
+        self,
+        location: ServerLocation,
+        settings: dict[str, str],
+        cluster_id: str | None = None,
+        keep_running: bool = False,
     ) -> str:
         self._call("recover", location.data_dir)
         return "recovered"

@@ -335,7 +335,7 @@ def test_recovery_plan_dry_run_changes_nothing(call, fake_ports):
     assert status == 200, planned
     plan = planned["recoveryPlan"]
     assert set(plan) == {"steps", "totalEstimatedTime", "dataIntegrityChecks", "rollbackProcedure"}
-    assert [s["name"] for s in plan["steps"]][:3] == ["configure_archiving", "restore_files", "recover"]
+    assert [s["name"] for s in plan["steps"]][:3] == ["configure_archiving", "restore_files", "provision"]
     assert all(s["estimatedDuration"].startswith("PT") for s in plan["steps"])
     assert plan["dataIntegrityChecks"] and "Nothing existing is changed" in plan["rollbackProcedure"]
     assert (dict(fake_ports.store.records), list(fake_ports.queue.messages)) == before
@@ -438,3 +438,17 @@ def test_cluster_backup_and_restores(call, fake_ports):
     set_aside = [c[1] for c in fake_ports.restore_host.calls if c[0] == "set_aside" and cid in c[1]]
     assert len(set_aside) == 2  # the leader's data and the replica's (re-cloned)
     assert ("reset_cluster_state", cid) in fake_ports.restore_host.calls
+
+
+def test_a_stopped_source_restores_only_what_is_archived(call, fake_ports):
+    iid = _instance(call, fake_ports)["id"]
+    fake_ports.backup_engine.add_minutes(iid, 10)
+    assert call("POST", f"{SINGLE}/{iid}/stop")[0] == 202
+    fake_ports.drain()
+    window_end = datetime.now(UTC)
+    later = (window_end + timedelta(seconds=2)).isoformat()
+    status, body = call("POST", f"{SINGLE}/{iid}/restore", {"pitr_target": later})
+    # the fake's window ends now: a moment after it is not archived for a stopped source
+    assert status == 422 and "latest" in body["error"]["details"], body
+    earlier = (window_end - timedelta(minutes=1)).isoformat()
+    assert call("POST", f"{SINGLE}/{iid}/restore", {"pitr_target": earlier})[0] == 202

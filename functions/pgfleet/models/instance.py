@@ -19,6 +19,8 @@ InstanceStatus = Literal[
     "creating", "running", "stopping", "stopped", "starting", "restarting", "deleting", "failed",
     # pause/resume (scale to zero) and resize
     "pausing", "paused", "resuming", "resizing",
+    # backups: a restore in place
+    "restoring",
 ]  # fmt: skip
 
 Cpu = Field(default=1, ge=1, le=64, description="vCPUs.")

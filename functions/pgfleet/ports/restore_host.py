@@ -86,7 +86,11 @@ class RestoreHost(abc.ABC):
 
     @abc.abstractmethod
     def recover(
-        self, location: ServerLocation, settings: dict[str, str], cluster_id: str | None = None
+        self,
+        location: ServerLocation,
+        settings: dict[str, str],
+        cluster_id: str | None = None,
+        keep_running: bool = False,
     ) -> str:
         """Run PostgreSQL on a freshly restored data directory, alone and on its unix socket
         only, until it has replayed WAL to its recovery target and promoted; then shut it down
@@ -96,6 +100,12 @@ class RestoreHost(abc.ABC):
         `settings` apply to this one run only (archiving into the right stanza while the new
         timeline begins, or nothing). With `cluster_id`, the directory becomes the first node
         of that cluster: its replication and rewind roles get that cluster's passwords.
+
+        With `keep_running`, the server runs as its own configuration says (a single server,
+        provisioned first) rather than alone, and is left running once promoted, saving a
+        stop and a start; `settings` then persist until its next restart, so they must agree
+        with its configuration.
+
         Idempotent: a directory that has already recovered is left as it is. Blocks while WAL
         is replayed (bounded by a long timeout). Raises EngineError when recovery fails, with
         the end of the server's log.

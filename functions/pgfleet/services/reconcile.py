@@ -15,7 +15,7 @@ from typing import Any
 from pgfleet.errors import PgfleetError
 from pgfleet.models.common import utcnow_iso
 from pgfleet.ports.scheduler import Schedule
-from pgfleet.services import clusters, instances, operations, quotas, replicas
+from pgfleet.services import backup_schedules, clusters, instances, operations, quotas, replicas
 from pgfleet.services.context import Ports
 
 log = logging.getLogger(__name__)
@@ -33,11 +33,12 @@ TRANSITIONAL = (
     "pausing",
     "resuming",
     "resizing",
+    "restoring",  # backups: a restore in place
 )
 
 
 def platform_schedules() -> list[Schedule]:
-    return [RECONCILE_SCHEDULE, quotas.SCHEDULE]
+    return [RECONCILE_SCHEDULE, quotas.SCHEDULE, backup_schedules.EXPIRY_SCHEDULE]
 
 
 def all_records(ports: Ports, kind: str) -> Iterator[dict[str, Any]]:

@@ -111,16 +111,19 @@ def _restore_files(ctx: StepContext) -> str:
 
 
 def _recover(archive: bool) -> StepFn:
-    """Step: replay WAL to the target alone; with `archive`, the new timeline is archived
-    into the resource's own stanza from its first segment (in place); else archiving starts
-    with the new resource's own stanza after it runs."""
+    """Step: replay WAL to the target. With `archive`, the new timeline is archived into the
+    resource's own stanza from its first segment; else archiving starts once the new
+    resource's stanza exists. A single server recovers as itself (provisioned before) and
+    keeps running; a cluster's node recovers alone, then Patroni takes it over."""
 
     def step(ctx: StepContext) -> str:
         record = _resource(ctx)
         settings = dict(record.get("archive_settings") or {}) if archive else {}
         cluster_id = record["id"] if archiving.is_cluster(record) else None
         with lease_kept(ctx):
-            reason = ctx.ports.restore_host.recover(_restored_location(ctx, record), settings, cluster_id)
+            reason = ctx.ports.restore_host.recover(
+                _restored_location(ctx, record), settings, cluster_id, keep_running=cluster_id is None
+            )
         recovery = _recovery(ctx)
         target = {"end": "the end of the backup", "latest": "the latest archived WAL"}.get(
             recovery["to"], recovery["target_time"]
@@ -173,7 +176,8 @@ def _flush_source(ctx: StepContext) -> str:
 
 def _restore_files_flushing_source(ctx: StepContext) -> str:
     """`_restore_files`, while the running source archives what it has committed: the WAL is
-    needed only once recovery starts, and the restore takes longer than the flush."""
+    needed only once recovery starts, and the restore keeps its time target `exact` whatever
+    the archive holds when the files are laid out."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         flushed = pool.submit(_flush_source, ctx)
         reason = _restore_files(ctx)
@@ -387,8 +391,8 @@ register(
         (
             ("configure_archiving", archiving.configure_step(INSTANCE)),
             ("restore_files", _restore_files_flushing_source),
-            ("recover", _recover(archive=False)),
             ("provision", instances._provision),
+            ("recover", _recover(archive=True)),
             ("start", instances._start),
             ("commit", _commit),
             ("create_database", instances._create_database),
@@ -407,8 +411,8 @@ register(
             ("flush_wal", _flush_if_running),
             ("stop", instances._stop),
             ("restore_files", _restore_files),
-            ("recover", _recover(archive=True)),
             ("provision", instances._provision),
+            ("recover", _recover(archive=True)),
             ("start", instances._start),
             ("verify_archiving", _verify_archiving),
             ("commit", _commit),

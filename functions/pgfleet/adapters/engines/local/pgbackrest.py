@@ -810,7 +810,13 @@ class LocalPgBackRest(BackupEngine):
             listing = parsed_json(
                 self._run(stanza, "repo-ls", "--output=json", arguments=[path]).stdout, "repo-ls"
             )
-            present |= {name[:24] for name, meta in listing.items() if meta.get("type") == "file"}
+            # Segments are stored as <segment>-<sha1>[.ext]; <segment>.<offset>.backup files
+            # sit beside them and do not count.
+            present |= {
+                name[:24]
+                for name, meta in listing.items()
+                if meta.get("type") == "file" and (len(name) == 24 or name[24:25] == "-")
+            }
         return [segment for segment in wanted if segment not in present]
 
     def location(self, stanza: str) -> str:

@@ -230,11 +230,18 @@ class LocalRestoreHost(RestoreHost):
     # -- running a restored server alone ---------------------------------------------------------
 
     def recover(
-        self, location: ServerLocation, settings: dict[str, str], cluster_id: str | None = None
+        self,
+        location: ServerLocation,
+        settings: dict[str, str],
+        cluster_id: str | None = None,
+        keep_running: bool = False,
     ) -> str:
         data = location.data_dir
         if not pg.is_data_dir(data):
             raise EngineError(f"{data} holds no restored data directory")
+        if keep_running and self._recovery_state(location) is False:
+            self._write_auto_conf(data, without_run_settings(self._read_auto_conf(data)))
+            return "already recovered and running"
         self._stop_alone(location)
         pending = (data / "recovery.signal").exists()
         reason = "already recovered"
@@ -242,12 +249,13 @@ class LocalRestoreHost(RestoreHost):
         # promotion and adoption.
         if pending or cluster_id is not None:
             started = time.monotonic()
-            note = self._run_until_promoted(location, settings)
+            note = self._run_until_promoted(location, settings, alone=not keep_running)
             try:
                 if cluster_id is not None:
                     self._adopt_cluster_roles(location, cluster_id)
             finally:
-                self._stop_alone(location)
+                if not keep_running:
+                    self._stop_alone(location)
             if pending:
                 reason = f"replayed WAL to the recovery target and promoted in {time.monotonic() - started:.1f}s{note}"
             if cluster_id is not None:
@@ -499,24 +507,28 @@ class LocalRestoreHost(RestoreHost):
         if pg.postgres_processes_in(location.data_dir):
             raise EngineError(f"a server runs on {location.data_dir}: stop it before a restore")
 
-    def _run_until_promoted(self, location: ServerLocation, settings: dict[str, str]) -> str:
+    def _run_until_promoted(
+        self, location: ServerLocation, settings: dict[str, str], alone: bool = True
+    ) -> str:
         """`_run_alone`; when nothing was committed after the target time, replay to the end
         of the archive instead (the same state). Returns a note saying so, or ""."""
         try:
-            self._run_alone(location, settings)
+            self._run_alone(location, settings, alone)
             return ""
         except TargetNotReached:
             data = location.data_dir
             self._write_auto_conf(data, without_recovery_target(self._read_auto_conf(data)))
-            self._run_alone(location, settings)
+            self._run_alone(location, settings, alone)
             return " (no commit after the target: replayed the archive to its end, the same state)"
 
-    def _run_alone(self, location: ServerLocation, settings: dict[str, str]) -> None:
+    def _run_alone(self, location: ServerLocation, settings: dict[str, str], alone: bool = True) -> None:
         """Start PostgreSQL on `location` with this run's settings and wait until it has left
-        recovery (promoted) and accepts connections. Raises EngineError with the log's end."""
+        recovery (promoted) and accepts connections. `alone`: on its private socket only,
+        whatever its configuration says; else as its configuration says (a single server of
+        the engine, already provisioned). Raises EngineError with the log's end."""
         data, root = location.data_dir, location.data_dir.parent
         process.make_owned_dir(location.socket_dir, 0o700)
-        run = {
+        isolation = {
             "port": str(location.port),
             "listen_addresses": "",
             "unix_socket_directories": str(location.socket_dir),
@@ -526,13 +538,14 @@ class LocalRestoreHost(RestoreHost):
             "ident_file": str(data / "pg_ident.conf"),
             "logging_collector": "off",
             "hot_standby": "on",
-            **settings,
         }
+        run = {**(isolation if alone else {}), **settings}
         self._write_auto_conf(data, with_run_settings(self._read_auto_conf(data), run))
         bin_dir = pg.bin_dir_for(pg.data_dir_version(data))
         logfile = root / RECOVER_LOG
         argv = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-W", "start"]
         mark = logfile.stat().st_size if logfile.exists() else 0
+        wall_start = time.time()
         process.run(argv, timeout=60)
         deadline = time.monotonic() + RECOVERY_TIMEOUT
         started = time.monotonic()
@@ -541,9 +554,13 @@ class LocalRestoreHost(RestoreHost):
             if state is False:
                 return
             if not pg.postgres_processes_in(data) and time.monotonic() - started > 1:
-                if TARGET_NOT_REACHED in self._log_since(logfile, mark):
+                said = self._log_since(logfile, mark) + self._collected_log_since(root / "log", wall_start)
+                if TARGET_NOT_REACHED in said:
                     raise TargetNotReached(self._log_tail(logfile))
-                raise EngineError(f"PostgreSQL stopped during recovery: {self._log_tail(logfile)}")
+                last = [line for line in said.splitlines() if "FATAL" in line or "PANIC" in line][-2:]
+                raise EngineError(
+                    f"PostgreSQL stopped during recovery: {' | '.join(last) or self._log_tail(logfile)}"
+                )
             if time.monotonic() > deadline or (state is None and time.monotonic() - started > START_TIMEOUT):
                 raise EngineError(f"recovery did not finish in time: {self._log_tail(logfile)}")
             time.sleep(0.1)
@@ -636,6 +653,22 @@ class LocalRestoreHost(RestoreHost):
                 return fh.read().decode(errors="replace")
         except OSError:
             return ""
+
+    @staticmethod
+    def _collected_log_since(log_dir: Path, since: float, tail_bytes: int = 65536) -> str:
+        """The end of the server's own log files written since `since` (a server that runs
+        as its configuration says logs there, through its logging collector)."""
+        texts = []
+        for path in sorted(log_dir.glob("*.json")) if log_dir.is_dir() else []:
+            try:
+                if path.stat().st_mtime < since:
+                    continue
+                with path.open("rb") as fh:
+                    fh.seek(max(0, path.stat().st_size - tail_bytes))
+                    texts.append(fh.read().decode(errors="replace"))
+            except OSError:
+                continue
+        return "\n".join(texts)
 
     @staticmethod
     def _log_tail(logfile: Path, lines: int = 5) -> str:
