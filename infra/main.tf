@@ -33,7 +33,7 @@ locals {
   # context attributes Scheduler fills in).
   reconcile_input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-reconcile\"], \"detail\": {\"task\": \"reconcile\"}}"
 
-  # What functions/pgfleet/settings.py reads.
+  # What functions/pgfleet/core/settings.py reads.
   environment = {
     PGFLEET_HOME                   = "/tmp/pgfleet"
     PGFLEET_TABLE                  = aws_dynamodb_table.metadata.name

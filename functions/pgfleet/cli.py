@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
     args = parser.parse_args(argv)
 
-    from pgfleet.settings import get_settings
+    from pgfleet.core.settings import get_settings
 
     settings = get_settings()
     if args.command == "up":
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(stack.status(settings), indent=2))
         return 0
     if args.command == "token":
-        from pgfleet.services.auth import LocalTokens
+        from pgfleet.core.auth import LocalTokens
 
         try:
             print(LocalTokens(settings.home).mint(args.role, args.tenant, args.sub, args.ttl))

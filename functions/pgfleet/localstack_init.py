@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from pgfleet.adapters.bootstrap import ensure_resources
-from pgfleet.settings import get_settings
+from pgfleet.core.settings import get_settings
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pgfleet.settings import Settings, get_settings
+from pgfleet.core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from pgfleet.ports.backup_engine import BackupEngine
@@ -56,7 +56,7 @@ class Dependencies:
         PGFLEET_HOME, or s3), each stanza encrypted with its passphrase from Secrets."""
         if self.settings.engine == "local":
             from pgfleet.adapters.engines.local.pgbackrest import LocalPgBackRest
-            from pgfleet.services.archiving import cipher_passphrase
+            from pgfleet.domains.archive.service import cipher_passphrase
 
             return LocalPgBackRest(
                 self.settings.home,

@@ -23,12 +23,16 @@ import pytest
 from pgfleet.adapters.engines.local import patroni_process
 from pgfleet.adapters.engines.local.cgroups import CgroupLimits
 from pgfleet.adapters.engines.local.patroni import LocalPatroniEngine
+from pgfleet.core import resources
+from pgfleet.core.auth import Principal
+from pgfleet.core.models import utcnow_iso
+from pgfleet.domains.clusters import service as clusters
+from pgfleet.domains.quotas import service as quotas
+from pgfleet.domains.sizing import service as sizing
+from pgfleet.domains.sizing.models import ResizeRequest
+from pgfleet.domains.tenants import service as tenants
+from pgfleet.domains.tenants.models import TenantCreate
 from pgfleet.local import etcd
-from pgfleet.models.common import utcnow_iso
-from pgfleet.models.sizing import ResizeRequest
-from pgfleet.models.tenant import TenantCreate
-from pgfleet.services import clusters, quotas, resources, sizing, tenants
-from pgfleet.services.auth import Principal
 from tests.helpers import scratch_home
 from tests.unit.fakes import FakePorts
 

@@ -21,7 +21,7 @@ import pytest
 from pgfleet.adapters.engines.local import postgres as local_pg
 from pgfleet.adapters.engines.local.ports import port_is_free
 from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
-from pgfleet.errors import EngineError
+from pgfleet.core.errors import EngineError
 from pgfleet.ports.engine import ServerSpec
 from tests.helpers import scratch_home
 

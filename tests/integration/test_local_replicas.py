@@ -15,7 +15,7 @@ import pytest
 
 from pgfleet.adapters.engines.local import postgres as local_pg
 from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
-from pgfleet.errors import EngineError
+from pgfleet.core.errors import EngineError
 from pgfleet.ports.engine import ReplicaLag, ServerSpec, replication_slot_name
 from tests.helpers import free_port, scratch_home, wait_for
 

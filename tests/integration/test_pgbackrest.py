@@ -25,7 +25,7 @@ import pytest
 
 from pgfleet.adapters.engines.local import process
 from pgfleet.adapters.engines.local.pgbackrest import LocalPgBackRest, verify_findings
-from pgfleet.errors import EngineError
+from pgfleet.core.errors import EngineError
 from pgfleet.ports.backup_engine import BackupInfo, backup_type
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")

@@ -18,7 +18,7 @@ from pgfleet.adapters.engines.local.patroni import LocalPatroniEngine
 from pgfleet.adapters.engines.local.pgbackrest import LocalPgBackRest
 from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
 from pgfleet.adapters.engines.local.restore_host import LocalRestoreHost
-from pgfleet.errors import EngineError
+from pgfleet.core.errors import EngineError
 from pgfleet.ports.engine import ServerSpec
 from pgfleet.ports.restore_host import ServerLocation
 from tests.helpers import scratch_home

@@ -20,12 +20,18 @@ import pytest
 from pgfleet.adapters.engines.local import postgres as local_pg
 from pgfleet.adapters.engines.local.cgroups import CgroupLimits
 from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
-from pgfleet.models.common import utcnow_iso
-from pgfleet.models.quota import QuotaUpdate
-from pgfleet.models.sizing import ResizeRequest
-from pgfleet.models.tenant import TenantCreate
-from pgfleet.services import alerts, instances, quotas, reconcile, resources, sizing, tenants
-from pgfleet.services.auth import Principal
+from pgfleet.core import resources
+from pgfleet.core.auth import Principal
+from pgfleet.core.models import utcnow_iso
+from pgfleet.domains.instances import service as instances
+from pgfleet.domains.monitoring import service as alerts
+from pgfleet.domains.quotas import service as quotas
+from pgfleet.domains.quotas.models import QuotaUpdate
+from pgfleet.domains.reconcile import service as reconcile
+from pgfleet.domains.sizing import service as sizing
+from pgfleet.domains.sizing.models import ResizeRequest
+from pgfleet.domains.tenants import service as tenants
+from pgfleet.domains.tenants.models import TenantCreate
 from tests.helpers import free_port, scratch_home
 from tests.unit.fakes import FakePorts
 

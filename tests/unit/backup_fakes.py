@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pgfleet.errors import EngineError
+from pgfleet.core.errors import EngineError
 from pgfleet.ports.backup_engine import BackupEngine, BackupInfo, RestorableWindow, VerifyResult, backup_type
 from pgfleet.ports.restore_host import ConsistencyReport, RestoreHost, ServerLocation
 

@@ -13,7 +13,8 @@ from tests.unit.fakes import FakePorts
 
 @pytest.fixture
 def fake_ports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePorts]:
-    from pgfleet import settings, wiring
+    from pgfleet import wiring
+    from pgfleet.core import settings
 
     monkeypatch.setenv("PGFLEET_HOME", str(tmp_path))
     settings.get_settings.cache_clear()
@@ -31,10 +32,10 @@ def fake_ports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake
 @pytest.fixture
 def call(fake_ports: FakePorts):  # type: ignore[no-untyped-def]
     """Invoke the api handler with an HTTP API v2 event built by the local gateway."""
+    from pgfleet.core.auth import LocalTokens
     from pgfleet.handlers.api import lambda_handler
     from pgfleet.local.gateway import build_event
     from pgfleet.local.lambda_context import LocalLambdaContext
-    from pgfleet.services.auth import LocalTokens
 
     tokens = LocalTokens(fake_ports.settings.home)
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pgfleet.errors import AlreadyExists, Conflict, NotFound
+from pgfleet.core.errors import AlreadyExists, Conflict, NotFound
+from pgfleet.core.settings import Settings
 from pgfleet.ports.cluster_engine import (
     ClusterEngine,
     ClusterSpec,
@@ -37,7 +38,6 @@ from pgfleet.ports.metadata import MetadataStore, Record
 from pgfleet.ports.queue import Queue
 from pgfleet.ports.scheduler import Schedule, Scheduler
 from pgfleet.ports.secrets import Secrets
-from pgfleet.settings import Settings
 from tests.unit.backup_fakes import FakeBackupEngine, FakeRestoreHost
 
 
@@ -221,7 +221,7 @@ class FakeEngine(Engine):
         return ["15"]
 
     def _check(self, method: str) -> None:
-        from pgfleet.errors import EngineError
+        from pgfleet.core.errors import EngineError
 
         if method in self.fail_on:
             raise EngineError(f"{method} failed (injected)")
@@ -268,7 +268,7 @@ class FakeEngine(Engine):
         return [LogLine(datetime.now(UTC), "LOG", "database system is ready to accept connections")][:limit]
 
     def _running_source(self, server_id: str) -> None:
-        from pgfleet.errors import EngineError
+        from pgfleet.core.errors import EngineError
 
         if not self.servers.get(server_id, {}).get("running"):
             raise EngineError(f"source server {server_id} is not running")
@@ -312,7 +312,7 @@ class FakeEngine(Engine):
         return "released"
 
     def database_admin(self, server_id: str) -> DatabaseAdmin:
-        from pgfleet.errors import EngineError
+        from pgfleet.core.errors import EngineError
 
         if not self.servers.get(server_id, {}).get("running"):
             raise EngineError(f"server {server_id} is not running")
@@ -421,7 +421,7 @@ class FakeClusterEngine(ClusterEngine):
         return "released"
 
     def database_admin(self, cluster_id: str) -> DatabaseAdmin:
-        from pgfleet.errors import EngineError
+        from pgfleet.core.errors import EngineError
 
         if not any(v["running"] for v in self.nodes.get(cluster_id, {}).values()):
             raise EngineError(f"cluster {cluster_id} has no running primary")
@@ -447,7 +447,7 @@ class FakePorts:
 
     def drain(self) -> None:
         """Run every queued operation, as the worker would."""
-        from pgfleet.services import operations
+        from pgfleet.core import operations
 
         while self.queue.messages:
             operations.run(self, self.queue.messages.pop(0)["operation_id"])  # type: ignore[arg-type]

@@ -147,7 +147,7 @@ def test_restore_validation(call, fake_ports):
 
 
 def test_schedule_put_get_validation_and_scheduled_runs(call, fake_ports):
-    from pgfleet.services import backups
+    from pgfleet.domains.backups import service as backups
 
     iid = _instance(call, fake_ports)["id"]
     status, schedule = call("GET", f"{SINGLE}/{iid}/backup/schedule")
@@ -187,7 +187,7 @@ def test_schedule_put_get_validation_and_scheduled_runs(call, fake_ports):
 
 
 def test_expiry_keeps_the_newest_full_and_what_others_need(call, fake_ports):
-    from pgfleet.services import backup_records
+    from pgfleet.domains.archive import records as backup_records
 
     iid = _instance(call, fake_ports)["id"]
     for backup_type in ("full", "incremental", "full"):
@@ -383,7 +383,7 @@ def test_recovery_full_and_selective(call, fake_ports):
 
 
 def test_logical_backups_for_tenants(call, fake_ports):
-    from pgfleet.services import logical_backups
+    from pgfleet.domains.archive import logical as logical_backups
 
     iid = _instance(call, fake_ports)["id"]
     resource = fake_ports.store.get("instance", iid)

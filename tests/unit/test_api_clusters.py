@@ -91,7 +91,7 @@ def test_viewer_and_other_tenant(call, fake_ports):
 
 
 def test_reconcile_restarts_dead_nodes_and_records_failover(call, fake_ports):
-    from pgfleet.services import reconcile
+    from pgfleet.domains.reconcile import service as reconcile
 
     cid = _create(call, fake_ports)["id"]
     fake_ports.cluster_engine.stop_node(cid, "n1")
@@ -103,7 +103,7 @@ def test_reconcile_restarts_dead_nodes_and_records_failover(call, fake_ports):
 
 
 def test_reconcile_waits_for_patroni_before_restarting_a_lost_primary(call, fake_ports):
-    from pgfleet.services import reconcile
+    from pgfleet.domains.reconcile import service as reconcile
 
     cid = _create(call, fake_ports)["id"]
     engine = fake_ports.cluster_engine

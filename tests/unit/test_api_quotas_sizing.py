@@ -41,8 +41,8 @@ def _quotas_task(fake_ports) -> list[str]:
 
 
 def test_the_quotas_task_is_scheduled_every_minute(fake_ports):
+    from pgfleet.handlers.domains import platform_schedules
     from pgfleet.handlers.scheduled import TASKS
-    from pgfleet.services.reconcile import platform_schedules
 
     schedule = next(s for s in platform_schedules() if s.payload == {"task": "quotas"})
     assert schedule.expression == "rate(1 minute)" and "quotas" in TASKS
@@ -238,7 +238,7 @@ def test_a_one_node_cluster_resize_restarts_its_only_node(call, fake_ports):
 
 
 def test_pause_and_resume_and_reconcile_leaves_paused_alone(call, fake_ports, instance):
-    from pgfleet.services import reconcile
+    from pgfleet.domains.reconcile import service as reconcile
 
     iid = instance["id"]
     assert call("POST", f"{SINGLE}/{iid}/pause", role="viewer")[0] == 403

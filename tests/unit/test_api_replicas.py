@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pgfleet.core.operations import StepContext
+from pgfleet.domains.replicas import service as replicas
 from pgfleet.ports.engine import replication_slot_name
-from pgfleet.services import replicas
-from pgfleet.services.operations import StepContext
 
 SINGLE = "/api/v1/postgres/single"
 

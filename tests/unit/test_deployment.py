@@ -17,8 +17,7 @@ import pytest
 from pgfleet.adapters.bootstrap import MAX_RECEIVES, QUEUE_VISIBILITY_TIMEOUT
 from pgfleet.adapters.dynamodb import TABLE_KEY_SCHEMA
 from pgfleet.adapters.scheduler import scheduled_event_input
-from pgfleet.services.auth import PUBLIC_PATHS
-from pgfleet.services.reconcile import RECONCILE_SCHEDULE
+from pgfleet.domains.reconcile.service import RECONCILE_SCHEDULE
 from tests.helpers import REPO
 
 TEMPLATE = REPO / "template.yaml"
@@ -184,7 +183,7 @@ def test_reconcile_schedule_sends_the_event_the_code_sends(template: dict[str, A
 
 
 def test_environment_is_what_settings_reads(template: dict[str, Any], infra: str) -> None:
-    source = (REPO / "functions" / "pgfleet" / "settings.py").read_text()
+    source = (REPO / "functions" / "pgfleet" / "core" / "settings.py").read_text()
     read = set(re.findall(r'os\.environ\.get\(\s*"([A-Z_]+)"', source))
     local = {name for name in read if name.endswith("_PORT")} | LOCAL_ONLY_SETTINGS
     expected = read - local - LAMBDA_PROVIDED
@@ -205,6 +204,9 @@ def test_handlers_exist_and_both_deployments_use_them(template: dict[str, Any], 
 
 
 def test_only_public_paths_skip_the_jwt_authorizer(template: dict[str, Any], infra: str) -> None:
+    from pgfleet.handlers.api import public_paths
+
+    PUBLIC_PATHS = public_paths()
     events = template["Resources"]["ApiFunction"]["Properties"]["Events"].values()
     public = {
         e["Properties"]["Path"] for e in events if e["Properties"].get("Auth", {}).get("Authorizer") == "NONE"

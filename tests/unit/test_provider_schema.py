@@ -15,8 +15,8 @@ from tf.iface import CreateContext, DeleteContext, ImportContext, PlanContext, R
 from tf.types import Unknown
 from tf.utils import Diagnostics
 
-from pgfleet.models.common import StrictModel
-from pgfleet.models.instance import InstanceCreate
+from pgfleet.core.models import StrictModel
+from pgfleet.domains.instances.models import InstanceCreate
 from pgfleet.provider import SOURCE_ADDRESS
 from pgfleet.provider.catalog import BACKUP_SCHEDULE, CLUSTER, INSTANCE, QUOTA, READ_REPLICA, TENANT
 from pgfleet.provider.client import ApiError, OperationFailed

@@ -11,7 +11,7 @@ import os
 import threading
 from typing import Any
 
-from pgfleet.settings import get_settings
+from pgfleet.core.settings import get_settings
 
 _creating = threading.Lock()
 

@@ -11,7 +11,7 @@ import json
 
 from pgfleet.adapters.aws import client, error_code
 from pgfleet.adapters.dynamodb import TABLE_KEY_SCHEMA
-from pgfleet.settings import Settings
+from pgfleet.core.settings import Settings
 
 QUEUE_VISIBILITY_TIMEOUT = 120
 MAX_RECEIVES = 5

@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from pgfleet.adapters.aws import client, error_code
-from pgfleet.errors import AlreadyExists, Conflict, NotFound, StoreError
+from pgfleet.core.errors import AlreadyExists, Conflict, NotFound, StoreError
 from pgfleet.ports.metadata import MetadataStore, Record
 
 TABLE_KEY_SCHEMA = {

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from pgfleet.adapters.aws import client, error_code
-from pgfleet.errors import StoreError
+from pgfleet.core.errors import StoreError
 from pgfleet.ports.scheduler import Schedule, Scheduler
 
 

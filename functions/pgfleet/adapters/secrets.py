@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pgfleet.adapters.aws import client, error_code
-from pgfleet.errors import StoreError
+from pgfleet.core.errors import StoreError
 from pgfleet.ports.secrets import Secrets
 
 

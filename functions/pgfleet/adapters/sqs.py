@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from pgfleet.adapters.aws import client
-from pgfleet.errors import StoreError
+from pgfleet.core.errors import StoreError
 from pgfleet.ports.queue import Queue
 
 

@@ -16,38 +16,22 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from pgfleet import __version__
-from pgfleet.errors import ServiceError
-from pgfleet.handlers.errors import JSON, error_event_response, error_response, validation_details
-from pgfleet.handlers.routers import (
-    backup_api,
-    backups,
-    clusters,
-    monitoring,
-    operations,
-    platform,
-    quotas,
-    replicas,
-    single,
-    sizing,
-    tenants,
-)
-from pgfleet.services import auth
-from pgfleet.settings import get_settings
+from pgfleet.core import auth
+from pgfleet.core.context import provide
+from pgfleet.core.domain import PUBLIC, permission_of, requires
+from pgfleet.core.errors import Forbidden, ServiceError
+from pgfleet.core.responses import JSON, error_event_response, error_response, validation_details
+from pgfleet.core.settings import get_settings
+from pgfleet.handlers import domains
+from pgfleet.wiring import dependencies
 
 log = logging.getLogger("pgfleet.api")
 
+provide(dependencies)
 app = APIGatewayHttpResolver(enable_validation=True)
-app.include_router(platform.router)
-app.include_router(single.router, prefix="/api/v1/postgres/single")
-app.include_router(replicas.router, prefix="/api/v1/postgres/single")
-app.include_router(clusters.router, prefix="/api/v1/postgres/cluster")
-app.include_router(operations.router, prefix="/api/v1/operations")
-# tenants, quotas, resize and pause/resume of both resource kinds; alerts
-for _module in (tenants, quotas, sizing, backups):
-    app.include_router(_module.single_router, prefix="/api/v1/postgres/single")
-    app.include_router(_module.cluster_router, prefix="/api/v1/postgres/cluster")
-app.include_router(monitoring.router, prefix="/api/v1/monitoring")
-app.include_router(backup_api.router, prefix="/api/v1/backup")
+for _domain in domains.install():
+    for _mount in _domain.mounts:
+        app.include_router(_mount.router, prefix=_mount.prefix or None)
 app.enable_swagger(
     path="/api/v1/docs",
     title="pgfleet",
@@ -59,6 +43,7 @@ app.enable_swagger(
 
 
 @app.get("/api/v1/openapi.json", include_in_schema=False)
+@requires(PUBLIC)
 def openapi_json() -> Any:
     from aws_lambda_powertools.event_handler.api_gateway import Response
 
@@ -130,14 +115,50 @@ def authenticate(event: dict[str, Any]) -> auth.Principal:
     return auth.principal_from_claims(claims)
 
 
+# Routes that the swagger UI adds (the page and its assets) are public like the document.
+for _route in app._static_routes + app._dynamic_routes:
+    if _route.path.startswith("/api/v1/docs"):
+        requires(PUBLIC)(_route.func)
+
+NO_ROUTE = object()
+
+
+@functools.cache
+def route_permissions() -> tuple[tuple[str, str, Any, str | None], ...]:
+    """(method, path, compiled rule, declared permission or None) of every route."""
+    return tuple(
+        (route.method, route.path, route.rule, permission_of(route.func))
+        for route in app._static_routes + app._dynamic_routes
+    )
+
+
+def public_paths() -> frozenset[str]:
+    """Paths anyone may call without a token; the deployments exempt exactly these from the
+    JWT authorizer."""
+    return frozenset(path for _, path, _, needed in route_permissions() if needed == PUBLIC)
+
+
+def required_permission(method: str, path: str) -> Any:
+    """The permission the route of a request declares: a string, None when the route declares
+    none (refused), or NO_ROUTE (answered 404 by the resolver)."""
+    for route_method, _, rule, needed in route_permissions():
+        if route_method == method and rule.match(path):
+            return needed
+    return NO_ROUTE
+
+
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     path = event.get("rawPath") or event.get("requestContext", {}).get("http", {}).get("path", "")
-    method = event.get("requestContext", {}).get("http", {}).get("method", "GET")
-    if path.startswith("/api/v1/") and path not in auth.PUBLIC_PATHS:
+    method = event.get("requestContext", {}).get("http", {}).get("method", "GET").upper()
+    needed = required_permission(method, path)
+    if needed != PUBLIC and (needed is not NO_ROUTE or path.startswith("/api/v1/")):
         request_id = event.get("requestContext", {}).get("requestId")
         try:
             principal = authenticate(event)
-            auth.authorize(principal, method, path)
+            if needed is None:  # deny by default: a route must declare what it needs
+                raise Forbidden(f"{method} {path} declares no permission; it is refused")
+            if isinstance(needed, str):
+                auth.authorize(principal, needed)
         except ServiceError as exc:
             return error_event_response(exc.status, exc.code, exc.message, exc.details, request_id)
         app.append_context(principal=principal)

@@ -4,20 +4,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
-from pgfleet.services import backups, quotas, reconcile
-from pgfleet.services.context import Ports
+from pgfleet.core.context import provide
+from pgfleet.handlers import domains
 from pgfleet.wiring import dependencies
 
 log = logging.getLogger("pgfleet.scheduled")
 
-TASKS: dict[str, Callable[[Ports, dict[str, Any]], list[str]]] = {
-    "reconcile": reconcile.run,
-    "quotas": quotas.run,  # storage/connection quotas, alerts, auto-pause (every minute)
-    "backup": backups.run_scheduled,  # a resource's scheduled backup, or expiry of old backups
-}
+provide(dependencies)
+domains.install()
+TASKS = domains.tasks()
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -9,18 +9,15 @@ import json
 import logging
 from typing import Any
 
-from pgfleet.services import backup_verification as _backup_verification  # noqa: F401  (backups)
-from pgfleet.services import backups as _backups  # noqa: F401
-from pgfleet.services import clusters as _clusters  # noqa: F401  (registers workflows)
-from pgfleet.services import instances as _instances  # noqa: F401
-from pgfleet.services import operations
-from pgfleet.services import replicas as _replicas  # noqa: F401
-from pgfleet.services import restore_workflows as _restore_workflows  # noqa: F401
-from pgfleet.services import sizing as _sizing  # noqa: F401  (resize)
-from pgfleet.services import tenants as _tenants  # noqa: F401  (tenant deletion)
+from pgfleet.core import operations
+from pgfleet.core.context import provide
+from pgfleet.handlers import domains
 from pgfleet.wiring import dependencies
 
 log = logging.getLogger("pgfleet.worker")
+
+provide(dependencies)
+domains.install()
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

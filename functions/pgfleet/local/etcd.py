@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from pgfleet.errors import EngineError
+from pgfleet.core.errors import EngineError
 
 log = logging.getLogger(__name__)
 

@@ -119,7 +119,7 @@ def serve(host: str, port: int) -> None:
 
 
 def main() -> None:
-    from pgfleet.settings import get_settings
+    from pgfleet.core.settings import get_settings
 
     logging.basicConfig(
         level=os.environ.get("PGFLEET_LOG_LEVEL", "INFO"),

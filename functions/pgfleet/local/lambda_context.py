@@ -6,7 +6,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from pgfleet.settings import get_settings
+from pgfleet.core.settings import get_settings
 
 
 @dataclass

@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pgfleet.adapters.aws import client
-from pgfleet.local import schedule_expressions
+from pgfleet.core import schedule_expressions
+from pgfleet.core.settings import get_settings
 from pgfleet.local.lambda_context import LocalLambdaContext
-from pgfleet.settings import get_settings
 
 log = logging.getLogger("pgfleet.runtime")
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pgfleet.core.settings import Settings, get_settings
 from pgfleet.local.etcd import EtcdServer
-from pgfleet.settings import Settings, get_settings
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def up(settings: Settings | None = None, say: Callable[[str], None] = print) -> 
 
 def _prepare_aws(settings: Settings, say: Callable[[str], None]) -> None:
     from pgfleet.adapters.bootstrap import ensure_resources
-    from pgfleet.services.reconcile import platform_schedules
+    from pgfleet.handlers.domains import platform_schedules
     from pgfleet.wiring import dependencies
 
     for line in ensure_resources(settings):

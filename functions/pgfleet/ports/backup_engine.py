@@ -10,7 +10,7 @@ The order of use is: `archive_settings` (apply them to the server and restart it
 
 Services call it from Operation steps that may be retried after a crash at any point. Methods
 that only declare or read state are idempotent; `backup` and `restore` are not (see each).
-Every method raises `EngineError` (from `pgfleet.errors`) with a readable message when the
+Every method raises `EngineError` (from `pgfleet.core.errors`) with a readable message when the
 backend refuses or fails, and `ValueError` for arguments that can never be valid (an unknown
 backup type, a malformed stanza name); never backend-specific exceptions.
 """

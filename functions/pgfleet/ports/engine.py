@@ -5,7 +5,7 @@ reports what it observes. Services call it from Operation steps and from reconci
 which may be retried after a crash at any point, so every method that changes something is
 idempotent: calling it twice has the effect of calling it once.
 
-Engines raise `EngineError` (from `pgfleet.errors`) with a readable message when the backend
+Engines raise `EngineError` (from `pgfleet.core.errors`) with a readable message when the backend
 refuses or fails; they never raise backend-specific exceptions.
 """
 

@@ -21,7 +21,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from pgfleet.adapters.engines.local import process
-from pgfleet.errors import AlreadyExists, EngineError
+from pgfleet.core.errors import AlreadyExists, EngineError
 from pgfleet.ports.database_admin import (
     DATABASE_PER_TENANT,
     DatabaseAdmin,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pgfleet.adapters.engines.local import process
-from pgfleet.errors import EngineError
+from pgfleet.core.errors import EngineError
 
 OPENSSL = "/usr/bin/openssl"
 PASSPHRASE_ENV = "PGFLEET_DUMP_PASSPHRASE"

@@ -37,7 +37,7 @@ from pgfleet.adapters.engines.local import postgres as pg
 from pgfleet.adapters.engines.local import process
 from pgfleet.adapters.engines.local.cgroups import CgroupLimits
 from pgfleet.adapters.engines.local.database_admin import LocalDatabaseAdmin, SqlTarget
-from pgfleet.errors import EngineError
+from pgfleet.core.errors import EngineError
 from pgfleet.local import etcd
 from pgfleet.ports.cluster_engine import (
     ClusterEngine,

@@ -21,7 +21,7 @@ import yaml
 
 from pgfleet.adapters.engines.local import postgres as pg
 from pgfleet.adapters.engines.local import tuning
-from pgfleet.errors import EngineError
+from pgfleet.core.errors import EngineError
 from pgfleet.ports.cluster_engine import REPLICATION_MODES, ClusterSpec, NodeSpec
 
 NAMESPACE = "/pgfleet/"

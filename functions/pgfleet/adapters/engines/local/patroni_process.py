@@ -25,7 +25,7 @@ from pathlib import Path
 from pgfleet.adapters.engines.local import postgres as pg
 from pgfleet.adapters.engines.local import process
 from pgfleet.adapters.engines.local.patroni_config import ClusterSecrets, NodePaths
-from pgfleet.errors import EngineError
+from pgfleet.core.errors import EngineError
 
 STOP_TIMEOUT = 60.0  # Patroni's fast shutdown of PostgreSQL, checkpoint included
 KILL_WAIT = 10.0

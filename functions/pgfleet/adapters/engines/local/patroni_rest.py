@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from pgfleet.errors import EngineError
+from pgfleet.core.errors import EngineError
 from pgfleet.ports.cluster_engine import NodeState
 
 GET_TIMEOUT = 3.0

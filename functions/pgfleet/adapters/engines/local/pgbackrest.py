@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pgfleet.adapters.engines.local import process
-from pgfleet.errors import EngineError
+from pgfleet.core.errors import EngineError
 from pgfleet.ports.backup_engine import (
     BackupEngine,
     BackupInfo,

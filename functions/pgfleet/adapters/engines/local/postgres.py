@@ -46,7 +46,7 @@ from pgfleet.adapters.engines.local import process, tuning
 from pgfleet.adapters.engines.local.cgroups import CgroupLimits, LimitsOutcome
 from pgfleet.adapters.engines.local.database_admin import LocalDatabaseAdmin, SqlTarget
 from pgfleet.adapters.engines.local.ports import port_is_free
-from pgfleet.errors import EngineError
+from pgfleet.core.errors import EngineError
 from pgfleet.ports.database_admin import DatabaseAdmin
 from pgfleet.ports.engine import (
     Engine,

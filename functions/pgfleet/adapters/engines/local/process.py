@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pgfleet.errors import EngineError
+from pgfleet.core.errors import EngineError
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from pgfleet.adapters.engines.local import patroni_config as cfg
 from pgfleet.adapters.engines.local import postgres as pg
 from pgfleet.adapters.engines.local.patroni import LocalPatroniEngine
 from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
-from pgfleet.errors import EngineError
+from pgfleet.core.errors import EngineError
 from pgfleet.local import etcd
 from pgfleet.ports.restore_host import ConsistencyReport, RestoreHost, ServerLocation
 

@@ -1,0 +1,125 @@
+"""Backup schedules: cron (or rate) expressions for full and incremental backups of one
+resource and how long its backups are kept.
+
+The schedule itself is an EventBridge Scheduler schedule per backup type (the local ticker
+fires them), invoking the scheduled handler with
+`{"task": "backup", "resource_id", "resource_kind", "type"}`. The settings are kept in a
+metadata record (kind "backup_schedule", id = the resource's id) so reads need no Scheduler
+call. One platform schedule (`EXPIRY_SCHEDULE`) removes expired backups of every resource,
+those of deleted resources included.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pgfleet.core import schedule_expressions
+from pgfleet.core.context import Ports
+from pgfleet.core.errors import ValidationFailed
+from pgfleet.core.models import utcnow_iso
+from pgfleet.domains.archive import records as backup_records
+from pgfleet.domains.archive.models import BackupScheduleUpdate
+from pgfleet.ports.scheduler import Schedule
+
+KIND = "backup_schedule"
+TYPES = {"full": "full_backup_cron", "incremental": "incremental_backup_cron"}
+EXPIRY_SCHEDULE = Schedule(
+    name="pgfleet-backup-expiry", expression="rate(1 hour)", payload={"task": "backup", "action": "expire"}
+)
+
+
+def schedule_name(resource_id: str, backup_type: str) -> str:
+    return f"pgfleet-backup-{resource_id}-{backup_type}"
+
+
+def normalized(expression: str | None, field: str) -> str | None:
+    """An EventBridge Scheduler expression; six bare cron fields become cron(...). Raises
+    ValidationFailed (422) for one the scheduler could not run."""
+    if expression is None or not expression.strip():
+        return None
+    text = " ".join(expression.split())
+    if not text.startswith(("cron(", "rate(", "at(")):
+        text = f"cron({text})"
+    try:
+        schedule_expressions.validate(text)
+    except (schedule_expressions.ExpressionError, ValueError) as exc:
+        raise ValidationFailed(f"{field}: {exc}", details={"field": field, "expression": expression}) from exc
+    return text
+
+
+def view(resource_id: str, record: dict[str, Any] | None) -> dict[str, Any]:
+    record = record or {"retention_days": backup_records.DEFAULT_RETENTION.days, "enabled": False}
+    now = datetime.now(UTC)
+    out: dict[str, Any] = {
+        "resource_id": resource_id,
+        "full_backup_cron": record.get("full_backup_cron"),
+        "incremental_backup_cron": record.get("incremental_backup_cron"),
+        "retention_days": record["retention_days"],
+        "enabled": record["enabled"],
+        "updated_at": record.get("updated_at"),
+    }
+    for backup_type, field in TYPES.items():
+        expression = record.get(field)
+        upcoming = (
+            schedule_expressions.next_after(expression, now) if expression and record["enabled"] else None
+        )
+        out[f"next_{backup_type}_backup_at"] = backup_records.iso(upcoming) if upcoming else None
+    return out
+
+
+def get(ports: Ports, resource: dict[str, Any]) -> dict[str, Any]:
+    return view(resource["id"], ports.store.get(KIND, resource["id"]))
+
+
+def put(ports: Ports, resource: dict[str, Any], body: BackupScheduleUpdate) -> dict[str, Any]:
+    """Validate, then create/replace/delete the resource's two schedules and store the
+    settings. Idempotent."""
+    expressions = {
+        backup_type: normalized(getattr(body, field), field) for backup_type, field in TYPES.items()
+    }
+    kind = backup_records.resource_kind(resource)
+    for backup_type, expression in expressions.items():
+        name = schedule_name(resource["id"], backup_type)
+        if expression is None:
+            ports.scheduler.delete(name)
+            continue
+        payload = {
+            "task": "backup",
+            "resource_id": resource["id"],
+            "resource_kind": kind,
+            "type": backup_type,
+        }
+        ports.scheduler.put(Schedule(name, expression, payload, enabled=body.enabled))
+    ports.scheduler.put(EXPIRY_SCHEDULE)
+    settings = {
+        "full_backup_cron": expressions["full"],
+        "incremental_backup_cron": expressions["incremental"],
+        "retention_days": body.retention_days,
+        "enabled": body.enabled,
+        "updated_at": utcnow_iso(),
+    }
+    current = ports.store.get(KIND, resource["id"])
+    if current is None:
+        record = ports.store.create(
+            KIND,
+            {
+                "id": resource["id"],
+                "tenant_id": resource["tenant_id"],
+                "parent_id": resource["id"],
+                "resource_kind": kind,
+                "created_at": utcnow_iso(),
+                **settings,
+            },
+        )
+    else:
+        record = ports.store.update(KIND, resource["id"], settings, current["revision"])
+    return view(resource["id"], record)
+
+
+def remove(ports: Ports, resource_id: str) -> str:
+    """Delete the resource's schedules and settings. Idempotent."""
+    for backup_type in TYPES:
+        ports.scheduler.delete(schedule_name(resource_id, backup_type))
+    ports.store.delete(KIND, resource_id)
+    return "backup schedules removed"

@@ -1,0 +1,24 @@
+"""backups: both API families over one catalogue.
+
+- `/api/v1/postgres/{single|cluster}/{id}/backup...` and `.../restore` (seed 000);
+- `/api/v1/backup/...` (seed 003: execute, status, list, verify, recovery).
+"""
+
+from pgfleet.core.domain import Domain, Mount
+from pgfleet.domains import archive
+from pgfleet.domains.backups import family_routes, restore_workflows, routes, service, verification
+
+DOMAIN = Domain(
+    name="backups",
+    mounts=(
+        Mount(routes.single_router, "/api/v1/postgres/single"),
+        Mount(routes.cluster_router, "/api/v1/postgres/cluster"),
+        Mount(family_routes.router, "/api/v1/backup"),
+    ),
+    workflows=service.WORKFLOWS + verification.WORKFLOWS + restore_workflows.WORKFLOWS,
+    # a resource's scheduled backup (schedules made per resource), and expiry of old backups
+    tasks={"backup": service.run_scheduled},
+    schedules=(archive.schedules.EXPIRY_SCHEDULE,),
+)
+
+__all__ = ["DOMAIN"]

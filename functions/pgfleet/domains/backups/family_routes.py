@@ -1,0 +1,110 @@
+"""/api/v1/backup: the production-readiness backup and recovery API (seed 003, camelCase).
+
+Paths, verbs, enums and field names as the seed writes them; `targetId` on execute and
+GET /verify/{verificationId} are additions in the seed's style.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from aws_lambda_powertools.event_handler.api_gateway import Response, Router
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+
+from pgfleet.core.domain import requires
+from pgfleet.core.responses import JSON
+from pgfleet.core.routing import ports, principal
+from pgfleet.domains.backups import restores
+from pgfleet.domains.backups import service as backups
+from pgfleet.domains.backups import verification as backup_verification
+from pgfleet.domains.backups.models import (
+    BACKUP_ID_PATTERN,
+    BackupExecuteRequest,
+    BackupExecuteResponse,
+    BackupListResponse,
+    BackupStatusResponse,
+    BackupVerifyResponse,
+    RecoveryInitiateRequest,
+    RecoveryInitiateResponse,
+    RecoveryStatusResponse,
+)
+
+router = Router()
+
+BackupId = Annotated[
+    str, Path(pattern=BACKUP_ID_PATTERN, description="A backup (bkp-...) or backup set (bks-...).")
+]
+PhysicalBackupId = Annotated[str, Path(pattern=r"^bkp-[0-9a-f]{12}$")]
+
+
+@router.post(
+    "/execute", summary="Back up one resource, or every resource of a tenant as a set", status_code=202
+)
+@requires("backup:create")
+def execute_backup(body: BackupExecuteRequest) -> BackupExecuteResponse:
+    return BackupExecuteResponse.model_validate(backups.execute(ports(), principal(router), body))
+
+
+@router.get("/status/<backupId>", summary="Status and live progress of a backup or backup set")
+@requires("backup:read")
+def backup_status(backupId: BackupId) -> BackupStatusResponse:  # noqa: N803 (the seed's name)
+    return BackupStatusResponse.model_validate(backups.status(ports(), principal(router), backupId))
+
+
+@router.get("/list", summary="Backups, newest first, filtered and paginated")
+@requires("backup:read")
+def list_backups(
+    tenantId: Annotated[str | None, Query(max_length=128)] = None,  # noqa: N803
+    backupType: Annotated[Literal["FULL", "INCREMENTAL", "DIFFERENTIAL"] | None, Query()] = None,  # noqa: N803
+    status: Annotated[Literal["RUNNING", "COMPLETED", "FAILED", "CANCELLED"] | None, Query()] = None,
+    startDate: Annotated[datetime | None, Query(description="ISO 8601; backups started at or after.")] = None,  # noqa: N803
+    endDate: Annotated[datetime | None, Query(description="ISO 8601; backups started at or before.")] = None,  # noqa: N803
+    page: Annotated[int, Query(ge=1)] = 1,
+    pageSize: Annotated[int, Query(ge=1, le=100)] = 20,  # noqa: N803
+) -> BackupListResponse:
+    listing = backups.list_backups(
+        ports(), principal(router), tenant_id=tenantId, backup_type=backupType, status_filter=status,
+        start=startDate, end=endDate, page=page, page_size=pageSize,
+    )  # fmt: skip
+    return BackupListResponse.model_validate(listing)
+
+
+@router.post(
+    "/verify/<backupId>", summary="Verify a backup: CHECKSUM, STRUCTURE, CONSISTENCY", status_code=202
+)
+@requires("backup:verify")
+def verify_backup(backupId: PhysicalBackupId) -> BackupVerifyResponse:  # noqa: N803
+    return BackupVerifyResponse.model_validate(
+        backup_verification.request(ports(), principal(router), backupId)
+    )
+
+
+@router.get("/verify/<verificationId>", summary="Result of a verification")
+@requires("backup:read")
+def verification(verificationId: Annotated[str, Path(pattern=r"^vrf-[0-9a-f]{12}$")]) -> BackupVerifyResponse:  # noqa: N803
+    return BackupVerifyResponse.model_validate(
+        backup_verification.get(ports(), principal(router), verificationId)
+    )
+
+
+@router.post(
+    "/recovery/initiate",
+    summary="Recover from a backup (FULL, POINT_IN_TIME, SELECTIVE); validateOnly returns the plan only",
+    responses={
+        200: {"description": "validateOnly: the plan; nothing changed"},
+        202: {"description": "Recovery started"},
+    },
+)
+@requires("backup:restore")
+def initiate_recovery(body: RecoveryInitiateRequest) -> Response[RecoveryInitiateResponse]:
+    result = RecoveryInitiateResponse.model_validate(restores.initiate(ports(), principal(router), body))
+    return Response(status_code=200 if body.validateOnly else 202, content_type=JSON, body=result)
+
+
+@router.get("/recovery/status/<recoveryId>", summary="Progress and integrity results of a recovery")
+@requires("backup:read")
+def recovery_status(
+    recoveryId: Annotated[str, Path(pattern=r"^rcv-[0-9a-f]{12}$")],
+) -> RecoveryStatusResponse:  # noqa: N803
+    return RecoveryStatusResponse.model_validate(restores.status(ports(), principal(router), recoveryId))

@@ -1,0 +1,271 @@
+"""Backups, restores, schedules and verification: the shapes of both API families.
+
+- `/api/v1/postgres/{single|cluster}/{id}/backup...` and `.../restore` (the infrastructure API,
+  seed 000): snake_case.
+- `/api/v1/backup/...` (the production-readiness API, seed 003): camelCase, field names and
+  enums exactly as that seed writes them.
+Both read and write the same backup records (metadata kind "backup").
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from pgfleet.core.models import Credentials, ResourceName, StrictModel
+from pgfleet.domains.clusters import ClusterCredentials
+
+BACKUP_ID_PATTERN = r"^bk[ps]-[0-9a-f]{12}$"
+RESOURCE_ID_PATTERN = r"^(pgi|pgc)-[0-9a-f]{12}$"
+BackupTypeName = Literal["full", "incremental", "differential"]
+BackupStatus = Literal["pending", "running", "completed", "failed"]
+
+# --- ISO 8601 durations ----------------------------------------------------------------------
+
+_DURATION = re.compile(
+    r"^P(?!$)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration(text: str) -> timedelta:
+    """An ISO 8601 duration such as "P30D", "P1Y", "PT12H" (a year is 365 days, a month 30).
+    Raises ValueError for anything else, or for a zero duration."""
+    match = _DURATION.match(text.strip().upper())
+    if not match:
+        raise ValueError(f"{text!r} is not an ISO 8601 duration such as P30D or PT12H")
+    years, months, weeks, days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    value = timedelta(
+        days=365 * years + 30 * months + 7 * weeks + days, hours=hours, minutes=minutes, seconds=seconds
+    )
+    if value <= timedelta(0):
+        raise ValueError("the duration must be longer than zero")
+    return value
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as an ISO 8601 duration: 95 -> "PT1M35S"."""
+    whole = max(1, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "") + (f"{secs}S" if secs else "")
+    return f"PT{parts}"
+
+
+# --- the infrastructure API (snake_case) ------------------------------------------------------
+
+
+class BackupRequest(StrictModel):
+    type: BackupTypeName = Field(default="full", description="What to back up since the last backup.")
+
+
+class BackupAccepted(BaseModel):
+    backup_id: str
+    operation_id: str
+    resource_id: str
+    type: BackupTypeName
+    status: BackupStatus
+
+
+class BackupSummary(BaseModel):
+    backup_id: str
+    timestamp: str = Field(description="When the backup finished (started, while it runs).")
+    size_mb: float = Field(description="Size of the database the backup restores, in MB.")
+    type: BackupTypeName
+    status: BackupStatus
+
+
+class BackupListing(BaseModel):
+    backups: list[BackupSummary]
+    earliest_restorable_time: str | None = Field(
+        default=None, description="The earliest moment pitr_target may name (null without any backup)."
+    )
+    latest_restorable_time: str | None = Field(
+        default=None, description="The latest moment whose WAL is archived; archiving lags by at most 60 s."
+    )
+
+
+class RestoreRequest(StrictModel):
+    backup_id: str | None = Field(
+        default=None,
+        pattern=r"^bkp-[0-9a-f]{12}$",
+        description="The backup to restore; default: the newest one before pitr_target (or the newest).",
+    )
+    restore_mode: Literal["overwrite", "new_instance"] = Field(
+        default="new_instance",
+        description="new_instance: a new instance (or cluster) of the same owner; overwrite: replace the data "
+        "in place (a cluster's replicas are rebuilt).",
+    )
+    pitr_target: datetime | None = Field(
+        default=None, description="Restore to exactly this moment (ISO 8601; UTC when no offset)."
+    )
+    name: ResourceName | None = Field(
+        default=None, description="Name of the new instance (new_instance only)."
+    )
+
+
+class RestoreAccepted(BaseModel):
+    restore_id: str = Field(description="Also the recoveryId of GET /api/v1/backup/recovery/status/{id}.")
+    operation_id: str
+    restore_mode: Literal["overwrite", "new_instance"]
+    source_id: str
+    target_id: str = Field(
+        description="The instance or cluster restored into (the new one for new_instance)."
+    )
+    backup_id: str
+    pitr_target: str | None = None
+    status: str = Field(description="Status of the target resource.")
+    credentials: ClusterCredentials | Credentials | None = Field(
+        default=None, description="new_instance only, shown once: the new resource's password."
+    )
+
+
+# --- the production-readiness API (camelCase, as seed 003 writes it) ---------------------------
+
+BackupTypeEnum = Literal["FULL", "INCREMENTAL", "DIFFERENTIAL"]
+VerificationStatus = Literal["PENDING", "VERIFIED", "FAILED"]
+CheckResult = Literal["PASSED", "FAILED", "WARNING"]
+
+
+class BackupExecuteRequest(StrictModel):
+    backupType: BackupTypeEnum
+    tenantId: str | None = Field(
+        default=None, max_length=128, description="Back up every resource of this tenant; null: system-wide."
+    )
+    retentionPeriod: str | None = Field(default=None, description="ISO 8601 duration, e.g. P30D.")
+    encryptionEnabled: bool | None = Field(
+        default=None, description="Backups are always encrypted (aes-256-cbc); false is refused."
+    )
+    compressionLevel: int | None = Field(default=None, ge=1, le=9)
+    tags: dict[str, str] | None = None
+    targetId: str | None = Field(
+        default=None, pattern=RESOURCE_ID_PATTERN, description="One instance (pgi-...) or cluster (pgc-...)."
+    )
+
+    @field_validator("retentionPeriod")
+    @classmethod
+    def _iso_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @field_validator("encryptionEnabled")
+    @classmethod
+    def _always_encrypted(cls, value: bool | None) -> bool | None:
+        if value is False:
+            raise ValueError("backups are always encrypted (aes-256-cbc): encryptionEnabled cannot be false")
+        return value
+
+
+class BackupExecuteResponse(BaseModel):
+    backupId: str
+    status: Literal["INITIATED", "RUNNING", "COMPLETED", "FAILED"]
+    estimatedDuration: str
+    backupLocation: str
+    message: str
+
+
+class BackupStatusResponse(BaseModel):
+    backupId: str
+    status: Literal["RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
+    progress: int = Field(ge=0, le=100)
+    startTime: str
+    endTime: str | None = None
+    duration: float | None = Field(default=None, description="Seconds.")
+    backupSize: int | None = Field(default=None, description="Bytes stored in the repository.")
+    errorMessage: str | None = None
+    verificationStatus: VerificationStatus
+
+
+class BackupInfo(BaseModel):
+    backupId: str
+    backupType: str
+    status: str
+    startTime: str
+    endTime: str | None = None
+    backupSize: int
+    retentionExpiry: str
+    verificationStatus: str
+    tags: dict[str, str]
+
+
+class PaginationInfo(BaseModel):
+    page: int
+    pageSize: int
+    totalItems: int
+    totalPages: int
+    hasNext: bool
+    hasPrevious: bool
+
+
+class BackupListResponse(BaseModel):
+    backups: list[BackupInfo]
+    pagination: PaginationInfo
+
+
+class RecoveryInitiateRequest(StrictModel):
+    backupId: str = Field(pattern=r"^bkp-[0-9a-f]{12}$")
+    recoveryType: Literal["FULL", "POINT_IN_TIME", "SELECTIVE"]
+    targetTime: datetime | None = Field(default=None, description="POINT_IN_TIME: the moment to recover to.")
+    targetTenant: str | None = Field(
+        default=None, max_length=128, description="SELECTIVE: the tenant whose database comes back."
+    )
+    recoveryLocation: Literal["NEW_INSTANCE", "IN_PLACE"] | None = Field(
+        default=None,
+        description="NEW_INSTANCE (default for FULL and POINT_IN_TIME) or IN_PLACE (SELECTIVE always is).",
+    )
+    validateOnly: bool = Field(default=False, description="Return the plan and change nothing.")
+
+
+class RecoveryStep(BaseModel):
+    order: int
+    name: str
+    description: str
+    estimatedDuration: str
+
+
+class RecoveryPlan(BaseModel):
+    steps: list[RecoveryStep]
+    totalEstimatedTime: str
+    dataIntegrityChecks: list[str]
+    rollbackProcedure: str
+
+
+class RecoveryInitiateResponse(BaseModel):
+    recoveryId: str
+    status: Literal["INITIATED", "RUNNING", "COMPLETED", "FAILED"]
+    estimatedDuration: str
+    recoveryPlan: RecoveryPlan
+
+
+class IntegrityCheckResult(BaseModel):
+    check: str
+    status: CheckResult
+    details: str
+
+
+class RecoveryStatusResponse(BaseModel):
+    recoveryId: str
+    status: Literal["INITIATED", "RUNNING", "COMPLETED", "FAILED"]
+    progress: int = Field(ge=0, le=100)
+    currentStep: str
+    startTime: str
+    endTime: str | None = None
+    errorMessage: str | None = None
+    dataIntegrityResults: list[IntegrityCheckResult] | None = None
+
+
+class IntegrityCheck(BaseModel):
+    checkType: Literal["CHECKSUM", "STRUCTURE", "CONSISTENCY"]
+    status: CheckResult
+    details: str
+    errorCount: int | None = None
+
+
+class BackupVerifyResponse(BaseModel):
+    verificationId: str
+    status: Literal["RUNNING", "COMPLETED", "FAILED"]
+    integrityChecks: list[IntegrityCheck]
+    overallResult: CheckResult

@@ -1,0 +1,50 @@
+"""clusters: HA clusters run by Patroni, `/api/v1/postgres/cluster`."""
+
+from pgfleet.core.domain import Domain, Mount
+from pgfleet.domains.clusters import routes, service
+from pgfleet.domains.clusters.models import Cluster, ClusterCreate, ClusterCredentials
+from pgfleet.domains.clusters.routes import ClusterId
+from pgfleet.domains.clusters.service import (
+    CLUSTER,
+    HEALTHY_TIMEOUT,
+    KIND,
+    cluster_spec,
+    create,
+    create_database_step,
+    mark_running_step,
+    provision_step,
+    public_view,
+    reconcile,
+    refresh_topology,
+    start_nodes_step,
+    stop_nodes_step,
+    wait_healthy_step,
+)
+
+DOMAIN = Domain(
+    name="clusters",
+    mounts=(Mount(routes.router, "/api/v1/postgres/cluster"),),
+    workflows=service.WORKFLOWS,
+)
+
+__all__ = [
+    "CLUSTER",
+    "DOMAIN",
+    "HEALTHY_TIMEOUT",
+    "KIND",
+    "Cluster",
+    "ClusterCreate",
+    "ClusterCredentials",
+    "ClusterId",
+    "cluster_spec",
+    "create",
+    "create_database_step",
+    "mark_running_step",
+    "provision_step",
+    "public_view",
+    "reconcile",
+    "refresh_topology",
+    "start_nodes_step",
+    "stop_nodes_step",
+    "wait_healthy_step",
+]

@@ -1,0 +1,644 @@
+"""HA clusters: Patroni nodes behind one multi-host endpoint.
+
+The record holds the desired shape (node list with reserved ports, replication mode) and the
+last observed topology (roles, timelines, lag). Patroni is the source of truth for who is
+primary: reads overlay the live topology, reconcile persists it and repairs dead nodes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from pgfleet.core import operations, resources
+from pgfleet.core import port_allocation as ports_allocation
+from pgfleet.core.auth import Principal
+from pgfleet.core.context import Ports
+from pgfleet.core.errors import EngineError, InvalidState, NotFound
+from pgfleet.core.models import new_id, utcnow_iso
+from pgfleet.core.operations import StepContext, Workflow
+from pgfleet.core.resources import ResourceType
+from pgfleet.domains import archive, instances
+from pgfleet.domains.clusters.models import ClusterCreate
+from pgfleet.ports.cluster_engine import ClusterSpec, NodeSpec, NodeState
+
+CLUSTER = ResourceType(
+    kind="cluster",
+    public_fields=(
+        "id",
+        "name",
+        "tenant_id",
+        "status",
+        "status_reason",
+        "version",
+        "node_count",
+        "replication_mode",
+        "primary",
+        "nodes",
+        "cpu",
+        "memory",
+        "storage",
+        "database",
+        "username",
+        "created_at",
+        "updated_at",
+        "operation_id",
+    ),  # fmt: skip
+    transitions=resources.standard_transitions("cluster"),
+)
+KIND = CLUSTER.kind
+NODE_PUBLIC_FIELDS = ("id", "name", "role", "state", "endpoint", "timeline", "lag_bytes")
+HEALTHY_TIMEOUT = 180
+
+
+def secret_name(record: dict[str, Any]) -> str:
+    return f"clusters/{record['id']}/{record['username']}"
+
+
+def public_view(record: dict[str, Any]) -> dict[str, Any]:
+    view = resources.public_view(CLUSTER, record)
+    view["nodes"] = [{k: n.get(k) for k in NODE_PUBLIC_FIELDS} for n in record["nodes"]]
+    view["node_count"] = len(record["nodes"])
+    return view
+
+
+def cluster_spec(record: dict[str, Any]) -> ClusterSpec:
+    return ClusterSpec(
+        cluster_id=record["id"],
+        version=record["version"],
+        nodes=tuple(NodeSpec(n["id"], n["endpoint"]["port"], n["rest_port"]) for n in record["nodes"]),
+        replication_mode=record["replication_mode"],
+        cpu=record["cpu"],
+        memory_mb=record["memory"],
+        storage_gb=record["storage"],
+        # backups: every node carries the same archive settings (services/archive.service.py).
+        settings={**record.get("settings", {}), **record.get("archive_settings", {})},
+    )
+
+
+def credentials(record: dict[str, Any], password: str) -> dict[str, Any]:
+    hosts = [n["endpoint"] for n in record["nodes"]]
+    args = (record["username"], password, hosts, record["database"])
+    return {
+        "username": record["username"],
+        "password": password,
+        "uri": instances.connection_uri(*args, query="target_session_attrs=read-write"),
+        "read_only_uri": instances.connection_uri(*args, query="target_session_attrs=prefer-standby"),
+    }
+
+
+def _new_nodes(
+    ports: Ports, cluster_id: str, name: str, existing: list[dict[str, Any]], count: int
+) -> list[dict[str, Any]]:
+    """Nodes n1..n9 (short ids keep unix socket paths short), each with a PostgreSQL and a
+    Patroni REST port reserved."""
+    used = {n["id"] for n in existing}
+    free_ids = [f"n{i}" for i in range(1, 10) if f"n{i}" not in used][:count]
+    reserved = ports_allocation.reserve(ports, cluster_id, count=2 * len(free_ids))
+    host = ports.engine.host
+    return [
+        {
+            "id": node_id,
+            "name": f"{name}-{node_id}",
+            "role": "unknown",
+            "state": "creating",
+            "endpoint": {"host": host, "port": reserved[2 * i]},
+            "rest_port": reserved[2 * i + 1],
+            "timeline": None,
+            "lag_bytes": None,
+        }
+        for i, node_id in enumerate(free_ids)
+    ]
+
+
+def create(
+    ports: Ports,
+    principal: Principal,
+    body: ClusterCreate,
+    idempotency_key: str | None = None,
+    *,
+    workflow: str = "cluster.create",
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Accept a create request (a restore into a new cluster runs its own `workflow`)."""
+    tenant = principal.tenant_id
+    body_fingerprint = resources.fingerprint(body)
+    earlier = resources.replayed_create(ports, CLUSTER, tenant, idempotency_key, body_fingerprint)
+    if earlier is not None:
+        return {
+            **public_view(earlier),
+            "credentials": credentials(earlier, ports.secrets.get(secret_name(earlier)) or ""),
+        }
+    instances.require_supported_version(ports, body.version)
+    cluster_id = new_id("pgc")
+    nodes = _new_nodes(ports, cluster_id, body.name, [], body.node_count)
+    now = utcnow_iso()
+    record: dict[str, Any] = {
+        "id": cluster_id,
+        "tenant_id": tenant,
+        "name": body.name,
+        "status": "creating",
+        "status_reason": "accepted; waiting for the worker",
+        "desired_state": "running",
+        "version": body.version,
+        "node_count": body.node_count,
+        "replication_mode": body.replication_mode,
+        "primary": None,
+        "nodes": nodes,
+        "cpu": body.cpu,
+        "memory": body.memory,
+        "storage": body.storage,
+        "database": body.database,
+        "username": body.username,
+        "created_at": now,
+        "updated_at": now,
+        "operation_id": None,
+        "created_by": principal.sub,
+    }
+    try:
+        record = ports.store.create(
+            KIND, record, unique_keys=(resources.name_key(CLUSTER, tenant, body.name),)
+        )
+    except Exception:
+        _release_ports(ports, cluster_id, nodes)
+        raise
+    password = secrets.token_urlsafe(24)
+    ports.secrets.put(secret_name(record), password)
+    op = operations.new_operation(workflow, cluster_id, tenant, params)
+    record = ports.store.update(KIND, cluster_id, {"operation_id": op["id"]}, record["revision"])
+    operations.submit(ports, op)
+    resources.remember_create(ports, CLUSTER, tenant, idempotency_key, cluster_id, body_fingerprint)
+    return {**public_view(record), "credentials": credentials(record, password)}
+
+
+def _release_ports(ports: Ports, cluster_id: str, nodes: list[dict[str, Any]]) -> None:
+    for node in nodes:
+        ports_allocation.release(ports, node["endpoint"]["port"], cluster_id)
+        ports_allocation.release(ports, node["rest_port"], cluster_id)
+
+
+def get_visible(ports: Ports, principal: Principal, cluster_id: str, live: bool = True) -> dict[str, Any]:
+    record = resources.get_visible(ports, principal, CLUSTER, cluster_id)
+    return with_live_topology(ports, record) if live else record
+
+
+def list_visible(
+    ports: Ports, principal: Principal, limit: int, next_token: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    return resources.list_visible(ports, principal, CLUSTER, limit, next_token)
+
+
+def transition(
+    ports: Ports, principal: Principal, cluster_id: str, action: str, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return resources.transition(ports, principal, CLUSTER, cluster_id, action, params)
+
+
+# --- topology --------------------------------------------------------------------------------
+
+
+def apply_members(record: dict[str, Any], members: list[NodeState]) -> dict[str, Any]:
+    """The record's nodes with roles, states, timelines and lag as Patroni reports them."""
+    by_id = {m.node_id: m for m in members}
+    nodes = []
+    for node in record["nodes"]:
+        m = by_id.get(node["id"])
+        if m is None:
+            nodes.append(
+                {**node, "role": "unknown", "state": "stopped" if node["state"] != "creating" else "creating"}
+            )
+        else:
+            nodes.append({**node, "role": m.role, "state": m.state if m.running else "stopped",
+                          "timeline": m.timeline, "lag_bytes": m.lag_bytes})  # fmt: skip
+    primary = next((m.node_id for m in members if m.role == "primary" and m.running), None)
+    return {**record, "nodes": nodes, "primary": primary}
+
+
+def with_live_topology(ports: Ports, record: dict[str, Any]) -> dict[str, Any]:
+    if record["status"] in ("creating", "deleting", "stopped", "paused"):
+        return record
+    try:
+        return apply_members(record, ports.cluster_engine.members(record["id"]))
+    except EngineError:
+        return record
+
+
+def refresh_topology(ports: Ports, record: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """Persist the live topology (and `changes`) into the record."""
+    live = apply_members(record, ports.cluster_engine.members(record["id"]))
+    return ports.store.update(
+        KIND,
+        record["id"],
+        {"nodes": live["nodes"], "primary": live["primary"], "updated_at": utcnow_iso(), **changes},
+        record["revision"],
+    )
+
+
+# --- scale, promote, replication ----------------------------------------------------------------
+
+
+def scale(ports: Ports, principal: Principal, cluster_id: str, node_count: int) -> dict[str, Any]:
+    record = get_visible(ports, principal, cluster_id, live=False)
+    resources.require_status(record, CLUSTER, "scale", ("running",))
+    if record["replication_mode"] == "sync_strict" and node_count < 2:
+        raise InvalidState("a sync_strict cluster needs at least 2 nodes: commits wait for a replica")
+    return resources.begin(
+        ports, principal, CLUSTER, record, action=f"scale to {node_count} nodes", transitional="scaling",
+        workflow="cluster.scale", params={"node_count": node_count},
+    )  # fmt: skip
+
+
+def promote(ports: Ports, principal: Principal, cluster_id: str, node_id: str) -> dict[str, Any]:
+    record = get_visible(ports, principal, cluster_id)
+    resources.require_status(record, CLUSTER, "promote a node of", ("running",))
+    node = next((n for n in record["nodes"] if n["id"] == node_id), None)
+    if node is None:
+        raise NotFound(f"node {node_id} is not part of cluster {cluster_id}")
+    if node_id == record["primary"]:
+        raise InvalidState(f"node {node_id} is already the primary")
+    return resources.begin(
+        ports, principal, CLUSTER, record, action=f"promote {node_id}", transitional="promoting",
+        workflow="cluster.promote", params={"node_id": node_id},
+    )  # fmt: skip
+
+
+def replication_status(ports: Ports, principal: Principal, cluster_id: str) -> dict[str, Any]:
+    record = get_visible(ports, principal, cluster_id, live=False)
+    if record["status"] in ("creating", "stopped", "deleting"):
+        raise InvalidState(f"cluster is {record['status']}; replication status needs running nodes")
+    status = ports.cluster_engine.replication_status(cluster_id)
+    return {
+        "primary": status.primary,
+        "replicas": [
+            {
+                "node_name": r.node_name,
+                "lag_bytes": r.lag_bytes,
+                "lag_seconds": r.lag_seconds,
+                "state": r.state,
+                "is_healthy": r.is_healthy,
+            }  # fmt: skip
+            for r in status.replicas
+        ],
+    }
+
+
+def stats(ports: Ports, principal: Principal, cluster_id: str) -> dict[str, Any]:
+    record = get_visible(ports, principal, cluster_id)
+    nodes = []
+    for node in record["nodes"]:
+        if node["state"] in ("stopped", "creating"):
+            continue
+        try:
+            s = ports.cluster_engine.node_stats(cluster_id, node["id"], record["database"])
+        except EngineError:
+            continue
+        nodes.append({**instances.stats_view(s), "node_id": node["id"], "role": node["role"]})
+    if not nodes:
+        raise InvalidState("no node of the cluster is running")
+    primary = next((n for n in nodes if n["role"] == "primary"), nodes[0])
+    total = sum(n["connections"]["total"] for n in nodes)
+    cluster = {
+        "connections": {
+            "active": sum(n["connections"]["active"] for n in nodes),
+            "idle": sum(n["connections"]["idle"] for n in nodes),
+            "total": total,
+            "max": sum(n["connections"]["max"] for n in nodes),
+        },
+        "database_size_bytes": primary["database_size_bytes"],
+        "uptime_seconds": primary["uptime_seconds"],
+        "commits": sum(n["commits"] for n in nodes),
+        "rollbacks": sum(n["rollbacks"] for n in nodes),
+        "cache_hit_ratio": round(sum(n["cache_hit_ratio"] for n in nodes) / len(nodes), 6),
+        "deadlocks": sum(n["deadlocks"] for n in nodes),
+        "collected_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    return {"cluster": cluster, "nodes": nodes}
+
+
+def logs(
+    ports: Ports, principal: Principal, cluster_id: str, limit: int, node: str | None, since: datetime | None
+) -> dict[str, Any]:
+    record = get_visible(ports, principal, cluster_id, live=False)
+    node_ids = [n["id"] for n in record["nodes"]]
+    if node is not None and node not in node_ids:
+        raise NotFound(f"node {node} is not part of cluster {cluster_id}")
+    lines = []
+    for node_id in [node] if node else node_ids:
+        for line in ports.cluster_engine.node_logs(cluster_id, node_id, limit):
+            if since is None or line.timestamp >= since:
+                lines.append((line.timestamp, node_id, line))
+    lines.sort(key=lambda t: (t[0], t[1]))
+    return {"lines": [instances.log_view(line, node=node_id) for _, node_id, line in lines[-limit:]]}
+
+
+# --- workflow steps ------------------------------------------------------------------------------
+
+
+def _record(ctx: StepContext) -> dict[str, Any]:
+    return resources.step_record(ctx, CLUSTER)
+
+
+def _parallel(fn: Any, items: list[Any]) -> list[str]:
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        return list(pool.map(fn, items))
+
+
+def provision_step(ctx: StepContext) -> str:
+    record = _record(ctx)
+    spec = cluster_spec(record)
+    results = [ctx.ports.cluster_engine.provision_node(spec, node) for node in spec.nodes]
+    return f"{len(results)} node(s): " + "; ".join(sorted(set(results)))
+
+
+def start_nodes_step(ctx: StepContext) -> str:
+    spec = cluster_spec(_record(ctx))
+    # Together: the first Patroni to take the initialize key bootstraps, the others clone it.
+    results = _parallel(lambda node: ctx.ports.cluster_engine.start_node(spec, node), list(spec.nodes))
+    return f"started {len(results)} Patroni node(s)"
+
+
+def wait_healthy_step(ctx: StepContext) -> str:
+    return ctx.ports.cluster_engine.wait_until_healthy(cluster_spec(_record(ctx)), timeout=HEALTHY_TIMEOUT)
+
+
+def _ensure_running(ctx: StepContext) -> str:
+    """Start every node (a no-op for running ones) and wait for a healthy cluster."""
+    start_nodes_step(ctx)
+    return wait_healthy_step(ctx)
+
+
+def create_database_step(ctx: StepContext) -> str:
+    record = _record(ctx)
+    password = ctx.ports.secrets.get(secret_name(record))
+    if password is None:
+        raise NotFound("the cluster's password is missing from the secret store")
+    return ctx.ports.cluster_engine.ensure_database(
+        record["id"], record["database"], record["username"], password
+    )
+
+
+def stop_nodes_step(ctx: StepContext) -> str:
+    record = _record(ctx)
+    try:
+        members = {m.node_id: m for m in ctx.ports.cluster_engine.members(record["id"])}
+    except EngineError:
+        members = {}
+    # Replicas first, the primary last: stopping the primary first would make Patroni fail over.
+    order = sorted(
+        record["nodes"], key=lambda n: members[n["id"]].role == "primary" if n["id"] in members else False
+    )
+    for node in order:
+        ctx.ports.cluster_engine.stop_node(record["id"], node["id"])
+    return f"stopped {len(order)} node(s), the primary last"
+
+
+def mark_running_step(reason: str) -> Any:
+    def step(ctx: StepContext) -> str:
+        record = _record(ctx)
+        # Every node inside its memory/CPU limits; the reason says how they are enforced.
+        limits = ctx.ports.cluster_engine.apply_resources(cluster_spec(record))
+        record = refresh_topology(
+            ctx.ports, record, status="running", status_reason=f"{reason}; {limits}",
+            node_count=len(record["nodes"]), limits=limits,
+        )  # fmt: skip
+        return f"cluster is running; primary {record['primary']}"
+
+    return step
+
+
+def _mark_down(status: str, reason: str) -> Any:
+    def step(ctx: StepContext) -> str:
+        record = _record(ctx)
+        nodes = [{**n, "state": "stopped", "role": "unknown", "lag_bytes": None} for n in record["nodes"]]
+        resources.set_status(ctx, CLUSTER, status, reason, nodes=nodes, primary=None)
+        return f"cluster is {status}"
+
+    return step
+
+
+_mark_stopped = _mark_down("stopped", "stopped by request")
+
+
+def _release_limits(ctx: StepContext) -> str:
+    return ctx.ports.cluster_engine.release_resources(ctx.resource_id)
+
+
+def _destroy(ctx: StepContext) -> str:
+    return ctx.ports.cluster_engine.destroy(ctx.resource_id)
+
+
+def _release(ctx: StepContext) -> str:
+    record = ctx.ports.store.get(KIND, ctx.resource_id)
+    if record is None:
+        return "already released"
+    _release_ports(ctx.ports, record["id"], record["nodes"] + record.get("removing_nodes", []))
+    ctx.ports.secrets.delete(secret_name(record))
+    return f"released {2 * len(record['nodes'])} ports and the password secret"
+
+
+def _plan_scale(ctx: StepContext) -> str:
+    record = _record(ctx)
+    target = int(ctx.params["node_count"])
+    current = len(record["nodes"])
+    if record.get("scale_planned_for") == ctx.operation["id"]:
+        return "plan already recorded"
+    changes: dict[str, Any] = {"scale_planned_for": ctx.operation["id"]}
+    if target > current:
+        added = _new_nodes(ctx.ports, record["id"], record["name"], record["nodes"], target - current)
+        changes["nodes"] = record["nodes"] + added
+        reason = f"adding {', '.join(n['id'] for n in added)}"
+    elif target < current:
+        live = apply_members(record, ctx.ports.cluster_engine.members(record["id"]))
+        replicas = [n for n in live["nodes"] if n["id"] != live["primary"]]
+        # A stopped replica goes first (it is the furthest behind), then the most lagging ones.
+        replicas.sort(key=lambda n: (n["state"] != "stopped", -(n["lag_bytes"] or 0)))
+        victims = [n["id"] for n in replicas[: current - target]]
+        changes["removing"] = victims
+        reason = f"removing {', '.join(victims)} (most lagging replicas first, never the primary)"
+    else:
+        reason = f"already {current} nodes"
+    ctx.ports.store.update(KIND, record["id"], changes, record["revision"])
+    return reason
+
+
+def _add_nodes(ctx: StepContext) -> str:
+    record = _record(ctx)
+    spec = cluster_spec(record)
+    try:
+        running = {m.node_id for m in ctx.ports.cluster_engine.members(record["id"]) if m.running}
+    except EngineError:
+        running = set()
+    new = [n for n in spec.nodes if n.node_id not in running]
+    for node in new:
+        ctx.ports.cluster_engine.provision_node(spec, node)
+    _parallel(lambda node: ctx.ports.cluster_engine.start_node(spec, node), new)
+    return f"started {', '.join(n.node_id for n in new)}" if new else "no node to add"
+
+
+def _remove_nodes(ctx: StepContext) -> str:
+    record = _record(ctx)
+    victims = record.get("removing") or []
+    for node_id in victims:
+        ctx.ports.cluster_engine.remove_node(record["id"], node_id)
+    gone = [n for n in record["nodes"] if n["id"] in victims]
+    _release_ports(ctx.ports, record["id"], gone)
+    ctx.ports.store.update(
+        KIND,
+        record["id"],
+        {"nodes": [n for n in record["nodes"] if n["id"] not in victims], "removing": []},
+        record["revision"],
+    )
+    return f"removed {', '.join(victims)}" if victims else "no node to remove"
+
+
+def _switchover(ctx: StepContext) -> str:
+    return ctx.ports.cluster_engine.switchover(ctx.resource_id, ctx.params["node_id"])
+
+
+def _scaled_or_failed(ctx: StepContext, error: str) -> None:
+    # A failed scale or promote leaves a cluster that may still serve: say so, keep it usable.
+    record = ctx.ports.store.get(KIND, ctx.resource_id)
+    if record is not None:
+        ctx.ports.store.update(
+            KIND,
+            record["id"],
+            {
+                "status": "running",
+                "status_reason": f"last change failed: {error}",
+                "updated_at": utcnow_iso(),
+            },
+        )
+
+
+_failed = resources.mark_failed(CLUSTER)
+
+# pause keeps the data directories, the reserved ports (the endpoints) and the backups.
+_PAUSED = "paused: compute stopped, its cgroups and memory released; data, endpoints and backups kept"
+
+
+# --- reconcile ---------------------------------------------------------------------------------
+
+
+def reconcile(ports: Ports, record: dict[str, Any]) -> str | None:
+    """Restart dead nodes of a cluster that should run, and persist Patroni's topology
+    (a failover Patroni did by itself shows in the record, with the reason)."""
+    if record.get("desired_state") != "running" or record["status"] != "running":
+        return None
+    members = {m.node_id: m for m in ports.cluster_engine.members(record["id"])}
+    spec = cluster_spec(record)
+    restarted, deferred = [], []
+    alive = {n for n, m in members.items() if m.running}
+    for node in spec.nodes:
+        m = members.get(node.node_id)
+        if m is not None and m.running:
+            continue
+        if m is not None and m.role == "primary" and alive:
+            # The lost primary still holds the leader key: restarting it now would let it take
+            # its leadership back. Patroni elects a replica once the key expires; restart after.
+            deferred.append(node.node_id)
+            continue
+        ports.cluster_engine.start_node(spec, node)
+        restarted.append(node.node_id)
+    live = apply_members(record, list(members.values()))
+    notes = []
+    if deferred:
+        notes.append(f"primary {', '.join(deferred)} is down; waiting for Patroni to elect a replica")
+    if restarted:
+        notes.append(f"restarted dead node(s) {', '.join(restarted)}")
+    if live["primary"] and live["primary"] != record.get("primary"):
+        notes.append(f"primary is now {live['primary']} (was {record.get('primary')}; failover by Patroni)")
+    changes: dict[str, Any] = {"nodes": live["nodes"], "primary": live["primary"] or record.get("primary")}
+    if notes:
+        changes["status_reason"] = f"reconcile at {utcnow_iso()}: " + "; ".join(notes)
+        changes["updated_at"] = utcnow_iso()
+    if changes["nodes"] != record["nodes"] or notes:
+        ports.store.update(KIND, record["id"], changes, record["revision"])
+    return f"{record['id']}: {'; '.join(notes)}" if notes else None
+
+
+# Declared in this domain's manifest; the handlers register them.
+WORKFLOWS: tuple[Workflow, ...] = (
+    Workflow(
+        "cluster.create",
+        (
+            ("configure_archiving", archive.service.configure_step(CLUSTER)),
+            ("provision", provision_step),
+            ("start_nodes", start_nodes_step),
+            ("wait_healthy", wait_healthy_step),
+            ("create_database", create_database_step),
+            ("create_stanza", archive.service.create_stanza_step(CLUSTER)),
+            ("initial_backup", archive.lifecycle.initial_backup_step(CLUSTER)),
+            ("mark_running", mark_running_step("created; replicas streaming")),
+        ),
+        _failed,
+    ),
+    Workflow(
+        "cluster.start",
+        (
+            ("start_nodes", start_nodes_step),
+            ("wait_healthy", wait_healthy_step),
+            ("mark_running", mark_running_step("started")),
+        ),
+        _failed,
+    ),
+    Workflow("cluster.stop", (("stop_nodes", stop_nodes_step), ("mark_stopped", _mark_stopped)), _failed),
+    Workflow(
+        "cluster.pause",
+        (
+            ("stop_nodes", stop_nodes_step),
+            ("release_limits", _release_limits),
+            ("mark_paused", _mark_down("paused", _PAUSED)),
+        ),
+        _failed,
+    ),
+    Workflow(
+        "cluster.resume",
+        (
+            ("start_nodes", start_nodes_step),
+            ("wait_healthy", wait_healthy_step),
+            ("mark_running", mark_running_step("resumed")),
+        ),
+        _failed,
+    ),
+    Workflow(
+        "cluster.restart",
+        (
+            ("stop_nodes", stop_nodes_step),
+            ("start_nodes", start_nodes_step),
+            ("wait_healthy", wait_healthy_step),
+            ("mark_running", mark_running_step("restarted")),
+        ),
+        _failed,
+    ),
+    Workflow(
+        "cluster.delete",
+        (
+            ("final_backup", archive.lifecycle.final_backup_step(CLUSTER, _ensure_running)),
+            ("destroy", _destroy),
+            ("release_backups", archive.lifecycle.release_backups_step(CLUSTER)),
+            ("release", _release),
+            ("remove_record", resources.remove_record(CLUSTER)),
+        ),
+        _failed,
+    ),
+    Workflow(
+        "cluster.scale",
+        (
+            ("plan", _plan_scale),
+            ("add_nodes", _add_nodes),
+            ("remove_nodes", _remove_nodes),
+            ("wait_healthy", wait_healthy_step),
+            ("mark_running", mark_running_step("scaled")),
+        ),
+        _scaled_or_failed,
+    ),
+    Workflow(
+        "cluster.promote",
+        (("switchover", _switchover), ("mark_running", mark_running_step("promoted by request"))),
+        _scaled_or_failed,
+    ),
+)

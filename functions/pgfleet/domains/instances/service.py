@@ -1,0 +1,319 @@
+"""Single PostgreSQL instances: create, lifecycle, stats, logs.
+
+The record keeps the desired state (`desired_state`: running, stopped, deleted) apart from
+the observed `status`; workflows move the status, reconcile repairs drift.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from pgfleet.core import operations, resources
+from pgfleet.core import port_allocation as ports_allocation
+from pgfleet.core.auth import Principal
+from pgfleet.core.context import Ports
+from pgfleet.core.errors import NotFound, ValidationFailed
+from pgfleet.core.models import new_id, utcnow_iso
+from pgfleet.core.operations import StepContext, Workflow
+from pgfleet.core.resources import ResourceType
+from pgfleet.domains import archive
+from pgfleet.domains.instances.models import InstanceCreate
+from pgfleet.ports.engine import LogLine, ServerSpec, ServerStats
+
+INSTANCE = ResourceType(
+    kind="instance",
+    public_fields=(
+        "id",
+        "name",
+        "tenant_id",
+        "status",
+        "status_reason",
+        "version",
+        "cpu",
+        "memory",
+        "storage",
+        "endpoint",
+        "database",
+        "username",
+        "created_at",
+        "updated_at",
+        "operation_id",
+    ),  # fmt: skip
+    transitions=resources.standard_transitions("instance"),
+)
+KIND = INSTANCE.kind
+
+
+def public_view(record: dict[str, Any]) -> dict[str, Any]:
+    return resources.public_view(INSTANCE, record)
+
+
+def secret_name(record: dict[str, Any]) -> str:
+    return f"instances/{record['id']}/{record['username']}"
+
+
+def connection_uri(
+    username: str, password: str, hosts: list[dict[str, Any]], database: str, query: str = ""
+) -> str:
+    """A libpq URI; several hosts make a multi-host URI (clients try them in order)."""
+    netloc = ",".join(f"{h['host']}:{h['port']}" for h in hosts)
+    uri = f"postgresql://{quote(username)}:{quote(password, safe='')}@{netloc}/{quote(database)}"
+    return f"{uri}?{query}" if query else uri
+
+
+def server_spec(record: dict[str, Any]) -> ServerSpec:
+    return ServerSpec(
+        server_id=record["id"],
+        version=record["version"],
+        port=record["endpoint"]["port"],
+        cpu=record["cpu"],
+        memory_mb=record["memory"],
+        storage_gb=record["storage"],
+        # backups: the archive settings (services/archive.service.py) ride along with the user's.
+        settings={**record.get("settings", {}), **record.get("archive_settings", {})},
+    )
+
+
+def get_visible(ports: Ports, principal: Principal, instance_id: str) -> dict[str, Any]:
+    return resources.get_visible(ports, principal, INSTANCE, instance_id)
+
+
+def list_visible(
+    ports: Ports, principal: Principal, limit: int, next_token: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    return resources.list_visible(ports, principal, INSTANCE, limit, next_token)
+
+
+def transition(
+    ports: Ports, principal: Principal, instance_id: str, action: str, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return resources.transition(ports, principal, INSTANCE, instance_id, action, params)
+
+
+def require_supported_version(ports: Ports, version: str) -> None:
+    if version not in ports.engine.supported_versions():
+        raise ValidationFailed(
+            f"PostgreSQL {version} is not available",
+            details={"field": "version", "supported": ports.engine.supported_versions()},
+        )
+
+
+def create(
+    ports: Ports,
+    principal: Principal,
+    body: InstanceCreate,
+    idempotency_key: str | None = None,
+    *,
+    workflow: str = "instance.create",
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Accept a create request; the worker does the rest. Returns the instance with its
+    credentials (shown once) and operation id. A restore into a new instance runs its own
+    `workflow` (with `params`) instead of the plain create."""
+    tenant = principal.tenant_id
+    body_fingerprint = resources.fingerprint(body)
+    earlier = resources.replayed_create(ports, INSTANCE, tenant, idempotency_key, body_fingerprint)
+    if earlier is not None:
+        return with_credentials(earlier, ports.secrets.get(secret_name(earlier)) or "")
+    require_supported_version(ports, body.version)
+    instance_id = new_id("pgi")
+    (port,) = ports_allocation.reserve(ports, instance_id)
+    now = utcnow_iso()
+    record: dict[str, Any] = {
+        "id": instance_id,
+        "tenant_id": tenant,
+        "name": body.name,
+        "status": "creating",
+        "status_reason": "accepted; waiting for the worker",
+        "desired_state": "running",
+        "version": body.version,
+        "cpu": body.cpu,
+        "memory": body.memory,
+        "storage": body.storage,
+        "endpoint": {"host": ports.engine.host, "port": port},
+        "database": body.database,
+        "username": body.username,
+        "created_at": now,
+        "updated_at": now,
+        "operation_id": None,
+        "created_by": principal.sub,
+    }
+    try:
+        record = ports.store.create(
+            KIND, record, unique_keys=(resources.name_key(INSTANCE, tenant, body.name),)
+        )
+    except Exception:
+        ports_allocation.release(ports, port, instance_id)
+        raise
+    password = secrets.token_urlsafe(24)
+    ports.secrets.put(secret_name(record), password)
+    op = operations.new_operation(workflow, instance_id, tenant, params)
+    record = ports.store.update(KIND, instance_id, {"operation_id": op["id"]}, record["revision"])
+    operations.submit(ports, op)
+    resources.remember_create(ports, INSTANCE, tenant, idempotency_key, instance_id, body_fingerprint)
+    return with_credentials(record, password)
+
+
+def with_credentials(record: dict[str, Any], password: str) -> dict[str, Any]:
+    view = public_view(record)
+    view["credentials"] = {
+        "username": record["username"],
+        "password": password,
+        "uri": connection_uri(record["username"], password, [record["endpoint"]], record["database"]),
+    }
+    return view
+
+
+def stats_view(s: ServerStats) -> dict[str, Any]:
+    return {
+        "connections": {
+            "active": s.connections_active,
+            "idle": s.connections_idle,
+            "total": s.connections_total,
+            "max": s.connections_max,
+        },
+        "database_size_bytes": s.database_size_bytes,
+        "uptime_seconds": round(s.uptime_seconds, 3),
+        "commits": s.commits,
+        "rollbacks": s.rollbacks,
+        "cache_hit_ratio": round(s.cache_hit_ratio, 6),
+        "deadlocks": s.deadlocks,
+        "collected_at": s.collected_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def log_view(line: LogLine, **extra: Any) -> dict[str, Any]:
+    return {
+        "timestamp": line.timestamp.isoformat().replace("+00:00", "Z"),
+        "severity": line.severity,
+        "message": line.message,
+        **extra,
+    }
+
+
+def stats(ports: Ports, principal: Principal, instance_id: str) -> dict[str, Any]:
+    record = get_visible(ports, principal, instance_id)
+    resources.require_status(record, INSTANCE, "read stats of", ("running",))
+    return stats_view(ports.engine.stats(instance_id, record["database"]))
+
+
+def logs(
+    ports: Ports, principal: Principal, instance_id: str, limit: int, since: datetime | None
+) -> dict[str, Any]:
+    get_visible(ports, principal, instance_id)
+    return {"lines": [log_view(ln) for ln in ports.engine.logs(instance_id, limit, since)]}
+
+
+# --- workflow steps (run by the worker; each idempotent) ---------------------------------
+
+
+def _record(ctx: StepContext) -> dict[str, Any]:
+    return resources.step_record(ctx, INSTANCE)
+
+
+def provision_step(ctx: StepContext) -> str:
+    return ctx.ports.engine.provision(server_spec(_record(ctx)))
+
+
+def start_step(ctx: StepContext) -> str:
+    return ctx.ports.engine.start(server_spec(_record(ctx)))
+
+
+def stop_step(ctx: StepContext) -> str:
+    return ctx.ports.engine.stop(ctx.resource_id)
+
+
+def _restart(ctx: StepContext) -> str:
+    return ctx.ports.engine.restart(server_spec(_record(ctx)))
+
+
+def create_database_step(ctx: StepContext) -> str:
+    record = _record(ctx)
+    password = ctx.ports.secrets.get(secret_name(record))
+    if password is None:
+        raise NotFound("the instance's password is missing from the secret store")
+    return ctx.ports.engine.ensure_database(record["id"], record["database"], record["username"], password)
+
+
+def _destroy(ctx: StepContext) -> str:
+    return ctx.ports.engine.destroy(ctx.resource_id)
+
+
+def _release(ctx: StepContext) -> str:
+    record = ctx.ports.store.get(KIND, ctx.resource_id)
+    if record is None:
+        return "already released"
+    ports_allocation.release(ctx.ports, record["endpoint"]["port"], record["id"])
+    ctx.ports.secrets.delete(secret_name(record))
+    return f"released port {record['endpoint']['port']} and the password secret"
+
+
+_failed = resources.mark_failed(INSTANCE)
+
+
+def mark_running_step(ctx: StepContext) -> str:
+    """Running: keep the server inside its memory/CPU limits and say how they are enforced
+    (cgroups, or settings only where the host does not allow them)."""
+    limits = ctx.ports.engine.apply_resources(server_spec(_record(ctx)))
+    resources.set_status(
+        ctx, INSTANCE, "running", f"running and accepting connections; {limits}", limits=limits
+    )
+    return f"instance is running; {limits}"
+
+
+def _release_limits(ctx: StepContext) -> str:
+    return ctx.ports.engine.release_resources(ctx.resource_id)
+
+
+# pause keeps the data directory, the reserved port (the endpoint) and the backups.
+_PAUSED = "paused: compute stopped, its cgroup and memory released; data, endpoint and backups kept"
+
+
+# Declared in this domain's manifest; the handlers register them.
+WORKFLOWS: tuple[Workflow, ...] = (
+    Workflow(
+        "instance.create",
+        (
+            ("configure_archiving", archive.service.configure_step(INSTANCE)),
+            ("provision", provision_step),
+            ("start", start_step),
+            ("create_database", create_database_step),
+            ("create_stanza", archive.service.create_stanza_step(INSTANCE)),
+            ("initial_backup", archive.lifecycle.initial_backup_step(INSTANCE)),
+            ("mark_running", mark_running_step),
+        ),
+        _failed,
+    ),
+    Workflow("instance.start", (("start", start_step), ("mark_running", mark_running_step)), _failed),
+    Workflow(
+        "instance.stop",
+        (("stop", stop_step), ("mark_stopped", resources.mark(INSTANCE, "stopped", "stopped by request"))),
+        _failed,
+    ),
+    Workflow("instance.restart", (("restart", _restart), ("mark_running", mark_running_step)), _failed),
+    Workflow(
+        "instance.pause",
+        (
+            ("stop", stop_step),
+            ("release_limits", _release_limits),
+            ("mark_paused", resources.mark(INSTANCE, "paused", _PAUSED)),
+        ),
+        _failed,
+    ),
+    Workflow("instance.resume", (("start", start_step), ("mark_running", mark_running_step)), _failed),
+    Workflow(
+        "instance.delete",
+        (
+            ("final_backup", archive.lifecycle.final_backup_step(INSTANCE, start_step)),
+            ("delete_dependents", operations.dependents_step(KIND)),
+            ("destroy", _destroy),
+            ("release_backups", archive.lifecycle.release_backups_step(INSTANCE)),
+            ("release", _release),
+            ("remove_record", resources.remove_record(INSTANCE)),
+        ),
+        _failed,
+    ),
+)

@@ -1,0 +1,79 @@
+"""Reconcile: bring every resource back to its desired state, and say why.
+
+Runs on a schedule (every minute) and when the local stack starts. For each instance:
+an unfinished operation nobody is working on is handed to the worker again; a server that
+should run but does not is started; one that should be stopped but runs is stopped. Every
+action is written into the instance's `status_reason`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pgfleet.core import operations, resources
+from pgfleet.core.context import Ports
+from pgfleet.core.errors import PgfleetError
+from pgfleet.core.models import utcnow_iso
+from pgfleet.domains import clusters, instances, replicas
+from pgfleet.ports.scheduler import Schedule
+
+log = logging.getLogger(__name__)
+
+RECONCILE_SCHEDULE = Schedule(
+    name="pgfleet-reconcile", expression="rate(1 minute)", payload={"task": "reconcile"}
+)
+# A paused resource is left alone (desired state "paused"); these only resume stale operations.
+TRANSITIONAL = (
+    "creating",
+    "starting",
+    "stopping",
+    "restarting",
+    "deleting",
+    "pausing",
+    "resuming",
+    "resizing",
+    "restoring",  # backups: a restore in place
+)
+
+
+def run(ports: Ports, detail: dict[str, Any] | None = None) -> list[str]:
+    actions: list[str] = []
+    for kind, reconcile_one in ((instances.KIND, reconcile_instance), (clusters.KIND, reconcile_cluster)):
+        for record in resources.all_records(ports, kind):
+            try:
+                line = reconcile_one(ports, record)
+            except PgfleetError as exc:
+                line = f"{record['id']}: could not reconcile: {exc}"
+            if line:
+                actions.append(line)
+    actions += replicas.reconcile(ports)
+    return actions
+
+
+def reconcile_cluster(ports: Ports, record: dict[str, Any]) -> str | None:
+    if record["status"] in TRANSITIONAL + ("scaling", "promoting"):
+        return operations.resume_if_stale(ports, record)
+    return clusters.reconcile(ports, record)
+
+
+def reconcile_instance(ports: Ports, record: dict[str, Any]) -> str | None:
+    if record["status"] in TRANSITIONAL:
+        return operations.resume_if_stale(ports, record)
+    desired = record.get("desired_state", "running")
+    state = ports.engine.state(record["id"])
+    if desired == "running" and record["status"] == "running" and not state.running:
+        ports.engine.start(instances.server_spec(record))
+        reason = f"reconcile at {utcnow_iso()}: server was not running ({state.reason or 'no postmaster'}); started it"
+        ports.store.update(
+            instances.KIND, record["id"], {"status_reason": reason, "updated_at": utcnow_iso()}
+        )
+        return f"{record['id']}: {reason}"
+    if desired == "stopped" and record["status"] == "stopped" and state.running:
+        ports.engine.stop(record["id"])
+        reason = f"reconcile at {utcnow_iso()}: server was running but should be stopped; stopped it"
+        ports.store.update(
+            instances.KIND, record["id"], {"status_reason": reason, "updated_at": utcnow_iso()}
+        )
+        return f"{record['id']}: {reason}"
+    return None

@@ -1,0 +1,17 @@
+"""replicas: read replicas of single instances, `/api/v1/postgres/single/{id}/replicas`."""
+
+from pgfleet.core.domain import Domain, Mount
+from pgfleet.core.operations import Cascade
+from pgfleet.domains import instances
+from pgfleet.domains.replicas import routes, service
+from pgfleet.domains.replicas.service import reconcile
+
+DOMAIN = Domain(
+    name="replicas",
+    mounts=(Mount(routes.router, "/api/v1/postgres/single"),),
+    workflows=service.WORKFLOWS,
+    # An instance's delete destroys its replicas first.
+    cascades=(Cascade(instances.KIND, "replicas", service.destroy_all_for_instance),),
+)
+
+__all__ = ["DOMAIN", "reconcile"]

@@ -1,0 +1,9 @@
+"""servers: the one server behind an instance or a cluster (its primary, or a named node),
+resolved for the domains that run SQL inside it or size it. No routes of its own."""
+
+from pgfleet.core.domain import Domain
+from pgfleet.domains.servers.service import MB, Server, admin, all_servers, connection_uri, get, get_visible
+
+DOMAIN = Domain(name="servers")
+
+__all__ = ["DOMAIN", "MB", "Server", "admin", "all_servers", "connection_uri", "get", "get_visible"]

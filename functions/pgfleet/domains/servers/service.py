@@ -1,0 +1,86 @@
+"""Single instances and HA clusters seen alike, for what works the same on both: tenants,
+quotas, resize, pause. A `Server` is a visible resource record with its type; its
+`DatabaseAdmin` runs SQL on the instance or on the cluster's current primary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pgfleet.core import resources
+from pgfleet.core.auth import Principal
+from pgfleet.core.context import Ports
+from pgfleet.core.errors import EngineError, ServiceError
+from pgfleet.core.resources import ResourceType
+from pgfleet.domains import clusters, instances
+from pgfleet.ports.database_admin import DatabaseAdmin
+
+TYPES: dict[str, ResourceType] = {instances.KIND: instances.INSTANCE, clusters.KIND: clusters.CLUSTER}
+MB = 1024 * 1024
+
+
+class ServerUnavailable(ServiceError):
+    """The server should answer but does not (503): the request may be retried."""
+
+    status = 503
+    code = "server_unavailable"
+
+
+@dataclass(frozen=True)
+class Server:
+    kind: str  # "instance" | "cluster"
+    record: dict[str, Any]
+
+    @property
+    def rtype(self) -> ResourceType:
+        return TYPES[self.kind]
+
+    @property
+    def id(self) -> str:
+        return str(self.record["id"])
+
+
+def get_visible(ports: Ports, principal: Principal, kind: str, resource_id: str) -> Server:
+    """The caller's instance or cluster (404 for another tenant's)."""
+    return Server(kind, resources.get_visible(ports, principal, TYPES[kind], resource_id))
+
+
+def get(ports: Ports, kind: str, resource_id: str) -> Server | None:
+    record = ports.store.get(kind, resource_id)
+    return Server(kind, record) if record is not None else None
+
+
+def all_servers(ports: Ports) -> Iterator[Server]:
+    """Every instance and cluster, of every tenant (scheduled tasks)."""
+    for kind in TYPES:
+        token = None
+        while True:
+            page, token = ports.store.list(kind, limit=100, next_token=token)
+            yield from (Server(kind, record) for record in page)
+            if not token:
+                break
+
+
+def admin(ports: Ports, server: Server) -> DatabaseAdmin:
+    """The server's DatabaseAdmin; 503 when the engine cannot reach it."""
+    try:
+        if server.kind == clusters.KIND:
+            return ports.cluster_engine.database_admin(server.id)
+        return ports.engine.database_admin(server.id)
+    except EngineError as exc:
+        raise ServerUnavailable(f"{server.kind} {server.id} cannot be reached: {exc}") from exc
+
+
+def endpoints(server: Server) -> list[dict[str, Any]]:
+    """Where clients connect: one endpoint, or every node of a cluster."""
+    if server.kind == clusters.KIND:
+        return [n["endpoint"] for n in server.record["nodes"]]
+    return [server.record["endpoint"]]
+
+
+def connection_uri(server: Server, username: str, password: str, database: str) -> str:
+    """A libpq URI for a user of the server (read-write endpoint for a cluster)."""
+    query = "target_session_attrs=read-write" if server.kind == clusters.KIND else ""
+    return instances.connection_uri(username, password, endpoints(server), database, query=query)

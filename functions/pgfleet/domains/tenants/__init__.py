@@ -1,0 +1,36 @@
+"""tenants: tenant databases or schemas on an instance or a cluster,
+`/api/v1/postgres/{single|cluster}/{id}/tenants`."""
+
+from pgfleet.core.domain import Domain, Mount
+from pgfleet.domains.tenants import routes, service
+from pgfleet.domains.tenants.models import tenant_stem
+from pgfleet.domains.tenants.service import (
+    ACTIVE,
+    KIND,
+    forget,
+    of_server,
+    require_no_tenant_operation,
+    spec,
+    usage_view,
+)
+
+DOMAIN = Domain(
+    name="tenants",
+    mounts=(
+        Mount(routes.single_router, "/api/v1/postgres/single"),
+        Mount(routes.cluster_router, "/api/v1/postgres/cluster"),
+    ),
+    workflows=service.WORKFLOWS,
+)
+
+__all__ = [
+    "ACTIVE",
+    "DOMAIN",
+    "KIND",
+    "forget",
+    "of_server",
+    "require_no_tenant_operation",
+    "spec",
+    "tenant_stem",
+    "usage_view",
+]
