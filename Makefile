@@ -57,6 +57,7 @@ lint: install
 	$(VENV)/bin/ruff check functions tests bench
 	$(VENV)/bin/ruff format --check functions tests bench
 	$(VENV)/bin/mypy functions/pgfleet
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pgfleet.provider.generate --check
 
 unit: install

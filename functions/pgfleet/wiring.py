@@ -56,11 +56,11 @@ class Dependencies:
         PGFLEET_HOME, or s3), each stanza encrypted with its passphrase from Secrets."""
         if self.settings.engine == "local":
             from pgfleet.adapters.engines.local.pgbackrest import LocalPgBackRest
-            from pgfleet.domains.archive.service import cipher_passphrase
+            from pgfleet.domains import archive
 
             return LocalPgBackRest(
                 self.settings.home,
-                cipher_passphrase_for=lambda stanza: cipher_passphrase(self.secrets, stanza),
+                cipher_passphrase_for=lambda stanza: archive.service.cipher_passphrase(self.secrets, stanza),
                 repo_type=os.environ.get("PGFLEET_BACKUP_REPO_TYPE", "posix"),
             )
         raise ValueError(f"unknown engine {self.settings.engine!r}")

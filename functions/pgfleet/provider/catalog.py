@@ -9,11 +9,11 @@ a cluster has a path for each, and a configuration sets exactly one of the two p
 from __future__ import annotations
 
 from pgfleet.domains.archive import BackupScheduleUpdate, BackupScheduleView
-from pgfleet.domains.clusters.models import ClusterCreate, ClusterCreated
-from pgfleet.domains.instances.models import InstanceCreate, InstanceCreated
-from pgfleet.domains.quotas.models import Quota, QuotaUpdate
-from pgfleet.domains.replicas.models import Replica, ReplicaCreate
-from pgfleet.domains.tenants.models import TenantCreate, TenantCreated
+from pgfleet.domains.clusters import ClusterCreate, ClusterCreated
+from pgfleet.domains.instances import InstanceCreate, InstanceCreated
+from pgfleet.domains.quotas import Quota, QuotaUpdate
+from pgfleet.domains.replicas import Replica, ReplicaCreate
+from pgfleet.domains.tenants import TenantCreate, TenantCreated
 from pgfleet.provider.hcl import Ref
 from pgfleet.provider.spec import Computed, DataSourceSpec, InPlaceUpdate, ResourceSpec, Singleton
 

@@ -366,11 +366,9 @@ def _delete_dump(ctx: StepContext) -> str:
 
 
 def _restore_logical(ctx: StepContext) -> str:
-    from pgfleet.domains.archive.logical import restore_logical_backup
-
     recovery = _recovery(ctx)
     with lease_kept(ctx):
-        reason = restore_logical_backup(ctx.ports, recovery["backup_id"], target=_resource(ctx))
+        reason = archive.logical.restore_logical_backup(ctx.ports, recovery["backup_id"], target=_resource(ctx))
     _note(ctx, "DATABASE_RESTORE", "PASSED", reason)
     return reason
 

@@ -513,8 +513,3 @@ def status(ports: Ports, principal: Principal, recovery_id: str) -> dict[str, An
         "errorMessage": op.get("error"),
         "dataIntegrityResults": record.get("integrity") or None,
     }
-
-
-# The workflows plans describe and `start` submits; imported last because their steps use
-# this module's records.
-from pgfleet.domains.backups import restore_workflows as _workflows  # noqa: E402, F401

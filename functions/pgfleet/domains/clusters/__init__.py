@@ -21,6 +21,8 @@ from pgfleet.domains.clusters.service import (
     wait_healthy_step,
 )
 
+from pgfleet.domains.clusters.models import ClusterCreated
+
 DOMAIN = Domain(
     name="clusters",
     mounts=(Mount(routes.router, "/api/v1/postgres/cluster"),),
@@ -28,14 +30,15 @@ DOMAIN = Domain(
 )
 
 __all__ = [
-    "CLUSTER",
     "DOMAIN",
-    "HEALTHY_TIMEOUT",
-    "KIND",
+    "CLUSTER",
     "Cluster",
     "ClusterCreate",
+    "ClusterCreated",
     "ClusterCredentials",
     "ClusterId",
+    "HEALTHY_TIMEOUT",
+    "KIND",
     "cluster_spec",
     "create",
     "create_database_step",

@@ -31,6 +31,8 @@ from pgfleet.domains.instances.service import (
     stop_step,
 )
 
+from pgfleet.domains.instances.models import InstanceCreated
+
 DOMAIN = Domain(
     name="instances",
     mounts=(Mount(routes.router, "/api/v1/postgres/single"),),
@@ -39,14 +41,15 @@ DOMAIN = Domain(
 
 __all__ = [
     "DOMAIN",
-    "INSTANCE",
-    "KIND",
     "Cpu",
+    "INSTANCE",
     "Instance",
     "InstanceCreate",
+    "InstanceCreated",
     "InstanceId",
     "InstanceStats",
     "InstanceStatus",
+    "KIND",
     "LogEntry",
     "Memory",
     "Storage",

@@ -5,6 +5,8 @@ from pgfleet.core.domain import Domain, Mount
 from pgfleet.domains.quotas import routes, service
 from pgfleet.domains.quotas.service import evaluate
 
+from pgfleet.domains.quotas.models import Quota, QuotaUpdate
+
 DOMAIN = Domain(
     name="quotas",
     mounts=(
@@ -15,4 +17,9 @@ DOMAIN = Domain(
     schedules=(service.SCHEDULE,),
 )
 
-__all__ = ["DOMAIN", "evaluate"]
+__all__ = [
+    "DOMAIN",
+    "Quota",
+    "QuotaUpdate",
+    "evaluate",
+]

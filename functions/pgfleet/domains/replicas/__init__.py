@@ -6,6 +6,8 @@ from pgfleet.domains import instances
 from pgfleet.domains.replicas import routes, service
 from pgfleet.domains.replicas.service import reconcile
 
+from pgfleet.domains.replicas.models import Replica, ReplicaCreate
+
 DOMAIN = Domain(
     name="replicas",
     mounts=(Mount(routes.router, "/api/v1/postgres/single"),),
@@ -14,4 +16,9 @@ DOMAIN = Domain(
     cascades=(Cascade(instances.KIND, "replicas", service.destroy_all_for_instance),),
 )
 
-__all__ = ["DOMAIN", "reconcile"]
+__all__ = [
+    "DOMAIN",
+    "Replica",
+    "ReplicaCreate",
+    "reconcile",
+]

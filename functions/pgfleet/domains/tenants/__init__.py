@@ -14,6 +14,8 @@ from pgfleet.domains.tenants.service import (
     usage_view,
 )
 
+from pgfleet.domains.tenants.models import TenantCreate, TenantCreated
+
 DOMAIN = Domain(
     name="tenants",
     mounts=(
@@ -24,9 +26,11 @@ DOMAIN = Domain(
 )
 
 __all__ = [
-    "ACTIVE",
     "DOMAIN",
+    "ACTIVE",
     "KIND",
+    "TenantCreate",
+    "TenantCreated",
     "forget",
     "of_server",
     "require_no_tenant_operation",
