@@ -1,8 +1,8 @@
 """clusters: HA clusters run by Patroni, `/api/v1/postgres/cluster`."""
 
 from pgfleet.core.domain import Domain, Mount
-from pgfleet.domains.clusters import routes, service
-from pgfleet.domains.clusters.models import Cluster, ClusterCreate, ClusterCredentials
+from pgfleet.domains.clusters import routes, workflows
+from pgfleet.domains.clusters.models import Cluster, ClusterCreate, ClusterCreated, ClusterCredentials
 from pgfleet.domains.clusters.routes import ClusterId
 from pgfleet.domains.clusters.service import (
     CLUSTER,
@@ -10,23 +10,23 @@ from pgfleet.domains.clusters.service import (
     KIND,
     cluster_spec,
     create,
-    create_database_step,
-    mark_running_step,
-    provision_step,
     public_view,
     reconcile,
     refresh_topology,
+)
+from pgfleet.domains.clusters.workflows import (
+    create_database_step,
+    mark_running_step,
+    provision_step,
     start_nodes_step,
     stop_nodes_step,
     wait_healthy_step,
 )
 
-from pgfleet.domains.clusters.models import ClusterCreated
-
 DOMAIN = Domain(
     name="clusters",
     mounts=(Mount(routes.router, "/api/v1/postgres/cluster"),),
-    workflows=service.WORKFLOWS,
+    workflows=workflows.WORKFLOWS,
 )
 
 __all__ = [

@@ -1,11 +1,12 @@
 """instances: single PostgreSQL servers, `/api/v1/postgres/single`."""
 
 from pgfleet.core.domain import Domain, Mount
-from pgfleet.domains.instances import routes, service
+from pgfleet.domains.instances import routes, workflows
 from pgfleet.domains.instances.models import (
     Cpu,
     Instance,
     InstanceCreate,
+    InstanceCreated,
     InstanceStats,
     InstanceStatus,
     LogEntry,
@@ -18,25 +19,25 @@ from pgfleet.domains.instances.service import (
     KIND,
     connection_uri,
     create,
-    create_database_step,
     get_visible,
     log_view,
-    mark_running_step,
-    provision_step,
     public_view,
     require_supported_version,
     server_spec,
-    start_step,
     stats_view,
+)
+from pgfleet.domains.instances.workflows import (
+    create_database_step,
+    mark_running_step,
+    provision_step,
+    start_step,
     stop_step,
 )
-
-from pgfleet.domains.instances.models import InstanceCreated
 
 DOMAIN = Domain(
     name="instances",
     mounts=(Mount(routes.router, "/api/v1/postgres/single"),),
-    workflows=service.WORKFLOWS,
+    workflows=workflows.WORKFLOWS,
 )
 
 __all__ = [

@@ -3,9 +3,8 @@
 
 from pgfleet.core.domain import Domain, Mount
 from pgfleet.domains.quotas import routes, service
-from pgfleet.domains.quotas.service import evaluate
-
 from pgfleet.domains.quotas.models import Quota, QuotaUpdate
+from pgfleet.domains.quotas.service import evaluate
 
 DOMAIN = Domain(
     name="quotas",

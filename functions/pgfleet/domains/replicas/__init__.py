@@ -3,17 +3,16 @@
 from pgfleet.core.domain import Domain, Mount
 from pgfleet.core.operations import Cascade
 from pgfleet.domains import instances
-from pgfleet.domains.replicas import routes, service
-from pgfleet.domains.replicas.service import reconcile
-
+from pgfleet.domains.replicas import routes, workflows
 from pgfleet.domains.replicas.models import Replica, ReplicaCreate
+from pgfleet.domains.replicas.service import reconcile
 
 DOMAIN = Domain(
     name="replicas",
     mounts=(Mount(routes.router, "/api/v1/postgres/single"),),
-    workflows=service.WORKFLOWS,
+    workflows=workflows.WORKFLOWS,
     # An instance's delete destroys its replicas first.
-    cascades=(Cascade(instances.KIND, "replicas", service.destroy_all_for_instance),),
+    cascades=(Cascade(instances.KIND, "replicas", workflows.destroy_all_for_instance),),
 )
 
 __all__ = [

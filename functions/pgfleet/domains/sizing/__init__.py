@@ -2,7 +2,7 @@
 `/api/v1/postgres/{single|cluster}/{id}/{resize|pause|resume}`."""
 
 from pgfleet.core.domain import Domain, Mount
-from pgfleet.domains.sizing import routes, service
+from pgfleet.domains.sizing import routes, workflows
 
 DOMAIN = Domain(
     name="sizing",
@@ -10,7 +10,7 @@ DOMAIN = Domain(
         Mount(routes.single_router, "/api/v1/postgres/single"),
         Mount(routes.cluster_router, "/api/v1/postgres/cluster"),
     ),
-    workflows=service.WORKFLOWS,
+    workflows=workflows.WORKFLOWS,
 )
 
 __all__ = ["DOMAIN"]

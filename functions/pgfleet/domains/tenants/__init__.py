@@ -2,8 +2,8 @@
 `/api/v1/postgres/{single|cluster}/{id}/tenants`."""
 
 from pgfleet.core.domain import Domain, Mount
-from pgfleet.domains.tenants import routes, service
-from pgfleet.domains.tenants.models import tenant_stem
+from pgfleet.domains.tenants import routes, workflows
+from pgfleet.domains.tenants.models import TenantCreate, TenantCreated, tenant_stem
 from pgfleet.domains.tenants.service import (
     ACTIVE,
     KIND,
@@ -14,15 +14,13 @@ from pgfleet.domains.tenants.service import (
     usage_view,
 )
 
-from pgfleet.domains.tenants.models import TenantCreate, TenantCreated
-
 DOMAIN = Domain(
     name="tenants",
     mounts=(
         Mount(routes.single_router, "/api/v1/postgres/single"),
         Mount(routes.cluster_router, "/api/v1/postgres/cluster"),
     ),
-    workflows=service.WORKFLOWS,
+    workflows=workflows.WORKFLOWS,
 )
 
 __all__ = [
