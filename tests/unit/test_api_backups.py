@@ -1,5 +1,5 @@
 """Backups, restores, schedules and verification through the api handler (both API families),
-with fake ports below the services."""
+with fake ports below the domains."""
 
 from __future__ import annotations
 

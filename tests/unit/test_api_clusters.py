@@ -1,4 +1,4 @@
-"""The cluster API through the api handler, with fake ports below the services."""
+"""The cluster API through the api handler, with fake ports below the domains."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Quotas, alerts, resize and pause/resume through the api handler and the scheduled
-handler, with fake ports below the services."""
+handler, with fake ports below the domains."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The read-replica API through the api handler, with fake ports below the services."""
+"""The read-replica API through the api handler, with fake ports below the domains."""
 
 from __future__ import annotations
 

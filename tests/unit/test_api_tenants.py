@@ -1,4 +1,4 @@
-"""Tenants through the api handler, with fake ports below the services."""
+"""Tenants through the api handler, with fake ports below the domains."""
 
 from __future__ import annotations
 

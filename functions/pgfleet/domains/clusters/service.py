@@ -71,7 +71,7 @@ def cluster_spec(record: dict[str, Any]) -> ClusterSpec:
         cpu=record["cpu"],
         memory_mb=record["memory"],
         storage_gb=record["storage"],
-        # backups: every node carries the same archive settings (services/archive.service.py).
+        # backups: every node carries the same archive settings (pgfleet.domains.archive.service).
         settings={**record.get("settings", {}), **record.get("archive_settings", {})},
     )
 

@@ -70,7 +70,7 @@ def server_spec(record: dict[str, Any]) -> ServerSpec:
         cpu=record["cpu"],
         memory_mb=record["memory"],
         storage_gb=record["storage"],
-        # backups: the archive settings (services/archive.service.py) ride along with the user's.
+        # backups: the archive settings (pgfleet.domains.archive.service) ride along with the user's.
         settings={**record.get("settings", {}), **record.get("archive_settings", {})},
     )
 

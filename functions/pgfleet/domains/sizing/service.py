@@ -3,7 +3,7 @@
 PostgreSQL settings follow memory and CPU (the engine derives them), and the engine enforces
 memory and CPU with cgroups where the host allows it (the status reason says when only the
 settings limit the server). Storage is the limit of the data directory, enforced like a quota
-(`services/quotas.py`); it cannot shrink below what is in use.
+(the quotas domain); it cannot shrink below what is in use.
 
 A single instance restarts once (settings such as shared_buffers need a restart). A cluster
 changes as a rolling restart: every replica first, then a switchover to one of them, then the
