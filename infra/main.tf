@@ -1,6 +1,7 @@
 # pgfleet control plane on AWS: the same resources as ../template.yaml (SAM), checked by
 # tests/unit/test_deployment.py. HTTP API (JWT authorizer) -> api function; SQS -> worker
-# function; EventBridge Scheduler -> scheduled function; one DynamoDB table.
+# function; EventBridge Scheduler -> scheduled function; DynamoDB tables for metadata and
+# history.
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
@@ -28,15 +29,22 @@ locals {
   # auth.PUBLIC_PATHS: answered without a token.
   public_routes = ["GET /api/health", "GET /api/version", "GET /api/v1/openapi.json", "GET /api/v1/docs"]
 
-  # scheduled_event_input("pgfleet-reconcile", {"task": "reconcile"}) of
-  # functions/pgfleet/adapters/scheduler.py, verbatim (jsonencode would escape the <...>
-  # context attributes Scheduler fills in).
-  reconcile_input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-reconcile\"], \"detail\": {\"task\": \"reconcile\"}}"
+  # platform_schedules() of functions/pgfleet/handlers/domains.py (the domain manifests):
+  # name => expression and the Input scheduled_event_input() of
+  # functions/pgfleet/adapters/scheduler.py builds, verbatim (jsonencode would escape the
+  # <...> context attributes Scheduler fills in).
+  platform_schedules = {
+    "pgfleet-reconcile"      = { expression = "rate(1 minute)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-reconcile\"], \"detail\": {\"task\": \"reconcile\"}}" }
+    "pgfleet-quotas"         = { expression = "rate(1 minute)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-quotas\"], \"detail\": {\"task\": \"quotas\"}}" }
+    "pgfleet-backup-expiry"  = { expression = "rate(1 hour)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-backup-expiry\"], \"detail\": {\"task\": \"backup\", \"action\": \"expire\"}}" }
+    "pgfleet-history-expiry" = { expression = "rate(1 hour)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-history-expiry\"], \"detail\": {\"task\": \"history_expiry\"}}" }
+  }
 
   # What functions/pgfleet/core/settings.py reads.
   environment = {
     PGFLEET_HOME                   = "/tmp/pgfleet"
     PGFLEET_TABLE                  = aws_dynamodb_table.metadata.name
+    PGFLEET_HISTORY_TABLE          = aws_dynamodb_table.history.name
     PGFLEET_QUEUE                  = aws_sqs_queue.operations.name
     PGFLEET_SCHEDULE_GROUP         = aws_scheduler_schedule_group.pgfleet.name
     PGFLEET_ENGINE                 = var.engine
@@ -54,6 +62,12 @@ locals {
     Effect   = "Allow"
     Action   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"]
     Resource = [aws_dynamodb_table.metadata.arn, "${aws_dynamodb_table.metadata.arn}/index/*"]
+  }
+  # history: append captures and events, query ranges, sweep expired
+  history_statement = {
+    Effect   = "Allow"
+    Action   = ["dynamodb:BatchWriteItem", "dynamodb:Query"]
+    Resource = [aws_dynamodb_table.history.arn, "${aws_dynamodb_table.history.arn}/index/*"]
   }
   own_statements = {
     api = [
@@ -115,6 +129,58 @@ resource "aws_dynamodb_table" "metadata" {
   }
 }
 
+resource "aws_dynamodb_table" "history" {
+  # Keys and indexes as HISTORY_TABLE_SCHEMA (functions/pgfleet/adapters/history.py).
+  name                        = "${var.name}-history"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "pk"
+  range_key                   = "sk"
+  deletion_protection_enabled = true # audit events are compliance evidence
+
+  dynamic "attribute" {
+    for_each = ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk"]
+    content {
+      name = attribute.value
+      type = "S"
+    }
+  }
+
+  attribute {
+    name = "expires_at"
+    type = "N"
+  }
+
+  global_secondary_index {
+    name            = "by_tenant"
+    hash_key        = "gsi1pk"
+    range_key       = "gsi1sk"
+    projection_type = "ALL"
+  }
+
+  global_secondary_index {
+    name            = "by_stream"
+    hash_key        = "gsi2pk"
+    range_key       = "gsi2sk"
+    projection_type = "ALL"
+  }
+
+  global_secondary_index {
+    name            = "by_expiry"
+    hash_key        = "gsi3pk"
+    range_key       = "expires_at"
+    projection_type = "KEYS_ONLY"
+  }
+
+  ttl {
+    attribute_name = "expires_at"
+    enabled        = true
+  }
+
+  server_side_encryption {
+    enabled = true
+  }
+}
+
 resource "aws_sqs_queue" "operations_dlq" {
   name                      = "${var.name}-operations-dlq"
   message_retention_seconds = 1209600
@@ -159,11 +225,12 @@ resource "aws_iam_role_policy" "scheduler" {
   })
 }
 
-resource "aws_scheduler_schedule" "reconcile" {
-  # RECONCILE_SCHEDULE of functions/pgfleet/services/reconcile.py.
-  name                         = "pgfleet-reconcile"
+resource "aws_scheduler_schedule" "platform" {
+  # One per entry of local.platform_schedules.
+  for_each                     = local.platform_schedules
+  name                         = each.key
   group_name                   = aws_scheduler_schedule_group.pgfleet.name
-  schedule_expression          = "rate(1 minute)"
+  schedule_expression          = each.value.expression
   schedule_expression_timezone = "UTC"
   state                        = "ENABLED"
 
@@ -174,8 +241,14 @@ resource "aws_scheduler_schedule" "reconcile" {
   target {
     arn      = aws_lambda_function.function["scheduled"].arn
     role_arn = aws_iam_role.scheduler.arn
-    input    = local.reconcile_input
+    input    = each.value.input
   }
+}
+
+# Deployments made before the schedules were one for_each keep their reconcile schedule.
+moved {
+  from = aws_scheduler_schedule.reconcile
+  to   = aws_scheduler_schedule.platform["pgfleet-reconcile"]
 }
 
 # --- functions ------------------------------------------------------------------------
@@ -207,7 +280,7 @@ resource "aws_iam_role_policy" "function" {
         Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
         Resource = "${aws_cloudwatch_log_group.function[each.key].arn}:*"
       }],
-      [local.table_statement],
+      [local.table_statement, local.history_statement],
       local.own_statements[each.key],
     )
   })

@@ -7,6 +7,10 @@ output "table_name" {
   value = aws_dynamodb_table.metadata.name
 }
 
+output "history_table_name" {
+  value = aws_dynamodb_table.history.name
+}
+
 output "queue_url" {
   value = aws_sqs_queue.operations.url
 }

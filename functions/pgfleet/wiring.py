@@ -18,11 +18,13 @@ if TYPE_CHECKING:
     from pgfleet.ports.backup_engine import BackupEngine
     from pgfleet.ports.cluster_engine import ClusterEngine
     from pgfleet.ports.engine import Engine
+    from pgfleet.ports.history import HistoryStore
     from pgfleet.ports.metadata import MetadataStore
     from pgfleet.ports.queue import Queue
     from pgfleet.ports.restore_host import RestoreHost
     from pgfleet.ports.scheduler import Scheduler
     from pgfleet.ports.secrets import Secrets
+    from pgfleet.ports.sql import SqlTarget
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Dependencies:
     queue: Queue
     secrets: Secrets
     scheduler: Scheduler
+    history: HistoryStore
 
     @functools.cached_property
     def engine(self) -> Engine:
@@ -77,6 +80,19 @@ class Dependencies:
             return LocalRestoreHost(self.settings.home, engine, cluster_engine, self.settings.etcd_endpoint)
         raise ValueError(f"unknown engine {self.settings.engine!r}")
 
+    @functools.cached_property
+    def sql(self) -> SqlTarget:
+        """Privileged sessions on instances, replicas and cluster nodes (pgfleet.ports.sql)."""
+        if self.settings.engine == "local":
+            from pgfleet.adapters.engines.local.patroni import LocalPatroniEngine
+            from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
+            from pgfleet.adapters.engines.local.sql import LocalSqlTarget
+
+            engine, cluster_engine = self.engine, self.cluster_engine
+            assert isinstance(engine, LocalPostgresEngine) and isinstance(cluster_engine, LocalPatroniEngine)
+            return LocalSqlTarget(engine, cluster_engine)
+        raise ValueError(f"unknown engine {self.settings.engine!r}")
+
 
 _override: Any = None
 
@@ -100,6 +116,7 @@ def dependencies() -> Dependencies:
 @functools.cache
 def _from_settings() -> Dependencies:
     from pgfleet.adapters.dynamodb import DynamoDBMetadataStore
+    from pgfleet.adapters.history import DynamoDBHistoryStore
     from pgfleet.adapters.scheduler import EventBridgeScheduler
     from pgfleet.adapters.secrets import SecretsManagerSecrets
     from pgfleet.adapters.sqs import SQSQueue
@@ -113,4 +130,5 @@ def _from_settings() -> Dependencies:
         scheduler=EventBridgeScheduler(
             settings.schedule_group, settings.scheduled_function_arn, settings.scheduler_role_arn
         ),
+        history=DynamoDBHistoryStore(settings.history_table_name),
     )

@@ -245,7 +245,7 @@ def test_restart_keeps_data(engine: LocalPostgresEngine, tenant: ServerSpec) -> 
 def test_kill_9_then_start_recovers(
     engine: LocalPostgresEngine, tenant: ServerSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(local_pg, "ORPHAN_GRACE_S", 1.0)
+    monkeypatch.setattr(local_pg.postmaster, "ORPHAN_GRACE_S", 1.0)
     with tcp_connect(tenant.port) as conn:
         conn.execute("INSERT INTO items VALUES (2, 'committed before the crash')")
     # A CPU-bound query does not notice the postmaster's death: its backend stays an orphan

@@ -23,6 +23,7 @@ from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
 from pgfleet.core import resources
 from pgfleet.core.auth import Principal
 from pgfleet.core.models import utcnow_iso
+from pgfleet.core.paging import PageQuery
 from pgfleet.domains.instances import service as instances
 from pgfleet.domains.monitoring import service as alerts
 from pgfleet.domains.quotas import service as quotas
@@ -173,7 +174,9 @@ def test_storage_quota_stops_writes_not_reads_and_deleting_rows_restores_them(
     tenant_b = CREDENTIALS["tenant-b"]
     with _connect(instance, tenant_b["username"], tenant_b["password"], "app") as conn:
         conn.execute("INSERT INTO orders VALUES (4, 'b still writes')")  # another tenant is not affected
-    alert_names = {a["alertName"] for a in alerts.list_alerts(ports, OPERATOR)["alerts"]}
+    alert_names = {
+        a.alert_name for a in alerts.list_alerts(ports, OPERATOR, query=PageQuery(page_size=100)).alerts
+    }
     assert "TenantStorageQuotaExceeded:tenant-a" in alert_names
     with _connect(instance, a["username"], a["password"], "tenant_a") as conn:
         conn.execute("DELETE FROM filler")  # freeing space is allowed while suspended
@@ -202,7 +205,9 @@ def test_instance_quota_suspends_the_application_user_too(ports: FakePorts, inst
     b = CREDENTIALS["tenant-b"]
     with _connect(instance, b["username"], b["password"], "app") as conn:
         assert "permission denied" in _refused(conn, "INSERT INTO orders VALUES (5, 'server full')")
-    assert "StorageQuotaExceeded" in {a["alertName"] for a in alerts.list_alerts(ports, OPERATOR)["alerts"]}
+    assert "StorageQuotaExceeded" in {
+        a.alert_name for a in alerts.list_alerts(ports, OPERATOR, query=PageQuery(page_size=100)).alerts
+    }
     view = quotas.put(ports, OPERATOR, "instance", iid, QuotaUpdate())
     assert view["writes_suspended"] is False
     with _connect(instance, "app_admin", APP_PASSWORD, "app") as conn:

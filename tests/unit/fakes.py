@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ from pgfleet.ports.engine import (
     ServerStats,
     replication_slot_name,
 )
-from pgfleet.ports.metadata import MetadataStore, Record
+from pgfleet.ports.history import HistoryPage, HistoryRecord, HistoryStore, check_query, check_stream
+from pgfleet.ports.metadata import FILTERABLE_STRING_LENGTH, Filters, MetadataStore, Range, Record
 from pgfleet.ports.queue import Queue
 from pgfleet.ports.scheduler import Schedule, Scheduler
 from pgfleet.ports.secrets import Secrets
@@ -89,6 +91,47 @@ class FakeStore(MetadataStore):
         page = rows[start : start + limit]
         return page, (str(start + limit) if start + limit < len(rows) else None)
 
+    def _matching(
+        self, kind: str, tenant_id: str | None, parent_id: str | None, filters: Filters | None
+    ) -> list[Record]:
+        """The records of a scope that pass `filters`, oldest first (the port's semantics)."""
+        rows, _ = self.list(kind, tenant_id=tenant_id, parent_id=parent_id, limit=len(self.records) + 1)
+        return [r for r in rows if all(_passes(r.get(f), w) for f, w in (filters or {}).items())]
+
+    def page(
+        self,
+        kind: str,
+        *,
+        tenant_id: str | None = None,
+        parent_id: str | None = None,
+        filters: Filters | None = None,
+        page: int,
+        page_size: int,
+        newest_first: bool = True,
+    ) -> tuple[list[Record], int]:
+        assert page >= 1 and page_size >= 1
+        rows = self._matching(kind, tenant_id, parent_id, filters)
+        if newest_first:
+            rows.reverse()
+        start = (page - 1) * page_size
+        return rows[start : start + page_size], len(rows)
+
+    def tally(
+        self,
+        kind: str,
+        fields: tuple[str, ...],
+        *,
+        tenant_id: str | None = None,
+        parent_id: str | None = None,
+        filters: Filters | None = None,
+    ) -> dict[str, dict[Any, int]]:
+        counts: dict[str, dict[Any, int]] = {f: {} for f in fields}
+        for row in self._matching(kind, tenant_id, parent_id, filters):
+            for f in fields:
+                value = row.get(f) if _filterable(row.get(f)) else None
+                counts[f][value] = counts[f].get(value, 0) + 1
+        return counts
+
     def claim(self, key: str, owner: str, value: Record | None = None) -> bool:
         held = self.claims.get(key)
         if held and held["owner"] != owner:
@@ -103,6 +146,27 @@ class FakeStore(MetadataStore):
         held = self.claims.get(key)
         if held and (owner is None or held["owner"] == owner):
             del self.claims[key]
+
+
+def _filterable(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) <= FILTERABLE_STRING_LENGTH
+    return isinstance(value, bool | int | float)
+
+
+def _passes(value: Any, wanted: Any) -> bool:
+    """One filter of `MetadataStore.page`, as the DynamoDB adapter applies it."""
+    if wanted is not None and not isinstance(wanted, Range | list | tuple | set | frozenset):
+        assert _filterable(wanted), f"cannot filter on {wanted!r}"
+    if not _filterable(value):
+        return wanted is None
+    if wanted is None:
+        return False
+    if isinstance(wanted, Range):
+        return (wanted.low is None or value >= wanted.low) and (wanted.high is None or value <= wanted.high)
+    if isinstance(wanted, list | tuple | set | frozenset):
+        return value in wanted
+    return bool(value == wanted)
 
 
 class FakeQueue(Queue):
@@ -139,6 +203,69 @@ class FakeScheduler(Scheduler):
 
     def list(self, prefix: str = "") -> list[Schedule]:
         return [s for n, s in self.schedules.items() if n.startswith(prefix)]
+
+
+class FakeHistoryStore(HistoryStore):
+    """Records in a list, read as the port says: a query "scans" only the records of its scope
+    (the target, else the tenant, else the stream) within its time range. `now` is the clock
+    expiry is judged by (tests move it)."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str | None, datetime, str], HistoryRecord] = {}
+        self.now: datetime | None = None  # None: the wall clock
+
+    def _clock(self) -> datetime:
+        return self.now or datetime.now(UTC)
+
+    def append(self, stream: str, records: Sequence[HistoryRecord]) -> None:
+        check_stream(stream)
+        for record in records:
+            if record.stream != stream or record.at.tzinfo is None:
+                raise ValueError(f"record {record.id} is not an aware record of {stream!r}")
+            key = (stream, record.target_id, record.at.astimezone(UTC), record.id)
+            self.records[key] = copy.deepcopy(record)
+
+    def query(
+        self,
+        stream: str,
+        *,
+        start: datetime,
+        end: datetime,
+        target_id: str | None = None,
+        tenant_id: str | None = None,
+        filters: dict[str, Any] | None = None,
+        page: int = 1,
+        page_size: int = 50,
+        newest_first: bool = True,
+    ) -> HistoryPage:
+        check_stream(stream)
+        check_query(start, end, page, page_size)
+        now = self._clock()
+        scope = [
+            r
+            for (s, target, at, _), r in self.records.items()
+            if s == stream
+            and start <= at < end
+            and (
+                target == target_id
+                if target_id is not None
+                else tenant_id is None or r.tenant_id == tenant_id
+            )
+            and not r.expired(now)
+        ]
+        matching = [
+            r for r in scope if (tenant_id is None or r.tenant_id == tenant_id) and r.matches(filters)
+        ]
+        matching.sort(key=lambda r: (r.at, r.id), reverse=newest_first)
+        offset = (page - 1) * page_size
+        items = [copy.deepcopy(r) for r in matching[offset : offset + page_size]]
+        return HistoryPage(items=items, total_items=len(matching), scanned_count=len(scope))
+
+    def sweep_expired(self, now: datetime) -> int:
+        expired = [key for key, r in self.records.items() if r.expired(now)]
+        for key in expired:
+            del self.records[key]
+        return len(expired)
 
 
 class FakeDatabaseAdmin(DatabaseAdmin):
@@ -439,11 +566,13 @@ class FakePorts:
         self.queue = FakeQueue()
         self.secrets = FakeSecrets()
         self.scheduler = FakeScheduler()
+        self.history = FakeHistoryStore()
         self.engine = FakeEngine()
         self.cluster_engine = FakeClusterEngine()
         # backups (tests/unit/backup_fakes.py)
         self.backup_engine = FakeBackupEngine()
         self.restore_host = FakeRestoreHost()
+        self.sql: Any = None  # no server to run SQL in; integration tests use LocalSqlTarget
 
     def drain(self) -> None:
         """Run every queued operation, as the worker would."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from pgfleet.core.operations import StepContext
 from pgfleet.domains.replicas import service as replicas
+from pgfleet.domains.replicas import workflows as replica_workflows
 from pgfleet.ports.engine import replication_slot_name
 
 SINGLE = "/api/v1/postgres/single"
@@ -166,8 +167,8 @@ def test_destroy_all_for_instance_removes_every_replica(call, fake_ports):
     _, kept = add_replicas(call, other)
     fake_ports.drain()
     ctx = StepContext(fake_ports, {"id": "op-test", "resource_id": iid})
-    assert replicas.destroy_all_for_instance(ctx) == "deleted 3 replica(s)"
-    assert replicas.destroy_all_for_instance(ctx) == "no replicas"
+    assert replica_workflows.destroy_all_for_instance(ctx) == "deleted 3 replica(s)"
+    assert replica_workflows.destroy_all_for_instance(ctx) == "no replicas"
     assert [r["id"] for r in fake_ports.store.list("replica")[0]] == [kept["replicas"][0]["id"]]
     assert sorted(fake_ports.engine.servers) == sorted([iid, other, kept["replicas"][0]["id"]])
 

@@ -1,6 +1,6 @@
 """The deployments (SAM `template.yaml`, Terraform `infra/`) declare the same resources, with
-the settings the code relies on: the table's keys, the queue's redrive, the reconcile event,
-the environment settings.py reads, the public paths."""
+the settings the code relies on: the tables' keys and TTL, the queue's redrive, the platform
+schedules of the domain manifests, the environment settings.py reads, the public paths."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import pytest
 
 from pgfleet.adapters.bootstrap import MAX_RECEIVES, QUEUE_VISIBILITY_TIMEOUT
 from pgfleet.adapters.dynamodb import TABLE_KEY_SCHEMA
+from pgfleet.adapters.history import HISTORY_TABLE_SCHEMA, TTL_ATTRIBUTE
 from pgfleet.adapters.scheduler import scheduled_event_input
-from pgfleet.domains.reconcile.service import RECONCILE_SCHEDULE
+from pgfleet.handlers.domains import platform_schedules
 from tests.helpers import REPO
 
 TEMPLATE = REPO / "template.yaml"
@@ -130,25 +131,57 @@ def test_infra_declares_the_same_resources_as_the_template(expanded: dict[str, A
     assert {PARTS_OF[t] for t in declared & set(PARTS_OF)} <= from_template
 
 
-def test_table_has_the_key_schema_of_the_code(template: dict[str, Any], infra: str) -> None:
-    table = _one(template, "AWS::DynamoDB::Table")
-    assert {k: table[k] for k in TABLE_KEY_SCHEMA} == TABLE_KEY_SCHEMA
-    body = _hcl_block(infra, 'resource "aws_dynamodb_table" "metadata"')
+# CloudFormation logical id, Terraform name, the schema the code creates, its TTL attribute.
+TABLES = [
+    ("MetadataTable", "metadata", TABLE_KEY_SCHEMA, None),
+    ("HistoryTable", "history", HISTORY_TABLE_SCHEMA, TTL_ATTRIBUTE),
+]
+
+
+def test_the_tables_are_the_tables_of_the_code(template: dict[str, Any], infra: str) -> None:
+    assert set(_resources(template, "AWS::DynamoDB::Table")) == {t[0] for t in TABLES}
+    assert set(re.findall(r'^resource\s+"aws_dynamodb_table"\s+"(\w+)"', infra, re.M)) == {
+        t[1] for t in TABLES
+    }
+
+
+@pytest.mark.parametrize(("logical_id", "tf_name", "schema", "ttl"), TABLES, ids=[t[1] for t in TABLES])
+def test_table_has_the_key_schema_of_the_code(
+    template: dict[str, Any],
+    infra: str,
+    logical_id: str,
+    tf_name: str,
+    schema: dict[str, Any],
+    ttl: str | None,
+) -> None:
+    table = template["Resources"][logical_id]["Properties"]
+    assert {k: table[k] for k in schema} == schema
+    body = _hcl_block(infra, f'resource "aws_dynamodb_table" "{tf_name}"')
     attributes = re.search(r"for_each = \[(.*?)\]", body)
     assert attributes
-    assert re.findall(r'"(\w+)"', attributes.group(1)) == [
-        a["AttributeName"] for a in TABLE_KEY_SCHEMA["AttributeDefinitions"]
+    declared = [(name, "S") for name in re.findall(r'"(\w+)"', attributes.group(1))]
+    declared += [
+        (_hcl_string(a, "name"), _hcl_string(a, "type"))
+        for a in re.findall(r"^  attribute \{([^}]*)\}", body, re.M)
     ]
-    keys = [(k["AttributeName"], k["KeyType"]) for k in TABLE_KEY_SCHEMA["KeySchema"]]
+    assert declared == [(a["AttributeName"], a["AttributeType"]) for a in schema["AttributeDefinitions"]]
+    keys = [(k["AttributeName"], k["KeyType"]) for k in schema["KeySchema"]]
     assert keys == [(_hcl_string(body, "hash_key"), "HASH"), (_hcl_string(body, "range_key"), "RANGE")]
     indexes = re.findall(r"global_secondary_index \{([^}]*)\}", body)
     assert [
-        (_hcl_string(g, "name"), _hcl_string(g, "hash_key"), _hcl_string(g, "range_key")) for g in indexes
+        (_hcl_string(g, "name"), _hcl_string(g, "hash_key"), _hcl_string(g, "range_key"), _hcl_string(g, "projection_type"))
+        for g in indexes
     ] == [
-        (i["IndexName"], i["KeySchema"][0]["AttributeName"], i["KeySchema"][1]["AttributeName"])
-        for i in TABLE_KEY_SCHEMA["GlobalSecondaryIndexes"]
-    ]
-    assert _hcl_string(body, "billing_mode") == TABLE_KEY_SCHEMA["BillingMode"]
+        (i["IndexName"], i["KeySchema"][0]["AttributeName"], i["KeySchema"][1]["AttributeName"], i["Projection"]["ProjectionType"])
+        for i in schema["GlobalSecondaryIndexes"]
+    ]  # fmt: skip
+    assert _hcl_string(body, "billing_mode") == schema["BillingMode"]
+    if ttl is None:
+        assert "TimeToLiveSpecification" not in table and "ttl {" not in body
+    else:
+        assert table["TimeToLiveSpecification"] == {"AttributeName": ttl, "Enabled": True}
+        ttl_block = _hcl_block(body, "ttl {")
+        assert _hcl_string(ttl_block, "attribute_name") == ttl and re.search(r"enabled\s*=\s*true", ttl_block)
 
 
 def test_queue_redrive_matches_bootstrap(template: dict[str, Any], infra: str) -> None:
@@ -169,17 +202,111 @@ def test_queue_redrive_matches_bootstrap(template: dict[str, Any], infra: str) -
     ]
 
 
-def test_reconcile_schedule_sends_the_event_the_code_sends(template: dict[str, Any], infra: str) -> None:
-    expected = scheduled_event_input(RECONCILE_SCHEDULE.name, RECONCILE_SCHEDULE.payload)
-    schedule = _one(template, "AWS::Scheduler::Schedule")
-    assert schedule["Name"] == RECONCILE_SCHEDULE.name
-    assert schedule["ScheduleExpression"] == RECONCILE_SCHEDULE.expression
-    assert schedule["Target"]["Input"] == expected
-    assert schedule["Target"]["Arn"] == {"Fn::GetAtt": ["ScheduledFunction", "Arn"]}
-    assert _hcl_string(infra, "reconcile_input") == expected
-    reconcile = _hcl_block(infra, 'resource "aws_scheduler_schedule" "reconcile"')
-    assert _hcl_string(reconcile, "schedule_expression") == RECONCILE_SCHEDULE.expression
-    assert _hcl_string(reconcile, "name") == RECONCILE_SCHEDULE.name
+# --- platform schedules: the deployments declare exactly those of the manifests ------------
+
+Declared = dict[str, tuple[str, str]]  # schedule name -> (expression, Input)
+
+
+def _manifest_schedules() -> Declared:
+    schedules = platform_schedules()
+    declared = {s.name: (s.expression, scheduled_event_input(s.name, s.payload)) for s in schedules}
+    assert len(declared) == len(schedules), "two manifests declare a schedule of the same name"
+    assert all(s.enabled for s in schedules)  # both deployments declare them ENABLED
+    return declared
+
+
+def _template_schedules(template: dict[str, Any]) -> Declared:
+    declared: Declared = {}
+    for logical_id, resource in _resources(template, "AWS::Scheduler::Schedule").items():
+        props = resource["Properties"]
+        assert props["Name"] not in declared, f"{props['Name']} is declared twice"
+        # Every platform schedule fires the scheduled function in the pgfleet group, in UTC.
+        assert props["GroupName"] == {"Ref": "ScheduleGroup"}, logical_id
+        assert props["Target"]["Arn"] == {"Fn::GetAtt": ["ScheduledFunction", "Arn"]}, logical_id
+        assert props["Target"]["RoleArn"] == {"Fn::GetAtt": ["SchedulerRole", "Arn"]}, logical_id
+        assert (props["State"], props["ScheduleExpressionTimezone"]) == ("ENABLED", "UTC"), logical_id
+        assert props["FlexibleTimeWindow"] == {"Mode": "OFF"}, logical_id
+        declared[props["Name"]] = (props["ScheduleExpression"], props["Target"]["Input"])
+    return declared
+
+
+_HCL_STR = r'"((?:[^"\\]|\\.)*)"'
+_HCL_SCHEDULE = re.compile(
+    rf"^\s*{_HCL_STR}\s*=\s*\{{\s*expression\s*=\s*{_HCL_STR}\s*,\s*input\s*=\s*{_HCL_STR}\s*\}}\s*$", re.M
+)
+
+
+def _infra_schedules(infra: str) -> Declared:
+    """`local.platform_schedules`, which the single for_each schedule resource declares."""
+    (resource,) = re.findall(r'^resource\s+"aws_scheduler_schedule"\s+"(\w+)"', infra, re.M)
+    body = _hcl_block(infra, f'resource "aws_scheduler_schedule" "{resource}"')
+    assert re.search(r"^\s*for_each\s*=\s*local\.platform_schedules\s*$", body, re.M)
+    for attribute, value in (("name", "each.key"), ("schedule_expression", "each.value.expression"),
+                             ("input", "each.value.input"), ("state", '"ENABLED"'),
+                             ("schedule_expression_timezone", '"UTC"')):  # fmt: skip
+        assert re.search(rf"^\s*{attribute}\s*=\s*{re.escape(value)}\s*$", body, re.M), attribute
+    entries = _hcl_block(infra, "platform_schedules = {")
+    lines = [line for line in entries.splitlines() if line.strip() and not line.strip().startswith("#")]
+    found = _HCL_SCHEDULE.findall(entries)
+    assert len(found) == len(lines), (
+        "an entry of local.platform_schedules is not `name = { expression, input }`"
+    )
+    unquote: Any = lambda text: json.loads(f'"{text}"')  # noqa: E731  (HCL escapes as JSON does)
+    declared: Declared = {}
+    for name, expression, input_ in found:
+        assert unquote(name) not in declared, f"{name} is declared twice"
+        declared[unquote(name)] = (unquote(expression), unquote(input_))
+    return declared
+
+
+def test_the_deployments_declare_the_platform_schedules_of_the_manifests(
+    template: dict[str, Any], infra: str
+) -> None:
+    expected = _manifest_schedules()
+    assert {"pgfleet-reconcile", "pgfleet-quotas", "pgfleet-backup-expiry", "pgfleet-history-expiry"} <= set(
+        expected
+    )
+    assert _template_schedules(template) == expected
+    assert _infra_schedules(infra) == expected
+
+
+def test_the_schedule_check_sees_drift(template: dict[str, Any], infra: str) -> None:
+    """The comparison above is not vacuous: a missing, changed or extra schedule shows."""
+    import copy
+
+    expected = _manifest_schedules()
+    name, (expression, input_) = next(iter(expected.items()))
+    entry = next(line for line in infra.splitlines() if line.strip().startswith(f'"{name}"'))
+    assert _infra_schedules(infra.replace(entry + "\n", "")) != expected  # missing
+    assert _infra_schedules(infra.replace(entry, entry.replace(expression, "rate(7 minutes)"))) != expected
+    changed = entry.replace(
+        json.dumps(input_)[1:-1], json.dumps(input_.replace('"detail": {', '"detail": {"x": 1, '))[1:-1]
+    )
+    assert changed != entry and _infra_schedules(infra.replace(entry, changed)) != expected  # payload
+    assert (
+        _infra_schedules(infra.replace(entry, entry + "\n" + entry.replace(name, "pgfleet-extra")))
+        != expected
+    )
+
+    for change in ("drop", "expression", "input", "extra"):
+        edited = copy.deepcopy(template)
+        (logical_id,) = [
+            k
+            for k, r in _resources(edited, "AWS::Scheduler::Schedule").items()
+            if r["Properties"]["Name"] == name
+        ]
+        props = edited["Resources"][logical_id]["Properties"]
+        if change == "drop":
+            del edited["Resources"][logical_id]
+        elif change == "expression":
+            props["ScheduleExpression"] = "rate(7 minutes)"
+        elif change == "input":
+            props["Target"]["Input"] = scheduled_event_input(name, {"task": "other"})
+        else:
+            extra = copy.deepcopy(edited["Resources"][logical_id])
+            extra["Properties"]["Name"] = "pgfleet-extra"
+            edited["Resources"]["ExtraSchedule"] = extra
+        assert _template_schedules(edited) != expected, change
 
 
 def test_environment_is_what_settings_reads(template: dict[str, Any], infra: str) -> None:

@@ -8,9 +8,11 @@ set in AWS).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from pgfleet.adapters.aws import client, error_code
 from pgfleet.adapters.dynamodb import TABLE_KEY_SCHEMA
+from pgfleet.adapters.history import HISTORY_TABLE_SCHEMA, TTL_ATTRIBUTE
 from pgfleet.core.settings import Settings
 
 QUEUE_VISIBILITY_TIMEOUT = 120
@@ -20,20 +22,38 @@ MAX_RECEIVES = 5
 def ensure_resources(settings: Settings) -> list[str]:
     """Create what is missing; return a line per resource saying what was done."""
     done = [_ensure_table(settings.table_name), *_ensure_queues(settings.queue_name)]
+    done.append(_ensure_table(settings.history_table_name, HISTORY_TABLE_SCHEMA))
+    done.append(_ensure_ttl(settings.history_table_name, TTL_ATTRIBUTE))
     done.append(_ensure_schedule_group(settings.schedule_group))
     return done
 
 
-def _ensure_table(name: str) -> str:
+def _ensure_table(name: str, schema: dict[str, Any] = TABLE_KEY_SCHEMA) -> str:
     ddb = client("dynamodb")
     try:
-        ddb.create_table(TableName=name, **TABLE_KEY_SCHEMA)
+        ddb.create_table(TableName=name, **schema)
     except Exception as exc:
         if error_code(exc) != "ResourceInUseException":
             raise
         return f"table {name}: exists"
     ddb.get_waiter("table_exists").wait(TableName=name)
     return f"table {name}: created"
+
+
+def _ensure_ttl(table: str, attribute: str) -> str:
+    """Turn on DynamoDB TTL on `attribute` (moto keeps the setting but never deletes: the
+    history expiry schedule sweeps)."""
+    ddb = client("dynamodb")
+    current = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    if (
+        current.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
+        and current.get("AttributeName") == attribute
+    ):
+        return f"table {table}: TTL on {attribute}"
+    ddb.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute}
+    )
+    return f"table {table}: TTL on {attribute} enabled"
 
 
 def _ensure_queues(name: str) -> list[str]:

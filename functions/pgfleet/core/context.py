@@ -10,11 +10,13 @@ if TYPE_CHECKING:
     from pgfleet.ports.backup_engine import BackupEngine
     from pgfleet.ports.cluster_engine import ClusterEngine
     from pgfleet.ports.engine import Engine
+    from pgfleet.ports.history import HistoryStore
     from pgfleet.ports.metadata import MetadataStore
     from pgfleet.ports.queue import Queue
     from pgfleet.ports.restore_host import RestoreHost
     from pgfleet.ports.scheduler import Scheduler
     from pgfleet.ports.secrets import Secrets
+    from pgfleet.ports.sql import SqlTarget
 
 
 class Ports(Protocol):
@@ -23,6 +25,7 @@ class Ports(Protocol):
     queue: Queue
     secrets: Secrets
     scheduler: Scheduler
+    history: HistoryStore  # captures, metric samples, audit events: time-ordered, expiring
 
     @property
     def engine(self) -> Engine: ...
@@ -36,6 +39,10 @@ class Ports(Protocol):
 
     @property
     def restore_host(self) -> RestoreHost: ...
+
+    # --- SQL inside managed servers (privileged sessions; see pgfleet.ports.sql) ---
+    @property
+    def sql(self) -> SqlTarget: ...
 
 
 # The handlers say where the ports come from (wiring.dependencies at cold start); domains

@@ -27,6 +27,8 @@ class Settings:
     jwt_audience: str | None
     scheduled_function_arn: str
     scheduler_role_arn: str
+    # The HistoryStore's own table (pgfleet.adapters.history): captures, metrics, audit events.
+    history_table_name: str = "pgfleet-history"
 
     @property
     def runtime_dir(self) -> Path:
@@ -64,6 +66,7 @@ def get_settings() -> Settings:
         aws_endpoint_url=endpoint,
         region=region,
         table_name=os.environ.get("PGFLEET_TABLE", "pgfleet"),
+        history_table_name=os.environ.get("PGFLEET_HISTORY_TABLE", "pgfleet-history"),
         queue_name=os.environ.get("PGFLEET_QUEUE", "pgfleet-operations"),
         schedule_group=os.environ.get("PGFLEET_SCHEDULE_GROUP", "pgfleet"),
         engine=os.environ.get("PGFLEET_ENGINE", "local"),

@@ -10,9 +10,27 @@ claims: either the record and all its unique keys exist afterwards, or none do.
 from __future__ import annotations
 
 import abc
+import builtins
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Range:
+    """A filter value: `low <= field <= high` (either bound may be None). Strings compare as
+    strings, so ISO 8601 UTC timestamps of one format compare as moments."""
+
+    low: Any = None
+    high: Any = None
+
+
+Filters = Mapping[str, Any]
+
+# Longer strings are not indexed for filtering (see `MetadataStore.page`).
+FILTERABLE_STRING_LENGTH = 256
 
 
 class MetadataStore(abc.ABC):
@@ -57,6 +75,50 @@ class MetadataStore(abc.ABC):
 
         Returns a page and an opaque token for the next page (None at the end).
         """
+
+    @abc.abstractmethod
+    def page(
+        self,
+        kind: str,
+        *,
+        tenant_id: str | None = None,
+        parent_id: str | None = None,
+        filters: Filters | None = None,
+        page: int,
+        page_size: int,
+        newest_first: bool = True,
+    ) -> tuple[builtins.list[Record], int]:
+        """One numbered page (from 1) of the records of a kind that match, and how many match.
+
+        Scope as `list` (`parent_id` first, then `tenant_id`, else every tenant's). Order: by
+        `created_at`, then `id`; newest first unless `newest_first` is False. `filters` maps a
+        top-level field of the record to what it must hold, all of them at once:
+        - a scalar (str, int, float, bool): equal to it;
+        - a list, tuple, set or frozenset: equal to one of its values (an empty one matches
+          nothing);
+        - a `Range`: within its bounds, inclusive;
+        - None: the field is missing or null.
+        Only top-level scalar fields can be filtered on: strings of at most
+        `FILTERABLE_STRING_LENGTH` characters, numbers and booleans.
+
+        A page past the end is empty (with the true total). Cost: the matches are counted, and
+        earlier pages skipped, in the store by reading keys only; only the page's records are
+        read in full. Both are proportional to the size of the scope, not of the page.
+        """
+
+    @abc.abstractmethod
+    def tally(
+        self,
+        kind: str,
+        fields: tuple[str, ...],
+        *,
+        tenant_id: str | None = None,
+        parent_id: str | None = None,
+        filters: Filters | None = None,
+    ) -> dict[str, dict[Any, int]]:
+        """How many matching records (scope and filters as `page`) hold each value of each of
+        `fields` (top-level scalar fields): {field: {value: count}}; a missing field counts
+        under None. Reads only those fields of each record, in one pass over the scope."""
 
     @abc.abstractmethod
     def claim(self, key: str, owner: str, value: Record | None = None) -> bool:

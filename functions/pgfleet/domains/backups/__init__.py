@@ -6,7 +6,7 @@
 
 from pgfleet.core.domain import Domain, Mount
 from pgfleet.domains import archive
-from pgfleet.domains.backups import family_routes, restore_workflows, routes, service, verification
+from pgfleet.domains.backups import family_routes, routes, service, verification, workflows
 
 DOMAIN = Domain(
     name="backups",
@@ -15,7 +15,7 @@ DOMAIN = Domain(
         Mount(routes.cluster_router, "/api/v1/postgres/cluster"),
         Mount(family_routes.router, "/api/v1/backup"),
     ),
-    workflows=service.WORKFLOWS + verification.WORKFLOWS + restore_workflows.WORKFLOWS,
+    workflows=service.WORKFLOWS + verification.WORKFLOWS + workflows.WORKFLOWS,
     # a resource's scheduled backup (schedules made per resource), and expiry of old backups
     tasks={"backup": service.run_scheduled},
     schedules=(archive.schedules.EXPIRY_SCHEDULE,),

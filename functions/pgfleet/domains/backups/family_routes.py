@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Response, Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from pgfleet.core.domain import requires
+from pgfleet.core.paging import DEFAULT_PAGE_SIZE, PageNumber, PageQuery, PageSize
 from pgfleet.core.responses import JSON
 from pgfleet.core.routing import ports, principal
 from pgfleet.domains.backups import restores
@@ -24,6 +25,7 @@ from pgfleet.domains.backups.models import (
     BackupExecuteResponse,
     BackupListResponse,
     BackupStatusResponse,
+    BackupTypeEnum,
     BackupVerifyResponse,
     RecoveryInitiateRequest,
     RecoveryInitiateResponse,
@@ -43,31 +45,34 @@ PhysicalBackupId = Annotated[str, Path(pattern=r"^bkp-[0-9a-f]{12}$")]
 )
 @requires("backup:create")
 def execute_backup(body: BackupExecuteRequest) -> BackupExecuteResponse:
-    return BackupExecuteResponse.model_validate(backups.execute(ports(), principal(router), body))
+    return backups.execute(ports(), principal(router), body)
 
 
 @router.get("/status/<backupId>", summary="Status and live progress of a backup or backup set")
 @requires("backup:read")
 def backup_status(backupId: BackupId) -> BackupStatusResponse:  # noqa: N803 (the seed's name)
-    return BackupStatusResponse.model_validate(backups.status(ports(), principal(router), backupId))
+    return backups.status(ports(), principal(router), backupId)
 
 
 @router.get("/list", summary="Backups, newest first, filtered and paginated")
 @requires("backup:read")
 def list_backups(
-    tenantId: Annotated[str | None, Query(max_length=128)] = None,  # noqa: N803
-    backupType: Annotated[Literal["FULL", "INCREMENTAL", "DIFFERENTIAL"] | None, Query()] = None,  # noqa: N803
+    tenant_id: Annotated[str | None, Query(alias="tenantId", max_length=128)] = None,
+    backup_type: Annotated[BackupTypeEnum | None, Query(alias="backupType")] = None,
     status: Annotated[Literal["RUNNING", "COMPLETED", "FAILED", "CANCELLED"] | None, Query()] = None,
-    startDate: Annotated[datetime | None, Query(description="ISO 8601; backups started at or after.")] = None,  # noqa: N803
-    endDate: Annotated[datetime | None, Query(description="ISO 8601; backups started at or before.")] = None,  # noqa: N803
-    page: Annotated[int, Query(ge=1)] = 1,
-    pageSize: Annotated[int, Query(ge=1, le=100)] = 20,  # noqa: N803
+    start_date: Annotated[
+        datetime | None, Query(alias="startDate", description="ISO 8601; backups requested at or after.")
+    ] = None,
+    end_date: Annotated[
+        datetime | None, Query(alias="endDate", description="ISO 8601; backups requested at or before.")
+    ] = None,
+    page: PageNumber = 1,
+    page_size: PageSize = DEFAULT_PAGE_SIZE,
 ) -> BackupListResponse:
-    listing = backups.list_backups(
-        ports(), principal(router), tenant_id=tenantId, backup_type=backupType, status_filter=status,
-        start=startDate, end=endDate, page=page, page_size=pageSize,
+    return backups.list_backups(
+        ports(), principal(router), tenant_id=tenant_id, backup_type=backup_type, status_filter=status,
+        start=start_date, end=end_date, query=PageQuery(page=page, page_size=page_size),
     )  # fmt: skip
-    return BackupListResponse.model_validate(listing)
 
 
 @router.post(
@@ -75,17 +80,13 @@ def list_backups(
 )
 @requires("backup:verify")
 def verify_backup(backupId: PhysicalBackupId) -> BackupVerifyResponse:  # noqa: N803
-    return BackupVerifyResponse.model_validate(
-        backup_verification.request(ports(), principal(router), backupId)
-    )
+    return backup_verification.request(ports(), principal(router), backupId)
 
 
 @router.get("/verify/<verificationId>", summary="Result of a verification")
 @requires("backup:read")
 def verification(verificationId: Annotated[str, Path(pattern=r"^vrf-[0-9a-f]{12}$")]) -> BackupVerifyResponse:  # noqa: N803
-    return BackupVerifyResponse.model_validate(
-        backup_verification.get(ports(), principal(router), verificationId)
-    )
+    return backup_verification.get(ports(), principal(router), verificationId)
 
 
 @router.post(
@@ -98,7 +99,7 @@ def verification(verificationId: Annotated[str, Path(pattern=r"^vrf-[0-9a-f]{12}
 )
 @requires("backup:restore")
 def initiate_recovery(body: RecoveryInitiateRequest) -> Response[RecoveryInitiateResponse]:
-    result = RecoveryInitiateResponse.model_validate(restores.initiate(ports(), principal(router), body))
+    result = restores.initiate(ports(), principal(router), body)
     return Response(status_code=200 if body.validateOnly else 202, content_type=JSON, body=result)
 
 
@@ -107,4 +108,4 @@ def initiate_recovery(body: RecoveryInitiateRequest) -> Response[RecoveryInitiat
 def recovery_status(
     recoveryId: Annotated[str, Path(pattern=r"^rcv-[0-9a-f]{12}$")],
 ) -> RecoveryStatusResponse:  # noqa: N803
-    return RecoveryStatusResponse.model_validate(restores.status(ports(), principal(router), recoveryId))
+    return restores.status(ports(), principal(router), recoveryId)

@@ -2,8 +2,9 @@
 
 - `/api/v1/postgres/{single|cluster}/{id}/backup...` and `.../restore` (the infrastructure API,
   seed 000): snake_case.
-- `/api/v1/backup/...` (the production-readiness API, seed 003): camelCase, field names and
-  enums exactly as that seed writes them.
+- `/api/v1/backup/...` (the production-readiness API, seed 003): camelCase on the wire, field
+  names and enums exactly as that seed writes them, through `CamelModel` (snake_case
+  attributes, the spelling records are stored in).
 Both read and write the same backup records (metadata kind "backup").
 """
 
@@ -16,6 +17,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from pgfleet.core.models import Credentials, ResourceName, StrictModel
+from pgfleet.core.paging import Pagination
+from pgfleet.core.wire import CamelModel
 from pgfleet.domains.clusters import ClusterCredentials
 
 BACKUP_ID_PATTERN = r"^bk[ps]-[0-9a-f]{12}$"
@@ -127,6 +130,7 @@ class RestoreAccepted(BaseModel):
 BackupTypeEnum = Literal["FULL", "INCREMENTAL", "DIFFERENTIAL"]
 VerificationStatus = Literal["PENDING", "VERIFIED", "FAILED"]
 CheckResult = Literal["PASSED", "FAILED", "WARNING"]
+CheckType = Literal["CHECKSUM", "STRUCTURE", "CONSISTENCY"]
 
 
 class BackupExecuteRequest(StrictModel):
@@ -159,50 +163,41 @@ class BackupExecuteRequest(StrictModel):
         return value
 
 
-class BackupExecuteResponse(BaseModel):
-    backupId: str
+class BackupExecuteResponse(CamelModel):
+    backup_id: str
     status: Literal["INITIATED", "RUNNING", "COMPLETED", "FAILED"]
-    estimatedDuration: str
-    backupLocation: str
+    estimated_duration: str
+    backup_location: str
     message: str
 
 
-class BackupStatusResponse(BaseModel):
-    backupId: str
+class BackupStatusResponse(CamelModel):
+    backup_id: str
     status: Literal["RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
     progress: int = Field(ge=0, le=100)
-    startTime: str
-    endTime: str | None = None
+    start_time: str
+    end_time: str | None = None
     duration: float | None = Field(default=None, description="Seconds.")
-    backupSize: int | None = Field(default=None, description="Bytes stored in the repository.")
-    errorMessage: str | None = None
-    verificationStatus: VerificationStatus
+    backup_size: int | None = Field(default=None, description="Bytes stored in the repository.")
+    error_message: str | None = None
+    verification_status: VerificationStatus
 
 
-class BackupInfo(BaseModel):
-    backupId: str
-    backupType: str
+class BackupInfo(CamelModel):
+    backup_id: str
+    backup_type: str
     status: str
-    startTime: str
-    endTime: str | None = None
-    backupSize: int
-    retentionExpiry: str
-    verificationStatus: str
+    start_time: str
+    end_time: str | None = None
+    backup_size: int
+    retention_expiry: str
+    verification_status: str
     tags: dict[str, str]
 
 
-class PaginationInfo(BaseModel):
-    page: int
-    pageSize: int
-    totalItems: int
-    totalPages: int
-    hasNext: bool
-    hasPrevious: bool
-
-
-class BackupListResponse(BaseModel):
+class BackupListResponse(CamelModel):
     backups: list[BackupInfo]
-    pagination: PaginationInfo
+    pagination: Pagination
 
 
 class RecoveryInitiateRequest(StrictModel):
@@ -219,53 +214,55 @@ class RecoveryInitiateRequest(StrictModel):
     validateOnly: bool = Field(default=False, description="Return the plan and change nothing.")
 
 
-class RecoveryStep(BaseModel):
+class RecoveryStep(CamelModel):
     order: int
     name: str
     description: str
-    estimatedDuration: str
+    estimated_duration: str
 
 
-class RecoveryPlan(BaseModel):
+class RecoveryPlan(CamelModel):
     steps: list[RecoveryStep]
-    totalEstimatedTime: str
-    dataIntegrityChecks: list[str]
-    rollbackProcedure: str
+    total_estimated_time: str
+    data_integrity_checks: list[str]
+    rollback_procedure: str
 
 
-class RecoveryInitiateResponse(BaseModel):
-    recoveryId: str
+class RecoveryInitiateResponse(CamelModel):
+    recovery_id: str
     status: Literal["INITIATED", "RUNNING", "COMPLETED", "FAILED"]
-    estimatedDuration: str
-    recoveryPlan: RecoveryPlan
+    estimated_duration: str
+    recovery_plan: RecoveryPlan
 
 
-class IntegrityCheckResult(BaseModel):
+# One check a recovery ran; the recovery record's `integrity` holds these (`to_record()`).
+class IntegrityCheckResult(CamelModel):
     check: str
     status: CheckResult
     details: str
 
 
-class RecoveryStatusResponse(BaseModel):
-    recoveryId: str
+class RecoveryStatusResponse(CamelModel):
+    recovery_id: str
     status: Literal["INITIATED", "RUNNING", "COMPLETED", "FAILED"]
     progress: int = Field(ge=0, le=100)
-    currentStep: str
-    startTime: str
-    endTime: str | None = None
-    errorMessage: str | None = None
-    dataIntegrityResults: list[IntegrityCheckResult] | None = None
+    current_step: str
+    start_time: str
+    end_time: str | None = None
+    error_message: str | None = None
+    data_integrity_results: list[IntegrityCheckResult] | None = None
 
 
-class IntegrityCheck(BaseModel):
-    checkType: Literal["CHECKSUM", "STRUCTURE", "CONSISTENCY"]
+# One check of a verification; the verification record's `checks` holds these (`to_record()`).
+class IntegrityCheck(CamelModel):
+    check_type: CheckType
     status: CheckResult
     details: str
-    errorCount: int | None = None
+    error_count: int | None = None
 
 
-class BackupVerifyResponse(BaseModel):
-    verificationId: str
+class BackupVerifyResponse(CamelModel):
+    verification_id: str
     status: Literal["RUNNING", "COMPLETED", "FAILED"]
-    integrityChecks: list[IntegrityCheck]
-    overallResult: CheckResult
+    integrity_checks: list[IntegrityCheck]
+    overall_result: CheckResult

@@ -1,5 +1,5 @@
 """Restores and recoveries: what both APIs ask for, validated and planned, recorded as one
-recovery record (kind "recovery") and run as one Operation (see `restore_workflows`).
+recovery record (kind "recovery") and run as one Operation (see `workflows`).
 
 Modes:
 - new_instance: a new instance (or cluster) of the source's owner, from a backup of the
@@ -10,6 +10,9 @@ Modes:
   backup through a scratch server, or from a tenant's logical backup; nothing else changes.
 
 Targets: the end of a backup, the latest archived moment, or exactly a given time.
+
+The recovery record is snake_case throughout: its `plan` is a `RecoveryPlan` record, its
+`integrity` a list of `IntegrityCheckResult` records (see `stored_integrity`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,16 @@ from pgfleet.core.errors import EngineError, InvalidState, NotFound, ValidationF
 from pgfleet.core.models import new_id, utcnow_iso
 from pgfleet.domains import archive, clusters, instances
 from pgfleet.domains.backups import service as backups
-from pgfleet.domains.backups.models import RecoveryInitiateRequest, RestoreRequest, format_duration
+from pgfleet.domains.backups.models import (
+    IntegrityCheckResult,
+    RecoveryInitiateRequest,
+    RecoveryInitiateResponse,
+    RecoveryPlan,
+    RecoveryStatusResponse,
+    RecoveryStep,
+    RestoreRequest,
+    format_duration,
+)
 from pgfleet.domains.clusters import ClusterCreate
 from pgfleet.domains.instances import InstanceCreate
 from pgfleet.domains.tenants import tenant_stem
@@ -155,7 +167,7 @@ def _choose_backup(
 
 def _check_target(ports: Ports, stanza: str, target: datetime, source_running: bool) -> None:
     """A target inside the restorable window; up to now while the source runs (its WAL is
-    archived up to the moment the restore starts, see `restore_workflows`)."""
+    archived up to the moment the restore starts, see `workflows`)."""
     if target > datetime.now(UTC) + CLOCK_SKEW:
         raise ValidationFailed("pitr_target is in the future", details={"field": "pitr_target"})
     try:
@@ -348,7 +360,7 @@ def restore(
 # --- the production-readiness API ---------------------------------------------------------------------
 
 
-def initiate(ports: Ports, principal: Principal, body: RecoveryInitiateRequest) -> dict[str, Any]:
+def initiate(ports: Ports, principal: Principal, body: RecoveryInitiateRequest) -> RecoveryInitiateResponse:
     """POST /api/v1/backup/recovery/initiate (validateOnly: the plan, nothing changed)."""
     backup = backups.visible_backup(ports, principal, body.backupId)
     kind = backup["resource_kind"]
@@ -382,20 +394,20 @@ def initiate(ports: Ports, principal: Principal, body: RecoveryInitiateRequest) 
         )  # fmt: skip
     recovery_plan = plan_view(ports, restore_plan)
     if body.validateOnly:
-        return {
-            "recoveryId": new_id("rcv"),
-            "status": "COMPLETED",
-            "estimatedDuration": recovery_plan["totalEstimatedTime"],
-            "recoveryPlan": recovery_plan,
-        }
+        return RecoveryInitiateResponse(
+            recovery_id=new_id("rcv"),
+            status="COMPLETED",
+            estimated_duration=recovery_plan.total_estimated_time,
+            recovery_plan=recovery_plan,
+        )
     recovery, _ = start(ports, principal, restore_plan)
-    ports.store.update(KIND, recovery["id"], {"plan": recovery_plan})
-    return {
-        "recoveryId": recovery["id"],
-        "status": "INITIATED",
-        "estimatedDuration": recovery_plan["totalEstimatedTime"],
-        "recoveryPlan": recovery_plan,
-    }
+    ports.store.update(KIND, recovery["id"], {"plan": recovery_plan.to_record()})
+    return RecoveryInitiateResponse(
+        recovery_id=recovery["id"],
+        status="INITIATED",
+        estimated_duration=recovery_plan.total_estimated_time,
+        recovery_plan=recovery_plan,
+    )
 
 
 def _logical_plan(
@@ -412,7 +424,7 @@ def _logical_plan(
     )  # fmt: skip
 
 
-def plan_view(ports: Ports, restore_plan: RestorePlan) -> dict[str, Any]:
+def plan_view(ports: Ports, restore_plan: RestorePlan) -> RecoveryPlan:
     """The recoveryPlan of seed 003: the workflow's steps with estimates, the integrity
     checks the recovery runs, and how a failure is rolled back."""
     size = int(restore_plan.backup.get("size_bytes") or 0)
@@ -426,19 +438,16 @@ def plan_view(ports: Ports, restore_plan: RestorePlan) -> dict[str, Any]:
             seconds = restore_s
         total += seconds
         steps.append(
-            {
-                "order": order,
-                "name": name,
-                "description": description,
-                "estimatedDuration": format_duration(seconds),
-            }
+            RecoveryStep(
+                order=order, name=name, description=description, estimated_duration=format_duration(seconds)
+            )
         )
-    return {
-        "steps": steps,
-        "totalEstimatedTime": format_duration(total),
-        "dataIntegrityChecks": _integrity_checks(restore_plan),
-        "rollbackProcedure": _rollback(restore_plan),
-    }
+    return RecoveryPlan(
+        steps=steps,
+        total_estimated_time=format_duration(total),
+        data_integrity_checks=_integrity_checks(restore_plan),
+        rollback_procedure=_rollback(restore_plan),
+    )
 
 
 def _integrity_checks(restore_plan: RestorePlan) -> list[str]:
@@ -495,7 +504,12 @@ def visible_recovery(ports: Ports, principal: Principal, recovery_id: str) -> di
     return record
 
 
-def status(ports: Ports, principal: Principal, recovery_id: str) -> dict[str, Any]:
+def stored_integrity(record: dict[str, Any]) -> list[IntegrityCheckResult]:
+    """The integrity checks a recovery record holds (a CamelModel parses either spelling)."""
+    return [IntegrityCheckResult.model_validate(r) for r in record.get("integrity") or []]
+
+
+def status(ports: Ports, principal: Principal, recovery_id: str) -> RecoveryStatusResponse:
     """GET /api/v1/backup/recovery/status/{recoveryId}."""
     record = visible_recovery(ports, principal, recovery_id)
     op = ports.store.get(operations.KIND, record.get("operation_id") or "") or {}
@@ -503,13 +517,15 @@ def status(ports: Ports, principal: Principal, recovery_id: str) -> dict[str, An
     current = next(
         (s["name"] for s in steps if s["status"] != "succeeded"), steps[-1]["name"] if steps else ""
     )
-    return {
-        "recoveryId": record["id"],
-        "status": OP_STATUS.get(op.get("status", "pending"), "INITIATED"),
-        "progress": int(op.get("progress") or 0),
-        "currentStep": current,
-        "startTime": op.get("started_at") or record["created_at"],
-        "endTime": op.get("finished_at"),
-        "errorMessage": op.get("error"),
-        "dataIntegrityResults": record.get("integrity") or None,
-    }
+    return RecoveryStatusResponse.model_validate(
+        {
+            "recovery_id": record["id"],
+            "status": OP_STATUS.get(op.get("status", "pending"), "INITIATED"),
+            "progress": int(op.get("progress") or 0),
+            "current_step": current,
+            "start_time": op.get("started_at") or record["created_at"],
+            "end_time": op.get("finished_at"),
+            "error_message": op.get("error"),
+            "data_integrity_results": stored_integrity(record) or None,
+        }
+    )

@@ -20,8 +20,18 @@ from pgfleet.core.errors import EngineError, InvalidState, NotFound
 from pgfleet.core.leases import lease_kept
 from pgfleet.core.models import new_id, utcnow_iso
 from pgfleet.core.operations import StepContext, Workflow
+from pgfleet.core.paging import Page, PageQuery
 from pgfleet.domains import archive, clusters, instances
-from pgfleet.domains.backups.models import BackupExecuteRequest, format_duration, parse_duration
+from pgfleet.domains.backups.models import (
+    BackupExecuteRequest,
+    BackupExecuteResponse,
+    BackupInfo,
+    BackupListResponse,
+    BackupStatusResponse,
+    format_duration,
+    parse_duration,
+)
+from pgfleet.ports.metadata import Range
 
 RTYPES = {"instance": instances.INSTANCE, "cluster": clusters.CLUSTER}
 ENUM = {"full": "FULL", "incremental": "INCREMENTAL", "differential": "DIFFERENTIAL"}
@@ -206,7 +216,7 @@ def estimate_seconds(ports: Ports, resource_id: str, backup_type: str) -> float:
     return max(took.total_seconds(), 1.0)
 
 
-def execute(ports: Ports, principal: Principal, body: BackupExecuteRequest) -> dict[str, Any]:
+def execute(ports: Ports, principal: Principal, body: BackupExecuteRequest) -> BackupExecuteResponse:
     """POST /api/v1/backup/execute: one resource (targetId) or every running resource of the
     tenant (of every tenant for a platform admin without tenantId) as one backup set."""
     tenant = tenant_scope(principal, body.tenantId)
@@ -226,19 +236,19 @@ def execute(ports: Ports, principal: Principal, body: BackupExecuteRequest) -> d
             raise NotFound(f"{kind} {body.targetId} not found in tenant {tenant}")
         record = start_backup(ports, resource, backup_type, **options)
         estimate = estimate_seconds(ports, resource["id"], backup_type)
-        return {
-            "backupId": record["id"],
-            "status": "INITIATED",
-            "estimatedDuration": format_duration(estimate),
-            "backupLocation": ports.backup_engine.location(record["stanza"]),
-            "message": f"{ENUM[backup_type]} backup of {kind} {resource['id']} ({resource['name']}) initiated",
-        }
+        return BackupExecuteResponse(
+            backup_id=record["id"],
+            status="INITIATED",
+            estimated_duration=format_duration(estimate),
+            backup_location=ports.backup_engine.location(record["stanza"]),
+            message=f"{ENUM[backup_type]} backup of {kind} {resource['id']} ({resource['name']}) initiated",
+        )
     return _execute_set(ports, principal, tenant, backup_type, options)
 
 
 def _execute_set(
     ports: Ports, principal: Principal, tenant: str | None, backup_type: str, options: dict[str, Any]
-) -> dict[str, Any]:
+) -> BackupExecuteResponse:
     set_id = new_id("bks")
     candidates = [
         r
@@ -275,13 +285,13 @@ def _execute_set(
     message = f"backup set of {len(members)} resource(s) initiated" + (
         f"; skipped {len(skipped)}: {'; '.join(skipped)}" if skipped else ""
     )
-    return {
-        "backupId": set_id,
-        "status": "INITIATED",
-        "estimatedDuration": format_duration(estimate),
-        "backupLocation": location,
-        "message": message,
-    }
+    return BackupExecuteResponse(
+        backup_id=set_id,
+        status="INITIATED",
+        estimated_duration=format_duration(estimate),
+        backup_location=location,
+        message=message,
+    )
 
 
 def visible_backup(ports: Ports, principal: Principal, backup_id: str) -> dict[str, Any]:
@@ -319,27 +329,29 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
     return round((archive.records.parse_iso(end) - archive.records.parse_iso(start)).total_seconds(), 3)
 
 
-def status(ports: Ports, principal: Principal, backup_id: str) -> dict[str, Any]:
+def status(ports: Ports, principal: Principal, backup_id: str) -> BackupStatusResponse:
     """GET /api/v1/backup/status/{backupId}: a backup, or a backup set (aggregated)."""
     if backup_id.startswith("bks-"):
         return _set_status(ports, principal, backup_id)
     record = visible_backup(ports, principal, backup_id)
     start = record["started_at"] or record["created_at"]
     end = record["finished_at"] if record["status"] in ("completed", "failed") else None
-    return {
-        "backupId": record["id"],
-        "status": STATUS_003[record["status"]],
-        "progress": _progress(ports, record),
-        "startTime": start,
-        "endTime": end,
-        "duration": _seconds_between(start, end),
-        "backupSize": record["repo_size_bytes"] if record["status"] == "completed" else None,
-        "errorMessage": record.get("error"),
-        "verificationStatus": record.get("verification_status") or "PENDING",
-    }
+    return BackupStatusResponse.model_validate(
+        {
+            "backup_id": record["id"],
+            "status": STATUS_003[record["status"]],
+            "progress": _progress(ports, record),
+            "start_time": start,
+            "end_time": end,
+            "duration": _seconds_between(start, end),
+            "backup_size": record["repo_size_bytes"] if record["status"] == "completed" else None,
+            "error_message": record.get("error"),
+            "verification_status": record.get("verification_status") or "PENDING",
+        }
+    )
 
 
-def _set_status(ports: Ports, principal: Principal, set_id: str) -> dict[str, Any]:
+def _set_status(ports: Ports, principal: Principal, set_id: str) -> BackupStatusResponse:
     backup_set = ports.store.get(archive.records.SET_KIND, set_id)
     if backup_set is None or not principal.sees_tenant(backup_set["tenant_id"]):
         raise NotFound(f"backup {set_id} not found")
@@ -347,47 +359,46 @@ def _set_status(ports: Ports, principal: Principal, set_id: str) -> dict[str, An
     states = [status(ports, principal, m["id"]) for m in members]
     if not states:
         raise NotFound(f"backup {set_id} has no backup left (expired)")
-    running = any(s["status"] == "RUNNING" for s in states)
-    failed = [s for s in states if s["status"] == "FAILED"]
-    overall = "RUNNING" if running else "FAILED" if failed else "COMPLETED"
-    verifications = {s["verificationStatus"] for s in states}
-    start = min(s["startTime"] for s in states)
-    end = None if running else max(s["endTime"] or s["startTime"] for s in states)
-    return {
-        "backupId": set_id,
-        "status": overall,
-        "progress": math.floor(sum(s["progress"] for s in states) / len(states)),
-        "startTime": start,
-        "endTime": end,
-        "duration": _seconds_between(start, end),
-        "backupSize": sum(s["backupSize"] or 0 for s in states) if not running else None,
-        "errorMessage": "; ".join(f"{s['backupId']}: {s['errorMessage']}" for s in failed) or None,
-        "verificationStatus": "FAILED"
+    running = any(s.status == "RUNNING" for s in states)
+    failed = [s for s in states if s.status == "FAILED"]
+    verifications = {s.verification_status for s in states}
+    start = min(s.start_time for s in states)
+    end = None if running else max(s.end_time or s.start_time for s in states)
+    return BackupStatusResponse(
+        backup_id=set_id,
+        status="RUNNING" if running else "FAILED" if failed else "COMPLETED",
+        progress=math.floor(sum(s.progress for s in states) / len(states)),
+        start_time=start,
+        end_time=end,
+        duration=_seconds_between(start, end),
+        backup_size=sum(s.backup_size or 0 for s in states) if not running else None,
+        error_message="; ".join(f"{s.backup_id}: {s.error_message}" for s in failed) or None,
+        verification_status="FAILED"
         if "FAILED" in verifications
         else "VERIFIED"
         if verifications == {"VERIFIED"}
         else "PENDING",
-    }
+    )
 
 
-def info_view(record: dict[str, Any]) -> dict[str, Any]:
+def info_view(record: dict[str, Any]) -> BackupInfo:
     tags = dict(record.get("tags") or {})
     tags.setdefault("resourceId", record["parent_id"])
     if record.get("set_id"):
         tags.setdefault("backupSetId", record["set_id"])
     if record["logical"]:
         tags.update({"logical": "true", "database": str(record.get("database"))})
-    return {
-        "backupId": record["id"],
-        "backupType": ENUM.get(record["type"], record["type"].upper()),
-        "status": STATUS_003[record["status"]],
-        "startTime": record["started_at"] or record["created_at"],
-        "endTime": record["finished_at"],
-        "backupSize": record["repo_size_bytes"],
-        "retentionExpiry": record["retention_expiry"],
-        "verificationStatus": record.get("verification_status") or "PENDING",
-        "tags": tags,
-    }
+    return BackupInfo(
+        backup_id=record["id"],
+        backup_type=ENUM.get(record["type"], record["type"].upper()),
+        status=STATUS_003[record["status"]],
+        start_time=record["started_at"] or record["created_at"],
+        end_time=record["finished_at"],
+        backup_size=record["repo_size_bytes"],
+        retention_expiry=record["retention_expiry"],
+        verification_status=record.get("verification_status") or "PENDING",
+        tags=tags,
+    )
 
 
 def list_backups(
@@ -399,36 +410,26 @@ def list_backups(
     status_filter: str | None,
     start: datetime | None,
     end: datetime | None,
-    page: int,
-    page_size: int,
-) -> dict[str, Any]:
-    """GET /api/v1/backup/list: newest first, filtered, one page."""
+    query: PageQuery,
+) -> BackupListResponse:
+    """GET /api/v1/backup/list: newest first (by when each backup was requested), filtered
+    and paged in the store. startDate / endDate bound when a backup was requested."""
     tenant = tenant_scope(principal, tenant_id)
-    views = [info_view(r) for r in archive.records.every(ports, **({"tenant_id": tenant} if tenant else {}))]
-
-    def wanted(view: dict[str, Any]) -> bool:
-        moment = archive.records.parse_iso(view["startTime"])
-        return (
-            (backup_type is None or view["backupType"] == backup_type)
-            and (status_filter is None or view["status"] == status_filter)
-            and (start is None or moment >= _aware(start))
-            and (end is None or moment <= _aware(end))
+    filters: dict[str, Any] = {}
+    if backup_type is not None:
+        filters["type"] = backup_type.lower()
+    if status_filter is not None:
+        filters["status"] = [mine for mine, theirs in STATUS_003.items() if theirs == status_filter]
+    if start is not None or end is not None:
+        filters["created_at"] = Range(
+            archive.records.iso(_aware(start)) if start else None,
+            archive.records.iso(_aware(end)) if end else None,
         )
-
-    matching = sorted(filter(wanted, views), key=lambda v: v["startTime"], reverse=True)
-    total_pages = max(1, math.ceil(len(matching) / page_size))
-    first = (page - 1) * page_size
-    return {
-        "backups": matching[first : first + page_size],
-        "pagination": {
-            "page": page,
-            "pageSize": page_size,
-            "totalItems": len(matching),
-            "totalPages": total_pages,
-            "hasNext": page < total_pages,
-            "hasPrevious": page > 1,
-        },
-    }
+    records, total = ports.store.page(
+        archive.records.KIND, tenant_id=tenant, filters=filters, page=query.page, page_size=query.page_size
+    )
+    page = Page.of([info_view(r) for r in records], total, query)
+    return BackupListResponse(backups=page.items, pagination=page.pagination)
 
 
 def _aware(moment: datetime) -> datetime:

@@ -8,7 +8,10 @@
   with pg_amcheck and every table read to the end, then the scratch server removed.
 
 A verification is a record (kind "backup_verification") and an Operation; the backup's
-`verification_status` says VERIFIED or FAILED once it is done.
+`verification_status` says VERIFIED or FAILED once it is done. The record's `checks` are
+`IntegrityCheck` records (snake_case: check_type, status, details, error_count). Records written
+before that hold camelCase keys (`checkType`, `errorCount`): `stored_checks` reads either, and
+the next check saved rewrites them snake_case.
 """
 
 from __future__ import annotations
@@ -24,13 +27,19 @@ from pgfleet.core.models import new_id, utcnow_iso
 from pgfleet.core.operations import StepContext, Workflow
 from pgfleet.domains import archive
 from pgfleet.domains.backups import service as backups
+from pgfleet.domains.backups.models import (
+    BackupVerifyResponse,
+    CheckResult,
+    CheckType,
+    IntegrityCheck,
+)
 
 KIND = "backup_verification"
-CHECKS = ("CHECKSUM", "STRUCTURE", "CONSISTENCY")
+CHECKS: tuple[CheckType, ...] = ("CHECKSUM", "STRUCTURE", "CONSISTENCY")
 MAX_FINDINGS_SHOWN = 10
 
 
-def request(ports: Ports, principal: Principal, backup_id: str) -> dict[str, Any]:
+def request(ports: Ports, principal: Principal, backup_id: str) -> BackupVerifyResponse:
     """POST /api/v1/backup/verify/{backupId}: start verifying; 202 with the verification."""
     backup = backups.visible_backup(ports, principal, backup_id)
     if backup["logical"]:
@@ -56,34 +65,37 @@ def request(ports: Ports, principal: Principal, backup_id: str) -> dict[str, Any
     return view(record)
 
 
-def get(ports: Ports, principal: Principal, verification_id: str) -> dict[str, Any]:
+def get(ports: Ports, principal: Principal, verification_id: str) -> BackupVerifyResponse:
     record = ports.store.get(KIND, verification_id)
     if record is None or not principal.sees_tenant(record["tenant_id"]):
         raise NotFound(f"verification {verification_id} not found")
     return view(record)
 
 
-def view(record: dict[str, Any]) -> dict[str, Any]:
+def stored_checks(record: dict[str, Any]) -> list[IntegrityCheck]:
+    """The checks a verification record holds, in either spelling (a CamelModel parses both)."""
+    return [IntegrityCheck.model_validate(c) for c in record.get("checks") or []]
+
+
+def view(record: dict[str, Any]) -> BackupVerifyResponse:
     """The seed's BackupVerifyResponse; checks not run yet show as WARNING "pending"."""
-    done = {c["checkType"]: c for c in record["checks"]}
+    done = {c.check_type: c for c in stored_checks(record)}
     checks = [
-        done.get(name) or {"checkType": name, "status": "WARNING", "details": "pending", "errorCount": None}
+        done.get(name) or IntegrityCheck(check_type=name, status="WARNING", details="pending")
         for name in CHECKS
     ]
+    overall: CheckResult
     if record["status"] == "RUNNING":
         overall = "WARNING"
-    elif record["status"] == "FAILED" or any(c["status"] == "FAILED" for c in checks):
+    elif record["status"] == "FAILED" or any(c.status == "FAILED" for c in checks):
         overall = "FAILED"
-    elif any(c["status"] == "WARNING" for c in checks):
+    elif any(c.status == "WARNING" for c in checks):
         overall = "WARNING"
     else:
         overall = "PASSED"
-    return {
-        "verificationId": record["id"],
-        "status": record["status"],
-        "integrityChecks": checks,
-        "overallResult": overall,
-    }
+    return BackupVerifyResponse(
+        verification_id=record["id"], status=record["status"], integrity_checks=checks, overall_result=overall
+    )
 
 
 # --- steps -----------------------------------------------------------------------------------------
@@ -96,19 +108,23 @@ def _records(ctx: StepContext) -> tuple[dict[str, Any], dict[str, Any]]:
     return verification, archive.records.get(ctx.ports, verification["parent_id"])
 
 
-def _save(ctx: StepContext, check_type: str, findings: list[str], passed_details: str) -> str:
+def _save(ctx: StepContext, check_type: CheckType, findings: list[str], passed_details: str) -> str:
+    """Record one check's outcome (replacing an earlier one of that type); the record's other
+    checks are rewritten snake_case too."""
     verification, _ = _records(ctx)
     shown = findings[:MAX_FINDINGS_SHOWN]
     more = f" (and {len(findings) - len(shown)} more)" if len(findings) > len(shown) else ""
-    check = {
-        "checkType": check_type,
-        "status": "FAILED" if findings else "PASSED",
-        "details": "; ".join(shown) + more if findings else passed_details,
-        "errorCount": len(findings),
-    }
-    checks = [c for c in verification["checks"] if c["checkType"] != check_type] + [check]
-    ctx.ports.store.update(KIND, verification["id"], {"checks": checks}, verification["revision"])
-    return f"{check_type} {check['status']}: {check['details']}"
+    check = IntegrityCheck(
+        check_type=check_type,
+        status="FAILED" if findings else "PASSED",
+        details="; ".join(shown) + more if findings else passed_details,
+        error_count=len(findings),
+    )
+    checks = [c for c in stored_checks(verification) if c.check_type != check_type] + [check]
+    ctx.ports.store.update(
+        KIND, verification["id"], {"checks": [c.to_record() for c in checks]}, verification["revision"]
+    )
+    return f"{check_type} {check.status}: {check.details}"
 
 
 def _checksum(ctx: StepContext) -> str:
@@ -168,7 +184,7 @@ def _consistency(ctx: StepContext) -> str:
 
 def _conclude(ctx: StepContext) -> str:
     verification, backup = _records(ctx)
-    failed = [c["checkType"] for c in verification["checks"] if c["status"] == "FAILED"]
+    failed = [c.check_type for c in stored_checks(verification) if c.status == "FAILED"]
     ctx.ports.store.update(
         KIND,
         verification["id"],

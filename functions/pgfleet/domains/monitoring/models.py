@@ -1,51 +1,46 @@
-"""Alerts, in the production-readiness API's shape (camelCase, like the seed's Alert)."""
+"""Alerts, in the production-readiness API's shape (camelCase on the wire, like the seed's
+Alert; snake_case attributes and records)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from pgfleet.core.models import StrictModel
+from pgfleet.core.paging import Pagination
+from pgfleet.core.wire import CamelModel, StrictCamelModel
 
 AlertSeverity = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
 AlertStatus = Literal["ACTIVE", "ACKNOWLEDGED", "RESOLVED"]
 
 
-class AlertAction(BaseModel):
-    actionType: str = Field(description="What to do, e.g. RAISE_QUOTA, RESIZE, FREE_SPACE.")
+class AlertAction(CamelModel):
+    action_type: str = Field(description="What to do, e.g. RAISE_QUOTA, RESIZE, FREE_SPACE.")
     description: str
     method: str | None = Field(default=None, description="HTTP method of the endpoint that does it.")
     path: str | None = Field(default=None, description="Endpoint that does it.")
 
 
-class Alert(BaseModel):
-    alertId: str
-    alertName: str
+class Alert(CamelModel):
+    alert_id: str
+    alert_name: str
     severity: AlertSeverity
     status: AlertStatus
     category: str
     description: str
-    triggeredAt: str
-    acknowledgedAt: str | None = None
-    resolvedAt: str | None = None
-    assignedTo: str | None = None
-    metricValue: float
+    triggered_at: str
+    acknowledged_at: str | None = None
+    resolved_at: str | None = None
+    assigned_to: str | None = None
+    metric_value: float
     threshold: float
     actions: list[AlertAction]
-    tenantId: str = Field(description="Owner tenant of the resource.")
-    resourceId: str
-    resourceType: str
+    tenant_id: str = Field(description="Owner tenant of the resource.")
+    resource_id: str
+    resource_type: str
 
 
-class PaginationInfo(BaseModel):
-    page: int
-    pageSize: int
-    totalItems: int
-    totalPages: int
-
-
-class AlertSummary(BaseModel):
+class AlertSummary(CamelModel):
     total: int
     active: int
     acknowledged: int
@@ -56,19 +51,19 @@ class AlertSummary(BaseModel):
     low: int
 
 
-class AlertListResponse(BaseModel):
+class AlertListResponse(CamelModel):
     alerts: list[Alert]
-    pagination: PaginationInfo
+    pagination: Pagination
     summary: AlertSummary
 
 
-class AlertAcknowledgeRequest(StrictModel):
-    acknowledgmentNote: str | None = Field(default=None, max_length=2000)
-    assignTo: str | None = Field(default=None, max_length=200)
-    estimatedResolution: str | None = Field(default=None, max_length=64, description="ISO 8601.")
+class AlertAcknowledgeRequest(StrictCamelModel):
+    acknowledgment_note: str | None = Field(default=None, max_length=2000)
+    assign_to: str | None = Field(default=None, max_length=200)
+    estimated_resolution: str | None = Field(default=None, max_length=64, description="ISO 8601.")
 
 
-class AlertResolveRequest(StrictModel):
-    resolutionNote: str = Field(min_length=1, max_length=2000)
-    rootCause: str | None = Field(default=None, max_length=2000)
-    preventiveActions: list[str] = Field(default_factory=list, max_length=50)
+class AlertResolveRequest(StrictCamelModel):
+    resolution_note: str = Field(min_length=1, max_length=2000)
+    root_cause: str | None = Field(default=None, max_length=2000)
+    preventive_actions: list[str] = Field(default_factory=list, max_length=50)

@@ -1,6 +1,7 @@
 """Alerts: raised by the evaluations that watch resources (quotas, ...), resolved by them when
 the condition clears, acknowledged and resolved by users. Shaped like the production-readiness
-API's Alert (camelCase).
+API's Alert (camelCase on the wire); records are snake_case (`id` is the alert id, `parent_id`
+the resource's).
 
 One alert per (resource, alert name) is open at a time: a claim on `alert-open#<resource>#<name>`
 names it, so an evaluation that runs every minute updates the open alert instead of piling up
@@ -9,25 +10,28 @@ new ones; a new alert opens after the previous one was resolved.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic.alias_generators import to_snake
 
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import InvalidState, NotFound
 from pgfleet.core.models import new_id, utcnow_iso
-from pgfleet.domains.monitoring.models import AlertAcknowledgeRequest, AlertResolveRequest
+from pgfleet.core.paging import Page, PageQuery
+from pgfleet.domains.monitoring.models import (
+    Alert,
+    AlertAcknowledgeRequest,
+    AlertAction,
+    AlertListResponse,
+    AlertResolveRequest,
+    AlertSummary,
+)
 
 KIND = "alert"
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 STATUSES = ("ACTIVE", "ACKNOWLEDGED", "RESOLVED")
-PUBLIC_FIELDS = (
-    "alertId", "alertName", "severity", "status", "category", "description", "triggeredAt",
-    "acknowledgedAt", "resolvedAt", "assignedTo", "metricValue", "threshold", "actions",
-    "tenantId", "resourceId", "resourceType",
-)  # fmt: skip
-MAX_LISTED = 10_000  # alerts read per listing; older ones beyond it are not listed
 
 
 @dataclass(frozen=True)
@@ -42,11 +46,19 @@ class Condition:
     description: str
     metric_value: float
     threshold: float
-    actions: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[AlertAction] = field(default_factory=list)
 
 
 def _open_key(resource_id: str, name: str) -> str:
     return f"alert-open#{resource_id}#{name}"
+
+
+def snake_record(record: dict[str, Any]) -> dict[str, Any]:
+    """An alert record in snake_case. Records written before alerts were stored snake_case
+    also hold camelCase copies (`alertName`, `metricValue`, ...): a snake_case field wins,
+    a camelCase-only one is converted."""
+    converted = {to_snake(k): v for k, v in record.items() if to_snake(k) != k}
+    return {**converted, **{k: v for k, v in record.items() if to_snake(k) == k}}
 
 
 def observe(
@@ -56,11 +68,12 @@ def observe(
     something opened or resolved. Idempotent."""
     key = _open_key(resource_id, condition.name)
     claim = ports.store.claimed(key)
-    current = ports.store.get(KIND, claim["owner"]) if claim else None
+    stored = ports.store.get(KIND, claim["owner"]) if claim else None
+    current = snake_record(stored) if stored is not None else None
     if condition.firing:
         if current is not None and current["status"] != "RESOLVED":
-            if current["metricValue"] != condition.metric_value:
-                ports.store.update(KIND, current["id"], {"metricValue": condition.metric_value})
+            if current["metric_value"] != condition.metric_value:
+                ports.store.update(KIND, current["id"], {"metric_value": condition.metric_value})
             return None
         alert_id = new_id("alert")
         now = utcnow_iso()
@@ -68,12 +81,12 @@ def observe(
             KIND,
             {
                 "id": alert_id, "tenant_id": owner_tenant, "parent_id": resource_id, "created_at": now,
-                "alertId": alert_id, "alertName": condition.name, "severity": condition.severity,
-                "status": "ACTIVE", "category": condition.category, "description": condition.description,
-                "triggeredAt": now, "acknowledgedAt": None, "resolvedAt": None, "assignedTo": None,
-                "metricValue": condition.metric_value, "threshold": condition.threshold,
-                "actions": condition.actions, "tenantId": owner_tenant, "resourceId": resource_id,
-                "resourceType": resource_type,
+                "alert_name": condition.name, "severity": condition.severity, "status": "ACTIVE",
+                "category": condition.category, "description": condition.description,
+                "triggered_at": now, "acknowledged_at": None, "resolved_at": None, "assigned_to": None,
+                "metric_value": condition.metric_value, "threshold": condition.threshold,
+                "actions": [action.to_record() for action in condition.actions],
+                "resource_type": resource_type,
             },
         )  # fmt: skip
         ports.store.release(key)
@@ -83,17 +96,13 @@ def observe(
         return None
     ports.store.release(key)
     if current is not None and current["status"] != "RESOLVED":
-        ports.store.update(
-            KIND,
-            current["id"],
-            {
-                "status": "RESOLVED",
-                "resolvedAt": utcnow_iso(),
-                "resolution": {"resolutionNote": "condition cleared"},
-            },
-        )
+        ports.store.update(KIND, current["id"], _resolution("condition cleared"))
         return f"{resource_id}: alert {condition.name} resolved (condition cleared)"
     return None
+
+
+def _resolution(note: str) -> dict[str, Any]:
+    return {"status": "RESOLVED", "resolved_at": utcnow_iso(), "resolution": {"resolution_note": note}}
 
 
 def resolve_all_for(ports: Ports, resource_id: str, note: str) -> int:
@@ -102,25 +111,25 @@ def resolve_all_for(ports: Ports, resource_id: str, note: str) -> int:
     token = None
     while True:
         page, token = ports.store.list(KIND, parent_id=resource_id, limit=100, next_token=token)
-        for record in page:
-            ports.store.release(_open_key(resource_id, record["alertName"]), record["id"])
+        for record in map(snake_record, page):
+            ports.store.release(_open_key(resource_id, record["alert_name"]), record["id"])
             if record["status"] != "RESOLVED":
-                ports.store.update(KIND, record["id"], {"status": "RESOLVED", "resolvedAt": utcnow_iso(),
-                                                        "resolution": {"resolutionNote": note}})  # fmt: skip
+                ports.store.update(KIND, record["id"], _resolution(note))
                 resolved += 1
         if not token:
             return resolved
 
 
-def public_view(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: record.get(k) for k in PUBLIC_FIELDS}
+def alert_view(record: dict[str, Any]) -> Alert:
+    snake = snake_record(record)
+    return Alert.model_validate({**snake, "alert_id": snake["id"], "resource_id": snake["parent_id"]})
 
 
 def _visible(ports: Ports, principal: Principal, alert_id: str) -> dict[str, Any]:
     record = ports.store.get(KIND, alert_id)
     if record is None or not principal.sees_tenant(record["tenant_id"]):
         raise NotFound(f"alert {alert_id} not found")
-    return record
+    return snake_record(record)
 
 
 def list_alerts(
@@ -131,73 +140,61 @@ def list_alerts(
     status: str | None = None,
     severity: str | None = None,
     category: str | None = None,
-    page: int = 1,
-    page_size: int = 50,
-) -> dict[str, Any]:
+    query: PageQuery,
+) -> AlertListResponse:
     """Alerts the caller may see (its tenant's; every tenant's for a platform admin, who may
-    narrow to `tenant_id`), newest first, filtered, one page, with a summary of the filtered set."""
+    narrow to `tenant_id`), newest first, filtered, one page, with a summary of the filtered
+    set. Filtering, counting and paging happen in the store."""
+    filters = {
+        name: value
+        for name, value in (("status", status), ("severity", severity), ("category", category))
+        if value is not None
+    }
     records: list[dict[str, Any]] = []
+    total = 0
+    counts: dict[str, dict[Any, int]] = {"status": {}, "severity": {}}
     # A platform admin sees every tenant's (or the one asked for); others only their own.
     if principal.is_platform_admin or tenant_id in (None, principal.tenant_id):
         scope = tenant_id if principal.is_platform_admin else principal.tenant_id
-        token = None
-        while len(records) < MAX_LISTED:
-            batch, token = ports.store.list(KIND, tenant_id=scope, limit=100, next_token=token)
-            records += batch
-            if not token:
-                break
-    selected = [
-        r
-        for r in records
-        if (status is None or r["status"] == status)
-        and (severity is None or r["severity"] == severity)
-        and (category is None or r["category"] == category)
-    ]
-    selected.sort(key=lambda r: (r["triggeredAt"], r["id"]), reverse=True)
-    start = (page - 1) * page_size
-    summary = {"total": len(selected)}
+        records, total = ports.store.page(
+            KIND, tenant_id=scope, filters=filters, page=query.page, page_size=query.page_size
+        )
+        counts = ports.store.tally(KIND, ("status", "severity"), tenant_id=scope, filters=filters)
+    summary: dict[str, int] = {"total": total}
     for value in STATUSES:
-        summary[value.lower()] = sum(1 for r in selected if r["status"] == value)
+        summary[value.lower()] = counts["status"].get(value, 0)
     for value in SEVERITIES:
-        summary[value.lower()] = sum(1 for r in selected if r["severity"] == value)
-    return {
-        "alerts": [public_view(r) for r in selected[start : start + page_size]],
-        "pagination": {
-            "page": page,
-            "pageSize": page_size,
-            "totalItems": len(selected),
-            "totalPages": math.ceil(len(selected) / page_size),
-        },
-        "summary": summary,
-    }
+        summary[value.lower()] = counts["severity"].get(value, 0)
+    page = Page.of([alert_view(r) for r in records], total, query)
+    return AlertListResponse(
+        alerts=page.items, pagination=page.pagination, summary=AlertSummary.model_validate(summary)
+    )
 
 
-def acknowledge(
-    ports: Ports, principal: Principal, alert_id: str, body: AlertAcknowledgeRequest
-) -> dict[str, Any]:
+def acknowledge(ports: Ports, principal: Principal, alert_id: str, body: AlertAcknowledgeRequest) -> Alert:
     record = _visible(ports, principal, alert_id)
     if record["status"] == "RESOLVED":
         raise InvalidState(f"alert {alert_id} is already resolved")
     changes: dict[str, Any] = {
         "status": "ACKNOWLEDGED",
-        "acknowledgedAt": record.get("acknowledgedAt") or utcnow_iso(),
-        "acknowledgedBy": principal.sub,
-        "acknowledgment": body.model_dump(),
+        "acknowledged_at": record.get("acknowledged_at") or utcnow_iso(),
+        "acknowledged_by": principal.sub,
+        "acknowledgment": body.to_record(),
     }
-    if body.assignTo:
-        changes["assignedTo"] = body.assignTo
-    return public_view(ports.store.update(KIND, alert_id, changes, record["revision"]))
+    if body.assign_to:
+        changes["assigned_to"] = body.assign_to
+    return alert_view(ports.store.update(KIND, alert_id, changes, record["revision"]))
 
 
-def resolve(ports: Ports, principal: Principal, alert_id: str, body: AlertResolveRequest) -> dict[str, Any]:
+def resolve(ports: Ports, principal: Principal, alert_id: str, body: AlertResolveRequest) -> Alert:
     """Resolve an alert by hand. If its condition still holds, the next evaluation opens a new one."""
     record = _visible(ports, principal, alert_id)
     if record["status"] == "RESOLVED":
         raise InvalidState(f"alert {alert_id} is already resolved")
-    key = _open_key(record["resourceId"], record["alertName"])
+    key = _open_key(record["parent_id"], record["alert_name"])
     claim = ports.store.claimed(key)
     if claim and claim["owner"] == alert_id:
         ports.store.release(key, alert_id)
-    changes = {"status": "RESOLVED", "resolvedAt": utcnow_iso(), "resolvedBy": principal.sub,
-               "resolution": body.model_dump()}  # fmt: skip
-    return public_view(ports.store.update(KIND, alert_id, changes, record["revision"]))
+    changes = {**_resolution(body.resolution_note), "resolved_by": principal.sub,
+               "resolution": body.to_record()}  # fmt: skip
+    return alert_view(ports.store.update(KIND, alert_id, changes, record["revision"]))

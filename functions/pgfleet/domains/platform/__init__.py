@@ -1,9 +1,15 @@
-"""platform: health and version (no authentication). The OpenAPI document and Swagger UI
-are served by the api handler, from every domain's routes."""
+"""platform: health and version (no authentication), and platform housekeeping (the hourly
+history expiry sweep). The OpenAPI document and Swagger UI are served by the api handler,
+from every domain's routes."""
 
 from pgfleet.core.domain import Domain, Mount
-from pgfleet.domains.platform import routes
+from pgfleet.domains.platform import routes, schedules
 
-DOMAIN = Domain(name="platform", mounts=(Mount(routes.router),))
+DOMAIN = Domain(
+    name="platform",
+    mounts=(Mount(routes.router),),
+    tasks={schedules.HISTORY_EXPIRY_TASK: schedules.expire_history},
+    schedules=(schedules.HISTORY_EXPIRY_SCHEDULE,),
+)
 
 __all__ = ["DOMAIN"]

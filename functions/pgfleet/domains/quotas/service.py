@@ -27,7 +27,7 @@ from pgfleet.core.context import Ports
 from pgfleet.core.errors import InvalidState, PgfleetError
 from pgfleet.core.models import utcnow_iso
 from pgfleet.domains import monitoring, servers, tenants
-from pgfleet.domains.monitoring import Condition
+from pgfleet.domains.monitoring import AlertAction, Condition
 from pgfleet.domains.quotas.models import AlertThresholds, QuotaUpdate
 from pgfleet.domains.servers import MB, Server
 from pgfleet.ports.database_admin import ServerUsage, TenantUsage
@@ -240,7 +240,9 @@ def _enforce_tenants(ports: Ports, server: Server, admin: Any, server_over: list
             metric_value=round(usage.storage_bytes / MB, 2),
             threshold=float(limit or 0),
             actions=[
-                {"actionType": "FREE_SPACE", "description": "DELETE or TRUNCATE rows as the tenant's user"}
+                AlertAction(
+                    action_type="FREE_SPACE", description="DELETE or TRUNCATE rows as the tenant's user"
+                )
             ],
         )
         line = monitoring.observe(ports, owner_tenant=server.record["tenant_id"], resource_id=server.id,
@@ -254,18 +256,15 @@ def _conditions(server: Server, quota: dict[str, Any], usage: ServerUsage) -> li
     """The resource's alert conditions, firing or not."""
     thresholds = quota.get("alert_thresholds") or AlertThresholds().model_dump()
     base = f"/api/v1/postgres/{'cluster' if server.kind == 'cluster' else 'single'}/{server.id}"
-    raise_quota = {
-        "actionType": "RAISE_QUOTA",
-        "description": "Raise the quota",
-        "method": "PUT",
-        "path": f"{base}/quota",
-    }
-    resize = {
-        "actionType": "RESIZE",
-        "description": "Give the resource more storage",
-        "method": "POST",
-        "path": f"{base}/resize",
-    }
+    raise_quota = AlertAction(
+        action_type="RAISE_QUOTA", description="Raise the quota", method="PUT", path=f"{base}/quota"
+    )
+    resize = AlertAction(
+        action_type="RESIZE",
+        description="Give the resource more storage",
+        method="POST",
+        path=f"{base}/resize",
+    )
     storage_mb = round(usage.databases_bytes / MB, 2)
     max_storage = quota["max_storage_mb"]
     storage_pct = 100 * storage_mb / max_storage if max_storage else 0.0

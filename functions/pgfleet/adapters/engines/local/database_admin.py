@@ -21,6 +21,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from pgfleet.adapters.engines.local import process
+from pgfleet.adapters.engines.local.sql import ADMIN_USER, AdminSocket, SessionLimits, connect, first_line
 from pgfleet.core.errors import AlreadyExists, EngineError
 from pgfleet.ports.database_admin import (
     DATABASE_PER_TENANT,
@@ -31,11 +32,11 @@ from pgfleet.ports.database_admin import (
     TenantUsage,
 )
 
-ADMIN_USER = "postgres"
-CONNECT_TIMEOUT_S = 5
-# DDL on a tenant's objects waits at most this long for a lock held by the tenant's sessions.
-LOCK_TIMEOUT = "10s"
+# DDL on a tenant's objects waits at most 10 s for a lock held by the tenant's sessions; a
+# statement (catalog work, mostly) runs at most 5 minutes, a VACUUM as long as a dump may.
+ADMIN_LIMITS = SessionLimits(statement_timeout_ms=300_000, lock_timeout_ms=10_000)
 DUMP_TIMEOUT_S = 3600
+VACUUM_LIMITS = SessionLimits(statement_timeout_ms=DUMP_TIMEOUT_S * 1000, lock_timeout_ms=10_000)
 TAG_PREFIX = "pgfleet:tenant:"
 FROZEN_TAG = "pgfleet:frozen-owner"
 # Databases every role may connect to right after initdb: closed to PUBLIC once tenants exist.
@@ -62,13 +63,13 @@ QUIET_SESSION = (
 # rewrite rules, user triggers, inheritance children, or foreign keys pointing at them that
 # would update or delete elsewhere (each of those could run a write as another role).
 SAFE_TO_EMPTY = """
-SELECT c.oid::regclass::text, n.nspname, c.relname FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
+SELECT c.oid::regclass::text, n.nspname, c.relname FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relnamespace = ANY(%s) AND c.relkind = 'r'
-  AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.ev_type <> '1')
-  AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal)
-  AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid)
-  AND NOT EXISTS (SELECT 1 FROM pg_constraint k
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = c.oid AND r.ev_type <> '1')
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal)
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid)
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
                   WHERE k.confrelid = c.oid AND k.contype = 'f' AND k.confdeltype NOT IN ('a', 'r'))
 """
 
@@ -83,13 +84,13 @@ DECLARE
 BEGIN
     FOR r IN
         SELECT p.oid::regprocedure AS routine,
-               array(SELECT DISTINCT a.grantee FROM aclexplode(p.proacl) a WHERE a.grantee <> p.proowner) AS grantees
-        FROM pg_proc p
-        WHERE p.prosecdef AND p.proowner = current_setting('pgfleet.owner')::regrole
-          AND p.pronamespace = ANY(current_setting('pgfleet.schemas')::oid[])
+               array(SELECT DISTINCT a.grantee FROM pg_catalog.aclexplode(p.proacl) a WHERE a.grantee <> p.proowner) AS grantees
+        FROM pg_catalog.pg_proc p
+        WHERE p.prosecdef AND p.proowner = pg_catalog.current_setting('pgfleet.owner')::regrole
+          AND p.pronamespace = ANY(pg_catalog.current_setting('pgfleet.schemas')::oid[])
     LOOP
         EXECUTE format('REVOKE EXECUTE ON ROUTINE %s FROM PUBLIC', r.routine);
-        FOR i IN 1 .. coalesce(array_length(r.grantees, 1), 0) LOOP
+        FOR i IN 1 .. coalesce(pg_catalog.array_length(r.grantees, 1), 0) LOOP
             IF r.grantees[i] <> 0 THEN
                 EXECUTE format('REVOKE EXECUTE ON ROUTINE %s FROM %I', r.routine, r.grantees[i]::regrole::text);
             END IF;
@@ -125,12 +126,10 @@ def pg_dump_argv(
 
 
 @dataclass(frozen=True)
-class SqlTarget:
-    """Where the superuser reaches one server: its socket directory and port, and the
-    binaries of its version (for pg_dump)."""
+class AdminServer:
+    """Where the admin role reaches one server, and the binaries of its version (for pg_dump)."""
 
-    socket: Path
-    port: int
+    address: AdminSocket
     bin_dir: Path
 
 
@@ -142,9 +141,9 @@ class LocalDatabaseAdmin(DatabaseAdmin):
 
     def __init__(
         self,
-        primary: SqlTarget,
+        primary: AdminServer,
         dumps_dir: Path,
-        others: tuple[SqlTarget, ...] = (),
+        others: tuple[AdminSocket, ...] = (),
         keep_connect: tuple[str, ...] = (),
     ) -> None:
         self._primary = primary
@@ -156,27 +155,22 @@ class LocalDatabaseAdmin(DatabaseAdmin):
 
     @contextlib.contextmanager
     def _connect(
-        self, dbname: str = "postgres", target: SqlTarget | None = None
+        self,
+        dbname: str = "postgres",
+        target: AdminSocket | None = None,
+        limits: SessionLimits = ADMIN_LIMITS,
     ) -> Iterator[psycopg.Connection]:
-        target = target or self._primary
+        """A privileged session (search_path pg_catalog, pg_temp; `limits`) on `target`, the
+        primary by default."""
         try:
-            conn = psycopg.connect(
-                host=str(target.socket),
-                port=target.port,
-                user=ADMIN_USER,
-                dbname=dbname,
-                autocommit=True,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                application_name="pgfleet",
-            )
+            conn = connect(target or self._primary.address, dbname, limits=limits)
         except psycopg.Error as exc:
-            raise EngineError(f"cannot connect to database {dbname!r}: {_first_line(exc)}") from exc
+            raise EngineError(f"cannot connect to database {dbname!r}: {first_line(exc)}") from exc
         with conn:
             try:
-                conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
                 yield conn
             except psycopg.Error as exc:
-                raise EngineError(f"on database {dbname!r}: {_first_line(exc)}") from exc
+                raise EngineError(f"on database {dbname!r}: {first_line(exc)}") from exc
 
     # -- tenants --
 
@@ -265,7 +259,7 @@ class LocalDatabaseAdmin(DatabaseAdmin):
             ended = _terminate(conn, tenant.login)
             if tenant.mode == DATABASE_PER_TENANT:
                 found = conn.execute(
-                    "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                    "SELECT pg_catalog.shobj_description(oid, 'pg_database') FROM pg_catalog.pg_database WHERE datname = %s",
                     (tenant.database,),
                 ).fetchone()
                 if found is not None:
@@ -281,7 +275,7 @@ class LocalDatabaseAdmin(DatabaseAdmin):
         if tenant.schema is not None:
             with self._connect(tenant.database) as conn:
                 owner = conn.execute(
-                    "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s",
+                    "SELECT pg_catalog.obj_description(oid, 'pg_namespace') FROM pg_catalog.pg_namespace WHERE nspname = %s",
                     (tenant.schema,),
                 ).fetchone()
                 if owner is not None and owner[0] == tag(tenant):
@@ -307,8 +301,8 @@ class LocalDatabaseAdmin(DatabaseAdmin):
         target = self._dumps_dir / f"{label}.dump"
         argv = pg_dump_argv(
             self._primary.bin_dir,
-            self._primary.socket,
-            self._primary.port,
+            self._primary.address.socket,
+            self._primary.address.port,
             tenant.database,
             tenant.schema,
             target,
@@ -321,7 +315,7 @@ class LocalDatabaseAdmin(DatabaseAdmin):
             _require_tenant_role(conn, tenant, tenant.login)
             member = _exists(
                 conn,
-                "SELECT 1 FROM pg_auth_members m WHERE m.roleid = to_regrole(%s) AND m.member = to_regrole(%s)",
+                "SELECT 1 FROM pg_catalog.pg_auth_members m WHERE m.roleid = pg_catalog.to_regrole(%s) AND m.member = pg_catalog.to_regrole(%s)",
                 tenant.writer,
                 tenant.login,
             )
@@ -349,12 +343,12 @@ class LocalDatabaseAdmin(DatabaseAdmin):
         return "writes suspended" + (f"; {ended} session(s) ended" if member else " (already)")
 
     def reclaim_space(self, database: str, schema: str | None = None) -> str:
-        with self._connect(database) as conn:
+        with self._connect(database, limits=VACUUM_LIMITS) as conn:
             if schema is None:
                 conn.execute("VACUUM")
                 return f"vacuumed database {database}"
             tables = conn.execute(
-                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
                 " WHERE n.nspname = %s AND c.relkind IN ('r', 'm')",
                 (schema,),
             ).fetchall()
@@ -368,13 +362,13 @@ class LocalDatabaseAdmin(DatabaseAdmin):
         with self._connect() as conn:
             sessions = dict(
                 conn.execute(
-                    "SELECT usename, count(*) FROM pg_stat_activity WHERE usename = ANY(%s) GROUP BY usename",
+                    "SELECT usename, pg_catalog.count(*) FROM pg_catalog.pg_stat_activity WHERE usename = ANY(%s) GROUP BY usename",
                     ([t.login for t in tenants],),
                 ).fetchall()
             )
             sizes = dict(
                 conn.execute(
-                    "SELECT datname, pg_database_size(oid) FROM pg_database WHERE datname = ANY(%s)",
+                    "SELECT datname, pg_catalog.pg_database_size(oid) FROM pg_catalog.pg_database WHERE datname = ANY(%s)",
                     ([t.database for t in tenants if t.schema is None],),
                 ).fetchall()
             )
@@ -386,8 +380,8 @@ class LocalDatabaseAdmin(DatabaseAdmin):
         for database, schemas in by_database.items():
             with self._connect(database) as conn:
                 rows = conn.execute(
-                    "SELECT n.nspname, coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint"
-                    " FROM pg_namespace n LEFT JOIN pg_class c"
+                    "SELECT n.nspname, coalesce(pg_catalog.sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::bigint"
+                    " FROM pg_catalog.pg_namespace n LEFT JOIN pg_catalog.pg_class c"
                     "   ON c.relnamespace = n.oid AND c.relkind IN ('r', 'm')"
                     " WHERE n.nspname = ANY(%s) GROUP BY n.nspname",
                     (schemas,),
@@ -405,19 +399,19 @@ class LocalDatabaseAdmin(DatabaseAdmin):
     def server_usage(self) -> ServerUsage:
         with self._connect() as conn:
             databases, wal = conn.execute(
-                "SELECT (SELECT coalesce(sum(pg_database_size(oid)), 0) FROM pg_database)::bigint,"
-                " (SELECT coalesce(sum(size), 0) FROM pg_ls_waldir())::bigint"
+                "SELECT (SELECT coalesce(pg_catalog.sum(pg_catalog.pg_database_size(oid)), 0) FROM pg_catalog.pg_database)::bigint,"
+                " (SELECT coalesce(pg_catalog.sum(size), 0) FROM pg_catalog.pg_ls_waldir())::bigint"
             ).fetchone() or (0, 0)
         by_role: dict[str, int] = {}
-        for target in (self._primary, *self._others):
+        for target in (self._primary.address, *self._others):
             try:
                 with self._connect(target=target) as conn:
                     rows = conn.execute(
-                        "SELECT a.usename, count(*) FROM pg_stat_activity a JOIN pg_roles r ON r.rolname = a.usename"
+                        "SELECT a.usename, pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a JOIN pg_catalog.pg_roles r ON r.rolname = a.usename"
                         " WHERE a.backend_type = 'client backend' AND NOT r.rolsuper GROUP BY a.usename"
                     ).fetchall()
             except EngineError:
-                if target is self._primary:
+                if target is self._primary.address:
                     raise
                 continue  # a replica that is down has no sessions
             for role, count in rows:
@@ -431,7 +425,9 @@ class LocalDatabaseAdmin(DatabaseAdmin):
 
     def set_role_connection_limit(self, role: str, limit: int | None) -> str:
         with self._connect() as conn:
-            row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            row = conn.execute(
+                "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = %s", (role,)
+            ).fetchone()
             if row is None:
                 raise EngineError(f"role {role} does not exist")
             if row[0]:
@@ -446,7 +442,8 @@ class LocalDatabaseAdmin(DatabaseAdmin):
         frozen = frozen_owner(role)
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (database,)
+                "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database WHERE datname = %s",
+                (database,),
             ).fetchone()
             if row is None:
                 raise EngineError(f"database {database} does not exist")
@@ -482,11 +479,6 @@ class LocalDatabaseAdmin(DatabaseAdmin):
 # --- helpers (one connection each, superuser) ----------------------------------------------
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _exists(conn: psycopg.Connection, query: str, *params: object) -> bool:
     return conn.execute(query, params).fetchone() is not None  # type: ignore[arg-type]
 
@@ -497,7 +489,8 @@ def _idents(names: list[str] | tuple[str, ...]) -> sql.Composable:
 
 def _role_tag(conn: psycopg.Connection, role: str) -> str | None:
     row = conn.execute(
-        "SELECT coalesce(shobj_description(oid, 'pg_authid'), '') FROM pg_roles WHERE rolname = %s", (role,)
+        "SELECT coalesce(pg_catalog.shobj_description(oid, 'pg_authid'), '') FROM pg_catalog.pg_roles WHERE rolname = %s",
+        (role,),
     ).fetchone()
     return None if row is None else str(row[0])
 
@@ -540,7 +533,7 @@ def _ensure_tenant_database(conn: psycopg.Connection, tenant: TenantSpec) -> lis
     connection limit or open it to others), reachable by the tenant's roles only."""
     db = sql.Identifier(tenant.database)
     row = conn.execute(
-        "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = %s",
+        "SELECT coalesce(pg_catalog.shobj_description(oid, 'pg_database'), '') FROM pg_catalog.pg_database WHERE datname = %s",
         (tenant.database,),
     ).fetchone()
     done = []
@@ -603,7 +596,7 @@ def _prepare_tenant_schema(conn: psycopg.Connection, tenant: TenantSpec) -> list
     assert tenant.schema is not None
     schema = sql.Identifier(tenant.schema)
     row = conn.execute(
-        "SELECT coalesce(obj_description(oid, 'pg_namespace'), '') FROM pg_namespace WHERE nspname = %s",
+        "SELECT coalesce(pg_catalog.obj_description(oid, 'pg_namespace'), '') FROM pg_catalog.pg_namespace WHERE nspname = %s",
         (tenant.schema,),
     ).fetchone()
     done = []
@@ -622,7 +615,7 @@ def _prepare_tenant_schema(conn: psycopg.Connection, tenant: TenantSpec) -> list
     conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, sql.Identifier(tenant.reader)))
     _default_privileges(conn, tenant)
     owner = conn.execute(
-        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+        "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()"
     ).fetchone()
     _large_objects_for(conn, [tenant.writer, *([str(owner[0])] if owner else [])])
     return done
@@ -630,7 +623,7 @@ def _prepare_tenant_schema(conn: psycopg.Connection, tenant: TenantSpec) -> list
 
 def _terminate(conn: psycopg.Connection, role: str) -> int:
     rows = conn.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s AND pid <> pg_backend_pid()",
+        "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE usename = %s AND pid <> pg_catalog.pg_backend_pid()",
         (role,),
     ).fetchall()
     return len(rows)
@@ -641,11 +634,11 @@ def _tenant_schemas(conn: psycopg.Connection, tenant: TenantSpec) -> list[tuple[
     every schema but the system ones."""
     if tenant.schema is not None:
         rows = conn.execute(
-            "SELECT oid, nspname FROM pg_namespace WHERE nspname = %s", (tenant.schema,)
+            "SELECT oid, nspname FROM pg_catalog.pg_namespace WHERE nspname = %s", (tenant.schema,)
         ).fetchall()
     else:
         rows = conn.execute(
-            "SELECT oid, nspname FROM pg_namespace"
+            "SELECT oid, nspname FROM pg_catalog.pg_namespace"
             " WHERE nspname NOT LIKE 'pg\\_%%' AND nspname <> 'information_schema'"
         ).fetchall()
     return [(int(oid), str(name)) for oid, name in rows]
@@ -653,7 +646,7 @@ def _tenant_schemas(conn: psycopg.Connection, tenant: TenantSpec) -> list[tuple[
 
 def _schemas_owned_by(conn: psycopg.Connection, role: str) -> list[tuple[int, str]]:
     rows = conn.execute(
-        "SELECT n.oid, n.nspname FROM pg_namespace n WHERE n.nspowner = to_regrole(%s)"
+        "SELECT n.oid, n.nspname FROM pg_catalog.pg_namespace n WHERE n.nspowner = pg_catalog.to_regrole(%s)"
         " OR (n.nspname = 'public' AND n.nspowner = 'pg_database_owner'::regrole)",
         (role,),
     ).fetchall()
@@ -665,10 +658,10 @@ def _schemas_owned_by(conn: psycopg.Connection, role: str) -> list[tuple[int, st
 GRANTEES_OF = {
     kind: sql.SQL(
         "SELECT DISTINCT a.grantee, coalesce(r.rolname, 'PUBLIC') FROM {table} x"
-        " CROSS JOIN LATERAL aclexplode(x.{acl}) a LEFT JOIN pg_roles r ON r.oid = a.grantee"
+        " CROSS JOIN LATERAL pg_catalog.aclexplode(x.{acl}) a LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee"
         " WHERE x.{namespace} = ANY(%s) AND a.grantee <> x.{owner}"
     ).format(
-        table=sql.Identifier(table),
+        table=sql.Identifier("pg_catalog", table),
         acl=sql.Identifier(acl),
         namespace=sql.Identifier(namespace),
         owner=sql.Identifier(owner),
@@ -716,13 +709,13 @@ def _take_back(
             sql.SQL("REVOKE USAGE, UPDATE ON ALL SEQUENCES IN SCHEMA {} FROM {}").format(names, grantees)
         )
     # The owner's SECURITY DEFINER routines would write as the owner for whoever calls them.
-    conn.execute("SELECT set_config('pgfleet.owner', %s, false), set_config('pgfleet.schemas', %s, false)",
+    conn.execute("SELECT pg_catalog.set_config('pgfleet.owner', %s, false), pg_catalog.set_config('pgfleet.schemas', %s, false)",
                  (owner, "{" + ",".join(str(o) for o in oids) + "}"))  # fmt: skip
     conn.execute(REVOKE_DEFINER_ROUTINES)
     shared = conn.execute(
-        "SELECT m.oid, a.grantee, coalesce(r.rolname, 'PUBLIC') FROM pg_largeobject_metadata m"
-        " CROSS JOIN LATERAL aclexplode(m.lomacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee"
-        " WHERE m.lomowner = to_regrole(%s) AND a.grantee <> m.lomowner",
+        "SELECT m.oid, a.grantee, coalesce(r.rolname, 'PUBLIC') FROM pg_catalog.pg_largeobject_metadata m"
+        " CROSS JOIN LATERAL pg_catalog.aclexplode(m.lomacl) a LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee"
+        " WHERE m.lomowner = pg_catalog.to_regrole(%s) AND a.grantee <> m.lomowner",
         (owner,),
     ).fetchall()
     for lo_oid, grantee, name in shared:

@@ -36,7 +36,8 @@ from pgfleet.adapters.engines.local import patroni_rest as rest
 from pgfleet.adapters.engines.local import postgres as pg
 from pgfleet.adapters.engines.local import process
 from pgfleet.adapters.engines.local.cgroups import CgroupLimits
-from pgfleet.adapters.engines.local.database_admin import LocalDatabaseAdmin, SqlTarget
+from pgfleet.adapters.engines.local.database_admin import AdminServer, LocalDatabaseAdmin
+from pgfleet.adapters.engines.local.sql import AdminSocket, connect, first_line
 from pgfleet.core.errors import EngineError
 from pgfleet.local import etcd
 from pgfleet.ports.cluster_engine import (
@@ -86,6 +87,15 @@ class LocalPatroniEngine(ClusterEngine):
         if not ID_RE.match(node_id):
             raise EngineError(f"invalid node id {node_id!r}")
         return cfg.NodePaths(self.cluster_dir(cluster_id) / node_id)
+
+    def node_ids(self, cluster_id: str) -> list[str]:
+        """The provisioned nodes of a cluster ([] for an unknown cluster)."""
+        return list(self._nodes(cluster_id))
+
+    def admin_socket(self, cluster_id: str, node_id: str) -> AdminSocket:
+        """Where the admin role reaches the node's PostgreSQL (its private socket and port)."""
+        paths = self.paths(cluster_id, node_id)
+        return AdminSocket(paths.socket, cfg.read_ports(paths.config)[0], cfg.SUPERUSER)
 
     def _nodes(self, cluster_id: str) -> dict[str, cfg.NodePaths]:
         """Provisioned nodes of a cluster, by node id."""
@@ -335,9 +345,9 @@ class LocalPatroniEngine(ClusterEngine):
             ):
                 rows = conn.execute(
                     "SELECT application_name, state,"
-                    " coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint,"
+                    " coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), replay_lsn), 0)::bigint,"
                     " coalesce(extract(epoch FROM replay_lag), 0)::float8"
-                    " FROM pg_stat_replication"
+                    " FROM pg_catalog.pg_stat_replication"
                 ).fetchall()
                 stats = {str(r[0]): (str(r[1]), int(r[2]), float(r[3])) for r in rows}
         replicas = []
@@ -371,14 +381,14 @@ class LocalPatroniEngine(ClusterEngine):
                 # statement logging off, identifiers quoted with psycopg.sql.
                 return pg.ensure_role_and_database(conn, database, username, password)
             except psycopg.Error as exc:
-                raise EngineError(f"ensure_database on {cluster_id} failed: {_first_line(exc)}") from exc
+                raise EngineError(f"ensure_database on {cluster_id} failed: {first_line(exc)}") from exc
 
     def node_stats(self, cluster_id: str, node_id: str, database: str) -> ServerStats:
         with self._connect(cluster_id, node_id) as conn:
             try:
                 return pg.collect_stats(conn, database)
             except psycopg.Error as exc:
-                raise EngineError(f"stats of {node_id} failed: {_first_line(exc)}") from exc
+                raise EngineError(f"stats of {node_id} failed: {first_line(exc)}") from exc
 
     def node_logs(self, cluster_id: str, node_id: str, limit: int) -> list[LogLine]:
         if limit <= 0:
@@ -497,18 +507,17 @@ class LocalPatroniEngine(ClusterEngine):
         primary = next((m for m in members if m.role == "primary"), None)
         if primary is None:
             raise EngineError(f"cluster {cluster_id} has no running primary")
-        others = tuple(self._sql_target(cluster_id, m.node_id) for m in members if m is not primary)
+        others = tuple(self.admin_socket(cluster_id, m.node_id) for m in members if m is not primary)
         return LocalDatabaseAdmin(
-            self._sql_target(cluster_id, primary.node_id),
+            self._admin_server(cluster_id, primary.node_id),
             self._home / "logical-backups" / cluster_id,
             others=others,
             keep_connect=(cfg.REWIND_USER,),
         )
 
-    def _sql_target(self, cluster_id: str, node_id: str) -> SqlTarget:
-        paths = self.paths(cluster_id, node_id)
-        bin_dir = pg.bin_dir_for(pg.data_dir_version(paths.data))
-        return SqlTarget(paths.socket, cfg.read_ports(paths.config)[0], bin_dir)
+    def _admin_server(self, cluster_id: str, node_id: str) -> AdminServer:
+        bin_dir = pg.bin_dir_for(pg.data_dir_version(self.paths(cluster_id, node_id).data))
+        return AdminServer(self.admin_socket(cluster_id, node_id), bin_dir)
 
     def _place(self, spec: ClusterSpec, node_id: str) -> str:
         """Patroni first (what it starts later inherits its group), then everything already
@@ -525,29 +534,22 @@ class LocalPatroniEngine(ClusterEngine):
 
     @contextlib.contextmanager
     def _connect(self, cluster_id: str, node_id: str) -> Iterator[psycopg.Connection]:
-        """An autocommit superuser connection over the node's private socket."""
+        """A privileged session (search_path pg_catalog, pg_temp; lock and statement
+        timeouts) over the node's private socket."""
         paths = self.paths(cluster_id, node_id)
         if not paths.config.exists():
             raise EngineError(f"node {node_id} of {cluster_id} does not exist")
         try:
-            conn = psycopg.connect(
-                host=str(paths.socket),
-                port=cfg.read_ports(paths.config)[0],
-                user=cfg.SUPERUSER,
-                dbname="postgres",
-                autocommit=True,
-                connect_timeout=CONNECT_TIMEOUT,
-                application_name="pgfleet",
-            )
+            conn = connect(self.admin_socket(cluster_id, node_id), connect_timeout=CONNECT_TIMEOUT)
         except psycopg.Error as exc:
-            raise EngineError(f"cannot connect to node {node_id}: {_first_line(exc)}") from exc
+            raise EngineError(f"cannot connect to node {node_id}: {first_line(exc)}") from exc
         with conn:
             yield conn
 
     def _writable(self, cluster_id: str, node_id: str) -> bool:
         try:
             with self._connect(cluster_id, node_id) as conn:
-                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                row = conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()
                 return row is not None and not row[0]
         except (EngineError, psycopg.Error):
             return False
@@ -581,8 +583,3 @@ def _never_lowered(wanted: dict[str, Any], current: dict[str, Any]) -> dict[str,
             except (TypeError, ValueError):
                 result[name] = current[name]
     return result
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

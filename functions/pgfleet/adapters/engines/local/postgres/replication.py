@@ -1,0 +1,82 @@
+"""Physical replication seen from the source: slots, standbys and their lag, and the
+settings a hot standby may not set below its source's."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from pgfleet.adapters.engines.local.postgres.config import HOT_STANDBY_MINIMUMS
+from pgfleet.core.errors import EngineError
+from pgfleet.ports.engine import ReplicaLag
+
+# How long dropping a slot waits for the walsender of a disconnected standby to exit.
+SLOT_RELEASE_TIMEOUT_S = 10
+
+
+def hot_standby_minimums(conn: psycopg.Connection) -> dict[str, int]:
+    """The source's values of the settings a hot standby may not set lower."""
+    rows = conn.execute(
+        "SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY(%s)", (list(HOT_STANDBY_MINIMUMS),)
+    ).fetchall()
+    return {str(name): int(value) for name, value in rows}
+
+
+def ensure_physical_slot(conn: psycopg.Connection, slot: str) -> str:
+    """Create the physical slot `slot`, reserving WAL from now on, unless it exists."""
+    try:
+        conn.execute("SELECT pg_catalog.pg_create_physical_replication_slot(%s, true)", (slot,))
+    except pg_errors.DuplicateObject:
+        return f"slot {slot} exists"
+    return f"created slot {slot}"
+
+
+def replica_lag(conn: psycopg.Connection) -> list[ReplicaLag]:
+    """Every physical slot and every connected standby of the server, with replay lag.
+
+    A disconnected slot's lag is the WAL it makes the server keep (from its restart_lsn).
+    """
+    rows = conn.execute(
+        "SELECT s.slot_name, coalesce(r.application_name, ''), coalesce(r.state, 'disconnected'),"
+        " coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), coalesce(r.replay_lsn, s.restart_lsn)), 0)::bigint,"
+        " CASE WHEN r.pid IS NOT NULL THEN coalesce(extract(epoch FROM r.replay_lag), 0) END::float8"
+        " FROM pg_catalog.pg_replication_slots s FULL JOIN pg_catalog.pg_stat_replication r ON r.pid = s.active_pid"
+        " WHERE s.slot_type IS DISTINCT FROM 'logical'"
+        " ORDER BY s.slot_name, r.application_name"
+    ).fetchall()
+    return [
+        ReplicaLag(
+            slot=slot,
+            application_name=str(name),
+            state=str(state),
+            lag_bytes=max(0, int(lag_bytes)),
+            lag_seconds=None if lag_seconds is None else float(lag_seconds),
+        )
+        for slot, name, state, lag_bytes, lag_seconds in rows
+    ]
+
+
+def drop_physical_slot(conn: psycopg.Connection, slot: str) -> str:
+    """Drop `slot`, terminating the walsender still holding it (a standby that is going
+    away, or one that reconnected in the meantime). Returns what happened."""
+    deadline = time.monotonic() + SLOT_RELEASE_TIMEOUT_S
+    while True:
+        row = conn.execute(
+            "SELECT active_pid FROM pg_catalog.pg_replication_slots WHERE slot_name = %s", (slot,)
+        ).fetchone()
+        if row is None:
+            return f"slot {slot} already dropped"
+        if row[0] is not None:
+            conn.execute("SELECT pg_catalog.pg_terminate_backend(%s)", (row[0],))
+        try:
+            conn.execute("SELECT pg_catalog.pg_drop_replication_slot(%s)", (slot,))
+            return f"dropped slot {slot}"
+        except pg_errors.UndefinedObject:
+            return f"slot {slot} already dropped"
+        except pg_errors.ObjectInUse:
+            # The terminated walsender has not exited yet.
+            if time.monotonic() >= deadline:
+                raise EngineError(f"slot {slot} is still in use after {SLOT_RELEASE_TIMEOUT_S}s") from None
+            time.sleep(0.1)
