@@ -185,13 +185,15 @@ def _consistency(ctx: StepContext) -> str:
 def _conclude(ctx: StepContext) -> str:
     verification, backup = _records(ctx)
     failed = [c.check_type for c in stored_checks(verification) if c.status == "FAILED"]
+    # The backup's verdict first: a caller who sees the verification COMPLETED must also see
+    # the backup's verificationStatus (both writes are idempotent on a retry).
+    archive.records.update(ctx.ports, backup, verification_status="FAILED" if failed else "VERIFIED")
     ctx.ports.store.update(
         KIND,
         verification["id"],
         {"status": "COMPLETED", "finished_at": utcnow_iso()},
         verification["revision"],
     )
-    archive.records.update(ctx.ports, backup, verification_status="FAILED" if failed else "VERIFIED")
     return f"backup {backup['id']}: " + (f"{', '.join(failed)} failed" if failed else "every check passed")
 
 
