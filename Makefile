@@ -17,20 +17,34 @@ help:
 	@echo "make provider  install the Terraform provider into a local mirror (offline terraform init)"
 	@echo "make bench   run the benchmarks under bench/"
 
+# Debian starts the services of a package it installs. When pgfleet installs a package, its
+# services stay down (a policy-rc.d for the length of the install, unless one exists) and are
+# disabled at boot (systemctl, for the packages pgfleet itself installed): pgfleet runs its own
+# etcd and servers on other ports. It never stops anything it did not start: an etcd or a
+# PostgreSQL cluster already on the machine is left running (see README, "Next to your own").
+SERVICES_OF := postgresql-15:postgresql etcd-server:etcd pgbouncer:pgbouncer
+POLICY_RC_D := /usr/sbin/policy-rc.d
+
 system-packages:
 	@missing=""; for b in $(REQUIRED_BINARIES); do [ -x "$$b" ] || missing="$$missing $$b"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Debian packages for:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
-	  else \
-	    echo "missing:$$missing -- install as root: apt-get install $(APT_PACKAGES)" >&2; exit 1; \
-	  fi; \
-	fi
-	@# Debian starts a cluster and the services on install; pgfleet runs its own on loopback.
-	@if [ "$$(id -u)" = 0 ]; then \
-	  for s in etcd pgbouncer; do (service $$s stop || true) >/dev/null 2>&1; done; \
-	  (pg_ctlcluster 15 main stop || true) >/dev/null 2>&1; \
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "missing:$$missing -- install as root: apt-get install $(APT_PACKAGES)" >&2; exit 1; \
+	fi; \
+	new=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q ' installed$$' || new="$$new $$p"; \
+	done; \
+	echo "installing Debian packages for:$$missing"; \
+	if [ ! -e $(POLICY_RC_D) ]; then \
+	  trap 'rm -f $(POLICY_RC_D)' EXIT; \
+	  printf '#!/bin/sh\n# pgfleet: no service starts while pgfleet installs packages\nexit 101\n' > $(POLICY_RC_D); \
+	  chmod 755 $(POLICY_RC_D); \
+	fi; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null || exit 1; \
+	if [ -d /run/systemd/system ]; then \
+	  for pair in $(SERVICES_OF); do \
+	    case " $$new " in *" $${pair%%:*} "*) systemctl disable --quiet "$${pair#*:}" || true;; esac; \
+	  done; \
 	fi
 
 $(VENV)/.installed: pyproject.toml

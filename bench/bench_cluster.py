@@ -114,11 +114,11 @@ def create(engine: LocalPatroniEngine, spec: ClusterSpec) -> float:
 
 
 def switchover_candidate(spec: ClusterSpec) -> str:
-    """A healthy replica: in the synchronous modes Patroni only switches over to the
-    synchronous standby, in async mode any streaming replica will do."""
+    """A streaming replica: in the synchronous modes (quorum commit) every streaming replica
+    is a synchronous standby and may take over."""
     urls = [f"http://127.0.0.1:{n.rest_port}" for n in spec.nodes]
     cluster = patroni_rest.get_cluster(urls) or {"members": []}
-    wanted = ("sync_standby",) if spec.replication_mode != "async" else ("replica", "sync_standby")
+    wanted = patroni_rest.SYNC_ROLES if spec.replication_mode != "async" else ("replica",)
     for member in cluster["members"]:
         if member.get("role") in wanted and member.get("state") == "streaming":
             return str(member["name"])

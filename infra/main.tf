@@ -54,6 +54,18 @@ locals {
     PGFLEET_JWKS_URL               = var.jwks_url != "" ? var.jwks_url : "${var.jwt_issuer}/.well-known/jwks.json"
     PGFLEET_SCHEDULED_FUNCTION_ARN = local.function_arns["scheduled"]
     PGFLEET_SCHEDULER_ROLE_ARN     = aws_iam_role.scheduler.arn
+    # Admission (core/admission.py): what one tenant may hold; headroom a request leaves on a shared host.
+    PGFLEET_TENANT_MAX_INSTANCES    = "10"
+    PGFLEET_TENANT_MAX_NODES        = "20"
+    PGFLEET_TENANT_MAX_MEMORY_MB    = "16384"
+    PGFLEET_TENANT_MAX_CPU          = "16"
+    PGFLEET_TENANT_MAX_STORAGE_GB   = "500"
+    PGFLEET_HOST_MEMORY_HEADROOM_MB = "1024"
+    PGFLEET_HOST_DISK_HEADROOM_GB   = "5"
+    # A transitional resource no operation works on for this long is marked failed by reconcile.
+    PGFLEET_STRANDED_AFTER_SECONDS = "120"
+    # A cluster node further behind its primary (bytes of WAL) is refused promotion (409).
+    PGFLEET_PROMOTE_MAX_LAG_BYTES = "1048576"
   }
 
   # Each function gets only what its code calls.

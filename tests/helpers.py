@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -105,8 +106,9 @@ class LocalStack:
     def down(self) -> str:
         return self.cli("down")
 
-    def token(self, role: str, tenant: str = "acme") -> str:
-        return self.cli("token", "--role", role, "--tenant", tenant).strip()
+    def token(self, role: str, tenant: str | None = "acme") -> str:
+        """A token confined to `tenant`; tenant=None with role admin: a platform token."""
+        return self.cli("token", "--role", role, *(("--tenant", tenant) if tenant else ())).strip()
 
     def request(
         self,
@@ -148,3 +150,35 @@ class LocalStack:
         op = self.wait_operation_any(op_id, token, timeout)
         assert op["status"] == "succeeded", op
         return op
+
+    def wait_created(self, op_id: str, token: str, timeout: float = 180) -> dict[str, Any]:
+        """The create operation, polled closely: returned as soon as it has succeeded."""
+        op: dict[str, Any] = wait_for(
+            lambda: (got := self.request("GET", f"/api/v1/operations/{op_id}", token=token)[1])["status"]
+            in ("succeeded", "failed") and got,
+            timeout, interval=0.02, what=f"operation {op_id}",
+        )  # fmt: skip
+        assert op["status"] == "succeeded", op
+        return op
+
+    def wait_first_backup(self, path: str, token: str, timeout: float = 180) -> dict[str, Any]:
+        """Wait until the instance or cluster at `path` has completed its first backup (it runs
+        as its own operation once the resource is running); returns the resource."""
+
+        def done() -> dict[str, Any] | None:
+            _, got = self.request("GET", path, token=token)
+            assert got.get("backup_status") != "failed", got
+            return got if got.get("backup_status") == "completed" else None
+
+        return wait_for(done, timeout, interval=0.2, what=f"the first backup of {path}")  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def worker_held(self) -> Iterator[None]:
+        """Freeze the runtime (worker loop and ticker) for the block: queued operations wait,
+        the gateway answers. What a worker already runs in a child process goes on."""
+        pid = int((self.home / "run" / "runtime.pid").read_text())
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)

@@ -15,7 +15,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="which local services run")
     token = sub.add_parser("token", help="print a JWT for the local stack")
     token.add_argument("--role", required=True, help="admin, operator or viewer")
-    token.add_argument("--tenant", default="default")
+    token.add_argument(
+        "--tenant",
+        default=None,
+        help="the tenant the token is confined to; required except for admin, where none means "
+        "a platform token (every tenant)",
+    )
     token.add_argument("--sub", default="local-user")
     token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
     args = parser.parse_args(argv)

@@ -8,11 +8,12 @@ fire on their own while the others run).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,11 @@ def token(stack: LocalStack) -> str:
 
 
 def _create(stack: LocalStack, token: str, name: str) -> dict[str, Any]:
+    """An instance with its first backup completed (it runs after the create, on its own)."""
     status, body = stack.request("POST", SINGLE, {"name": name}, token)
     assert status == 202, body
     stack.wait_operation(body["operation_id"], token, timeout=180)
+    stack.wait_first_backup(f"{SINGLE}/{body['id']}", token)
     return body
 
 
@@ -98,6 +101,100 @@ def _restore(stack: LocalStack, token: str, iid: str, body: dict[str, Any]) -> d
 
 def _now(uri: str) -> datetime:
     return _sql(uri, "SELECT clock_timestamp()")[0][0]
+
+
+def test_running_before_its_first_backup_which_starts_the_restorable_window(
+    stack: LocalStack, token: str
+) -> None:
+    """The create ends when the instance accepts connections; its first backup follows as
+    its own operation, shown on the instance and in its backups. A restore asked for before
+    that backup completes gets 409 with the reason; the window then starts at it."""
+    status, body = stack.request("POST", SINGLE, {"name": "early-db"}, token)
+    assert status == 202, body
+    iid, uri = body["id"], body["credentials"]["uri"]
+    created = stack.wait_created(body["operation_id"], token)
+    assert [s["name"] for s in created["steps"]] == [
+        "configure_archiving", "provision", "start", "create_database_and_stanza", "mark_running",
+    ]  # fmt: skip
+    # The worker held, the first backup cannot complete while we look.
+    with stack.worker_held():
+        _, got = stack.request("GET", f"{SINGLE}/{iid}", token=token)
+        assert got["status"] == "running" and got["backup_status"] in ("pending", "running"), got
+        first = got["first_backup_id"]
+        match = re.search(r"\(operation (op-[0-9a-f]{12})\)", got["backup_status_reason"])
+        assert match, got
+        backup_op = match[1]
+        _sql(uri, "CREATE TABLE early AS SELECT g AS id FROM generate_series(1, 10) g")  # it takes writes
+        listing = _backups(stack, token, iid)
+        assert [(b["backup_id"], b["type"]) for b in listing["backups"]] == [(first, "full")], listing
+        assert listing["backups"][0]["status"] in ("pending", "running"), listing
+        for restore in (
+            {"restore_mode": "new_instance"},
+            {"restore_mode": "overwrite"},
+            {"pitr_target": _now(uri).isoformat()},
+        ):
+            status, refused = stack.request("POST", f"{SINGLE}/{iid}/restore", restore, token)
+            assert status == 409, (restore, refused)
+            message = refused["error"]["message"]
+            assert message.startswith("no backup yet: the first backup of this instance is "), message
+            assert (
+                message.endswith(f"(operation {backup_op})")
+                and refused["error"]["details"]["backup_id"] == first
+            )
+        initiate = {"backupId": first, "recoveryType": "FULL", "validateOnly": True}
+        status, refused = stack.request("POST", f"{BACKUP}/recovery/initiate", initiate, token)
+        assert status == 409 and f"(operation {backup_op})" in refused["error"]["message"], refused
+    backup = stack.wait_operation(backup_op, token, timeout=180)
+    assert backup["type"] == "backup.initial" and backup["finished_at"] > created["finished_at"]
+    got = stack.wait_first_backup(f"{SINGLE}/{iid}", token)
+    assert got["first_backup_id"] == first and "restorable from then on" in got["backup_status_reason"]
+    listing = _backups(stack, token, iid)
+    assert [(b["backup_id"], b["status"]) for b in listing["backups"]] == [(first, "completed")]
+    # The window starts at the first backup (one second after its stop, pgBackRest's resolution).
+    finished = datetime.fromisoformat(listing["backups"][0]["timestamp"].replace("Z", "+00:00"))
+    earliest = datetime.fromisoformat(listing["earliest_restorable_time"].replace("Z", "+00:00"))
+    assert earliest == finished + timedelta(seconds=1), listing
+    status, planned = stack.request("POST", f"{BACKUP}/recovery/initiate", initiate, token)
+    assert status == 200, planned
+    # The stanza existed before the server was called running: archive_command never failed.
+    assert _sql(uri, "SELECT archived_count > 0, failed_count FROM pg_stat_archiver") == [(True, 0)]
+    status, deleting = stack.request("DELETE", f"{SINGLE}/{iid}", token=token)
+    assert status == 202, deleting
+    stack.wait_operation(deleting["operation_id"], token, timeout=180)
+
+
+def test_delete_while_the_first_backup_is_on_its_way(stack: LocalStack, token: str) -> None:
+    """A delete right after a create never pulls the server or the stanza from under the first
+    backup, nor waits for it: keeping no backup, it cancels it, begun or not."""
+    status, body = stack.request("POST", SINGLE, {"name": "brief-db"}, token)
+    assert status == 202, body
+    iid = body["id"]
+    stack.wait_created(body["operation_id"], token)
+    status, deleting = stack.request("DELETE", f"{SINGLE}/{iid}", token=token)
+    assert status == 202, deleting
+    op = stack.wait_operation(deleting["operation_id"], token, timeout=180)
+    settled = op["steps"][0]
+    assert settled["name"] == "settle_backups", op
+    print(f"delete right after create: {settled['reason']}")
+    # Not begun: cancelled before pgBackRest ran; running: pgBackRest stopped mid-way.
+    assert re.search(
+        r"^cancelled backup bkp-\S+ \(it had not begun\)$|^cancelled the running backup of stanza "
+        r"'pgi-\S+' \(backup bkp-\S+, operation op-\S+: failed\)$",
+        settled["reason"],
+    ), settled
+    assert stack.request("GET", f"{SINGLE}/{iid}", token=token)[0] == 404
+    assert stack.request("GET", f"{SINGLE}/{iid}/backups", token=token)[0] == 404
+    assert not (stack.home / "backup-repo" / "backup" / iid).exists()
+    assert not (stack.home / "backup-repo" / "archive" / iid).exists()
+    assert not (stack.home / "pgbackrest" / f"{iid}.conf").exists()
+    assert not [p for p in Path("/proc").glob("[0-9]*") if _cmdline_has(p, f"--stanza={iid}")]
+
+
+def _cmdline_has(proc: Path, needle: str) -> bool:
+    try:
+        return needle in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
 
 
 def test_archives_from_creation_encrypted(
@@ -230,13 +327,12 @@ def test_recovery_plan_dry_run_changes_nothing(stack: LocalStack, token: str, in
 def test_selective_recovery_brings_back_one_database(stack: LocalStack, token: str, instance: dict) -> None:
     iid, uri = instance["id"], instance["credentials"]["uri"]
     engine = LocalPostgresEngine(stack.home / "data")
-    with engine.connect(iid) as conn:
-        conn.execute("CREATE DATABASE tenant_abc")
-    with engine.connect(iid, "tenant_abc") as conn:
-        conn.execute("CREATE TABLE notes AS SELECT g AS id FROM generate_series(1, 500) g")
+    status, tenant = stack.request("POST", f"{SINGLE}/{iid}/tenants", {"tenant_id": "tenant-abc"}, token)
+    assert status == 201, tenant
+    tenant_uri = tenant["credentials"]["uri"]
+    _sql(tenant_uri, "CREATE TABLE notes AS SELECT g AS id FROM generate_series(1, 500) g")
     backup_id = _backup(stack, token, iid)
-    with engine.connect(iid, "tenant_abc") as conn:
-        conn.execute("DELETE FROM notes WHERE id > 10")
+    _sql(tenant_uri, "DELETE FROM notes WHERE id > 10")
     _phase(uri, 5)  # after the backup, in another database: must stay
     body = {"backupId": backup_id, "recoveryType": "SELECTIVE", "targetTenant": "tenant-abc"}
     status, started = stack.request("POST", f"{BACKUP}/recovery/initiate", body, token)
@@ -248,8 +344,15 @@ def test_selective_recovery_brings_back_one_database(stack: LocalStack, token: s
 
     state = wait_for(finished, timeout=180, what="the selective recovery")
     assert state["status"] == "COMPLETED", state
-    with engine.connect(iid, "tenant_abc") as conn:
-        assert conn.execute("SELECT count(*) FROM notes").fetchone() == (500,)
+    # Restored as the tenant's owner role (never as a superuser), reachable by the tenant again.
+    assert _sql(
+        tenant_uri, "SELECT count(*), min(tableowner) FROM notes, pg_tables WHERE tablename = 'notes'"
+    ) == [(500, "pgfleet_t_tenant_abc_owner")]
+    with engine.connect(iid) as conn:
+        assert conn.execute(
+            "SELECT pg_get_userbyid(datdba), shobj_description(oid, 'pg_database') FROM pg_database"
+            " WHERE datname = 'tenant_abc'"
+        ).fetchone() == ("postgres", "pgfleet:tenant:tenant-abc")
     assert _phases(uri)[5] == 100
     assert not any((stack.home / "scratch").iterdir())
 
@@ -331,7 +434,8 @@ def test_delete_with_final_backup_keeps_backups_restorable(
     status, body = stack.request("DELETE", f"{SINGLE}/{iid}?final_backup=true", token=token)
     assert status == 202, body
     op = stack.wait_operation(body["operation_id"], token, timeout=180)
-    assert "full backup" in op["steps"][0]["reason"]
+    steps = {step["name"]: step["reason"] for step in op["steps"]}
+    assert steps["settle_backups"] == "no backup in progress" and "full backup" in steps["final_backup"]
     assert stack.request("GET", f"{SINGLE}/{iid}", token=token)[0] == 404
     assert _backups(stack, token, iid)["backups"]
     copy = _restore(stack, token, iid, {"restore_mode": "new_instance", "name": "orders-db-again"})

@@ -4,6 +4,7 @@ in-place restore rebuilds the replicas from the restored primary."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -32,9 +33,28 @@ def token(stack: LocalStack) -> str:
 
 @pytest.fixture(scope="module")
 def cluster(stack: LocalStack, token: str) -> dict[str, Any]:
+    """A cluster, checked on its way: running before its first backup completes, a restore
+    refused (409) until then; returned once that backup is complete."""
     status, body = stack.request("POST", CLUSTERS, {"name": "ha-db", "node_count": 2}, token)
     assert status == 202, body
-    stack.wait_operation(body["operation_id"], token, timeout=300)
+    cid = body["id"]
+    created = stack.wait_created(body["operation_id"], token, timeout=300)
+    assert [s["name"] for s in created["steps"]][-2:] == ["create_database_and_stanza", "mark_running"]
+    with stack.worker_held():  # the first backup cannot complete while we look
+        _, got = stack.request("GET", f"{CLUSTERS}/{cid}", token=token)
+        assert got["status"] == "running" and got["backup_status"] in ("pending", "running"), got
+        match = re.search(r"\(operation (op-[0-9a-f]{12})\)", got["backup_status_reason"])
+        assert match, got
+        status, listing = stack.request("GET", f"{CLUSTERS}/{cid}/backups", token=token)
+        assert status == 200 and [b["backup_id"] for b in listing["backups"]] == [got["first_backup_id"]]
+        assert listing["backups"][0]["status"] in ("pending", "running"), listing
+        status, refused = stack.request("POST", f"{CLUSTERS}/{cid}/restore", {}, token)
+        assert status == 409, refused
+        assert refused["error"]["message"].startswith("no backup yet: the first backup of this cluster is ")
+        assert refused["error"]["message"].endswith(f"(operation {match[1]})"), refused
+    backup = stack.wait_operation(match[1], token, timeout=180)
+    assert backup["type"] == "backup.initial" and backup["finished_at"] > created["finished_at"]
+    stack.wait_first_backup(f"{CLUSTERS}/{cid}", token)
     return body
 
 

@@ -69,20 +69,28 @@ def test_write_and_replication_status(stack: LocalStack, token: str, cluster: di
 def test_promote_keeps_every_row(stack: LocalStack, token: str, cluster: dict) -> None:
     cid = cluster["id"]
     got = _get(stack, token, cid)
-    # In sync mode Patroni switches over only to the synchronous standby: ask for a replica
-    # that replication status shows healthy and take what Patroni allows.
-    candidate = next(n["id"] for n in got["nodes"] if n["role"] == "replica")
-    status, body = stack.request("POST", f"{CLUSTERS}/{cid}/promote", {"node_id": candidate}, token)
-    assert status == 202, body
-    op = stack.wait_operation_any(body["operation_id"], token)
-    if op["status"] == "failed":  # the other replica was the synchronous standby
-        candidate = next(n["id"] for n in got["nodes"] if n["role"] == "replica" and n["id"] != candidate)
+    # Quorum commit: any healthy replica may be named, not only Patroni's synchronous standby.
+    for candidate in sorted(n["id"] for n in got["nodes"] if n["role"] == "replica"):
+        wait_for(
+            lambda node=candidate: _ready_to_take_over(_get(stack, token, cid), node),
+            timeout=60, interval=0.5, what=f"{candidate} streaming on the primary's timeline",
+        )  # fmt: skip
         status, body = stack.request("POST", f"{CLUSTERS}/{cid}/promote", {"node_id": candidate}, token)
+        assert status == 202, body
         stack.wait_operation(body["operation_id"], token)
+        assert _get(stack, token, cid)["primary"] == candidate
     got = _get(stack, token, cid)
     assert got["primary"] == candidate
     _write(cluster["credentials"]["uri"], 2)
     assert _count(cluster["credentials"]["uri"]) == 2
+
+
+def _ready_to_take_over(cluster: dict, node_id: str) -> bool:
+    """What promote asks of a candidate: streaming on the primary's timeline."""
+    nodes = {n["id"]: n for n in cluster["nodes"]}
+    primary = nodes.get(cluster["primary"] or "")
+    node = nodes[node_id]
+    return primary is not None and node["state"] == "streaming" and node["timeline"] == primary["timeline"]
 
 
 def test_primary_loss_fails_over_by_itself(stack: LocalStack, token: str, cluster: dict) -> None:

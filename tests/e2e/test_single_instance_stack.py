@@ -46,6 +46,10 @@ def _postmaster_pid(stack: LocalStack, instance_id: str) -> int:
 def test_create_and_write_a_row(stack: LocalStack, operator: str, instance: dict) -> None:
     _, got = stack.request("GET", f"/api/v1/postgres/single/{instance['id']}", token=operator)
     assert got["status"] == "running" and got["endpoint"]["host"] == "127.0.0.1"
+    # Running means accepting connections; the first backup is an operation of its own.
+    assert got["first_backup_id"] and got["backup_status"] in ("pending", "running", "completed"), got
+    _, created = stack.request("GET", f"/api/v1/operations/{instance['operation_id']}", token=operator)
+    assert not [s["name"] for s in created["steps"] if "backup" in s["name"]], created
     with _connect(instance["credentials"]["uri"]) as conn:
         conn.execute("CREATE TABLE orders (id int primary key, item text)")
         conn.execute("INSERT INTO orders VALUES (1, 'widget')")

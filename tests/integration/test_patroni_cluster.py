@@ -7,15 +7,18 @@ printed (run with -s); they are measured, not asserted tightly: speed goals live
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,8 +27,9 @@ import pytest
 
 from pgfleet.adapters.engines.local import patroni_process, patroni_rest
 from pgfleet.adapters.engines.local.patroni import LocalPatroniEngine
+from pgfleet.core.errors import EngineError
 from pgfleet.local import etcd
-from pgfleet.ports.cluster_engine import ClusterSpec, NodeSpec
+from pgfleet.ports.cluster_engine import HEALTHY_LAG_BYTES, ClusterSpec, NodeSpec, NodeState
 
 CLUSTER = "hatest"
 DATABASE = "appdb"
@@ -181,17 +185,15 @@ def test_replication_mode_change(engine: LocalPatroniEngine, spec: ClusterSpec) 
     assert (config["synchronous_mode"], config["synchronous_mode_strict"]) == (False, False)
     engine.set_replication_mode(spec)
     config = patroni_rest.call(url, "GET", "/config").body
-    assert (config["synchronous_mode"], config["synchronous_mode_strict"]) == (True, False)
+    # sync is quorum commit: a commit waits for any one replica, and any of them may take over.
+    assert (config["synchronous_mode"], config["synchronous_mode_strict"]) == ("quorum", False)
     engine.wait_until_healthy(spec, timeout=60)  # a synchronous standby is chosen again
 
 
 def test_switchover(engine: LocalPatroniEngine, spec: ClusterSpec) -> None:
     old = primary_of(engine)
-    urls = [f"http://127.0.0.1:{n.rest_port}" for n in spec.nodes]
-    cluster = patroni_rest.get_cluster(urls)
-    assert cluster is not None
-    # In synchronous mode Patroni only switches over to the synchronous standby.
-    candidate = next(m["name"] for m in cluster["members"] if m["role"] == "sync_standby")
+    # Quorum commit: every streaming replica is a synchronous standby, any of them may take over.
+    candidate = min(m.node_id for m in engine.members(CLUSTER) if m.role == "replica")
     started = time.monotonic()
     engine.switchover(CLUSTER, candidate)
     TIMINGS["switchover"] = time.monotonic() - started
@@ -200,6 +202,177 @@ def test_switchover(engine: LocalPatroniEngine, spec: ClusterSpec) -> None:
     engine.wait_until_healthy(spec, timeout=60)
     assert {m.node_id: m.role for m in engine.members(CLUSTER)}[old] == "replica"
     assert count_rows_on(spec.node(old), 15) == 15
+
+
+class Writer(threading.Thread):
+    """Inserts sequential ids through the read-write multi-host URI, one autocommit statement
+    each, recording the ids whose commit was acknowledged; after an error it reconnects
+    (libpq finds whichever node takes writes now)."""
+
+    def __init__(self, spec: ClusterSpec) -> None:
+        super().__init__(name="promote-writer", daemon=True)
+        self._uri = uri(spec) + "&connect_timeout=2"
+        self._halt = threading.Event()
+        self.acked: list[int] = []
+        self.attempted = 0
+        self.crash: BaseException | None = None
+
+    def run(self) -> None:
+        conn: psycopg.Connection | None = None
+        try:
+            while not self._halt.is_set():
+                if conn is None:
+                    try:
+                        conn = psycopg.connect(self._uri, password=PASSWORD, autocommit=True)
+                    except psycopg.Error:
+                        time.sleep(0.05)
+                        continue
+                self.attempted += 1
+                try:
+                    conn.execute("INSERT INTO promote_writes (id) VALUES (%s)", (self.attempted,))
+                except psycopg.Error:
+                    conn.close()
+                    conn = None
+                    continue
+                self.acked.append(self.attempted)
+        except BaseException as exc:  # surfaced by the test
+            self.crash = exc
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def wait_acks(self, count: int, timeout: float = 30) -> None:
+        target = len(self.acked) + count
+        deadline = time.monotonic() + timeout
+        while len(self.acked) < target:
+            assert self.crash is None and self.is_alive(), self.crash
+            assert time.monotonic() < deadline, f"fewer than {count} commits in {timeout:.0f}s"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=30)
+
+
+def test_promote_the_asynchronous_replica_while_committing(
+    engine: LocalPatroniEngine, spec: ClusterSpec
+) -> None:
+    """A cluster in Patroni's plain synchronous mode (how `sync` clusters were configured
+    before quorum commit) has one synchronous standby and one asynchronous replica. The
+    asynchronous one is promoted while a writer commits: it becomes the primary and no
+    acknowledged commit is lost."""
+    url = f"http://127.0.0.1:{spec.nodes[0].rest_port}"
+    legacy = {"synchronous_mode": True, "synchronous_mode_strict": False}
+    resp = patroni_rest.call(url, "PATCH", "/config", legacy, auth=engine._auth(CLUSTER))
+    assert resp.status == 200, resp
+    urls = [f"http://127.0.0.1:{n.rest_port}" for n in spec.nodes]
+
+    def roles() -> dict[str, str]:
+        cluster = patroni_rest.get_cluster(urls) or {"members": []}
+        return {m["name"]: m["role"] for m in cluster["members"] if m.get("state") == "streaming"}
+
+    wait_for(lambda: sorted(roles().values()) == ["replica", "sync_standby"], 60, "one sync, one async")
+    candidate = next(name for name, role in roles().items() if role == "replica")
+    with psycopg.connect(uri(spec), password=PASSWORD, autocommit=True) as conn:
+        conn.execute("CREATE TABLE promote_writes (id bigint PRIMARY KEY)")
+    writer = Writer(spec)
+    writer.start()
+    try:
+        writer.wait_acks(50)
+        print(engine.switchover(CLUSTER, candidate))
+        writer.wait_acks(50)  # writes flow again, on the new primary
+    finally:
+        writer.stop()
+    assert writer.crash is None, writer.crash
+    assert primary_of(engine) == candidate
+    with psycopg.connect(
+        host="127.0.0.1", port=spec.node(candidate).port, dbname=DATABASE, user=USERNAME, password=PASSWORD
+    ) as conn:
+        present = {int(r[0]) for r in conn.execute("SELECT id FROM promote_writes")}
+    lost = sorted(set(writer.acked) - present)
+    assert lost == [], f"{len(lost)} acknowledged commits lost, first {lost[:10]}"
+    assert present <= set(range(1, writer.attempted + 1))
+    print(f"promoted {candidate}: {len(writer.acked)} commits acknowledged, none lost")
+    engine.wait_until_healthy(spec, timeout=90)
+
+
+def _freeze_patroni(engine: LocalPatroniEngine, node_id: str) -> Callable[[], None]:
+    """SIGSTOP the node's Patroni: PostgreSQL keeps running, but what the DCS says about the
+    node (state, timeline, WAL position) stays as it was. Returns the function that thaws it.
+    The member key lives for Patroni's ttl (20 s): thaw well before that."""
+    paths = engine.paths(CLUSTER, node_id)
+    pid = patroni_process.patroni_pid(paths)
+    assert pid is not None
+    # As root, Patroni's parent is runuser, which stops itself when its child stops (job
+    # control) and must be continued too, or it outlives the cluster.
+    parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    wrappers = [parent] if os.fsencode(paths.config) in _cmdline(parent) else []
+    os.kill(pid, signal.SIGSTOP)
+
+    def thaw() -> None:
+        for target in (pid, *wrappers):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(target, signal.SIGCONT)
+
+    return thaw
+
+
+def _members(engine: LocalPatroniEngine) -> dict[str, NodeState]:
+    return {m.node_id: m for m in engine.members(CLUSTER)}
+
+
+def test_a_replica_behind_the_primary_is_not_healthy(engine: LocalPatroniEngine, spec: ClusterSpec) -> None:
+    """wait_until_healthy calls a replica healthy only on the primary's timeline and at most
+    HEALTHY_LAG_BYTES behind it, as Patroni reports them; "streaming" alone is not enough."""
+    engine.wait_until_healthy(spec, timeout=60)
+    primary = primary_of(engine)
+    replicas = sorted(n.node_id for n in spec.nodes if n.node_id != primary)
+    # The last replica by name: the engine asks the first Patroni that answers, never this one.
+    behind, other = replicas[-1], replicas[0]
+
+    # 1. Behind by more than the bound: 4 MB of WAL the frozen node's report does not show.
+    thaw = _freeze_patroni(engine, behind)
+    try:
+        with psycopg.connect(uri(spec), password=PASSWORD, autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS bulk (id int, pad text)")
+            conn.execute("INSERT INTO bulk SELECT g, repeat('x', 1000) FROM generate_series(1, 4000) g")
+        wait_for(
+            lambda: (_members(engine)[behind].lag_bytes or 0) > HEALTHY_LAG_BYTES, 10, "the lag reported"
+        )
+        with pytest.raises(EngineError, match=rf"{behind}: \d+ bytes behind"):
+            engine.wait_until_healthy(spec, timeout=2)
+    finally:
+        thaw()
+    engine.wait_until_healthy(spec, timeout=60)
+
+    # 2. On an older timeline: a switchover while the node's report is frozen.
+    timeline = _members(engine)[primary].timeline
+    assert timeline is not None
+    thaw = _freeze_patroni(engine, behind)
+    try:
+        engine.switchover(CLUSTER, other)
+        wait_for(lambda: (_members(engine)[other].timeline or 0) > timeline, 10, "the new timeline reported")
+        assert _members(engine)[behind].state == "streaming"  # as its report still says
+        # Only the new primary and the frozen node: the old primary is still rejoining, and
+        # the frozen node's timeline is what is checked here.
+        pair = dataclasses.replace(
+            spec, nodes=(spec.node(other), spec.node(behind)), replication_mode="async"
+        )
+        with pytest.raises(EngineError, match=rf"{behind}: on timeline {timeline}, the primary on"):
+            engine.wait_until_healthy(pair, timeout=2)
+    finally:
+        thaw()
+    engine.wait_until_healthy(spec, timeout=90)
+    members = _members(engine)
+    assert members[behind].timeline == members[other].timeline
+    assert (members[behind].lag_bytes or 0) <= HEALTHY_LAG_BYTES
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
 
 
 def test_failover_after_kill(engine: LocalPatroniEngine, spec: ClusterSpec) -> None:

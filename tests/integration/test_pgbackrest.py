@@ -352,6 +352,45 @@ def test_backup_verify_point_in_time_restore_and_expire(
     assert engine.list_backups(STANZA) == []
 
 
+def test_a_running_backup_can_be_cancelled(
+    engine: LocalPgBackRest, servers: list[Server], workdir: Path
+) -> None:
+    """cancel_backup (a delete that keeps no backup) stops a backup mid-way: its caller gets
+    EngineError, no backup is left in the stanza, and the stanza works again afterwards."""
+    source = Server(workdir / "src", free_port())
+    source.initdb()
+    source.configure(engine.archive_settings(STANZA, source.data, source.socket, source.port))
+    servers.append(source)
+    source.start()
+    engine.create_stanza(STANZA, source.data, source.socket, source.port)
+    source.query(
+        "CREATE TABLE filler AS SELECT g AS id, md5(g::text) AS pad FROM generate_series(1, 1000000) g"
+    )
+    assert "no backup" in engine.cancel_backup(STANZA)
+    outcome: dict[str, Any] = {}
+
+    def back_up() -> None:
+        try:
+            outcome["info"] = engine.backup(STANZA, "full")
+        except EngineError as exc:
+            outcome["error"] = str(exc)
+
+    thread = threading.Thread(target=back_up)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while engine.backup_progress(STANZA) is None:
+        assert thread.is_alive() and time.monotonic() < deadline, outcome
+        time.sleep(0.01)
+    reason = engine.cancel_backup(STANZA)
+    thread.join(60)
+    assert reason.startswith("cancelled the running backup"), reason
+    assert "error" in outcome and "info" not in outcome, outcome
+    assert engine.backup_progress(STANZA) is None and engine.list_backups(STANZA) == []
+    # Commands are accepted again: archiving and the next backup work.
+    engine.check(STANZA)
+    assert engine.backup(STANZA, "full").type == "full"
+
+
 def test_stanza_configuration_is_private(workdir: Path) -> None:
     """The passphrase lives in a 0600 file of the postgres user, never in the archive_command."""
     engine = LocalPgBackRest(workdir / "fleet", cipher_passphrase_for=lambda stanza: PASSPHRASE)

@@ -141,16 +141,30 @@ def test_set_aside_refuses_a_running_server(rig: Rig) -> None:
 
 
 def test_encrypted_dump_and_restore_of_one_database(rig: Rig, tmp_path: Path) -> None:
-    rig.sql("CREATE DATABASE tenant_x")
-    rig.sql("CREATE TABLE notes AS SELECT g AS id FROM generate_series(1, 200) g", database="tenant_x")
+    rig.sql("CREATE ROLE tenant_x_owner NOLOGIN")
+    rig.sql("CREATE DATABASE tenant_x OWNER tenant_x_owner")
+    rig.sql("REVOKE ALL ON DATABASE tenant_x FROM PUBLIC")
+    rig.sql("ALTER DATABASE tenant_x CONNECTION LIMIT 7")
+    rig.sql("COMMENT ON DATABASE tenant_x IS 'kept by a restore'")
+    rig.sql("SET ROLE tenant_x_owner; CREATE TABLE notes AS SELECT g AS id FROM generate_series(1, 200) g",
+            database="tenant_x")  # fmt: skip
     dump = rig.host.dump_path(STANZA, "bkp-000000000001")
     size = rig.host.dump_database(rig.location, "tenant_x", dump, PASSPHRASE)
     assert size == dump.stat().st_size > 0 and not dump.read_bytes().startswith(b"PGDMP")
     rig.sql("DELETE FROM notes WHERE id > 5", database="tenant_x")
     rig.sql("INSERT INTO items VALUES (-1)")  # another database: untouched by the restore
     reason = rig.host.restore_database(rig.location, "tenant_x", dump, PASSPHRASE)
-    assert "database tenant_x restored" in reason
+    assert "database tenant_x restored" in reason and "as tenant_x_owner" in reason, reason
     assert rig.sql("SELECT count(*) FROM notes", database="tenant_x") == [(200,)]
+    # What the database was besides its content stays: owner, limit, comment, privileges.
+    assert rig.sql(
+        "SELECT pg_get_userbyid(datdba), datconnlimit, shobj_description(oid, 'pg_database'),"
+        " has_database_privilege('public', oid, 'CONNECT') FROM pg_database WHERE datname = 'tenant_x'"
+    ) == [("tenant_x_owner", 7, "kept by a restore", False)]
+    assert rig.sql("SELECT tableowner FROM pg_tables WHERE tablename = 'notes'", database="tenant_x") == [
+        ("tenant_x_owner",)
+    ]
+    assert rig.sql("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'pgfleet%%'") == [(0,)]  # logins gone
     assert rig.sql("SELECT count(*) FROM items WHERE n = -1") == [(1,)]
     assert rig.sql("SELECT count(*) FROM pg_database WHERE datname LIKE %s", ("%pgfleet_prev",)) == [(0,)]
     # A wrong passphrase fails and leaves the database as it was.
@@ -161,6 +175,25 @@ def test_encrypted_dump_and_restore_of_one_database(rig: Rig, tmp_path: Path) ->
     with pytest.raises(EngineError, match="does not exist"):
         rig.host.dump_database(rig.location, "no_such_db", dump, PASSPHRASE)
     assert "deleted" in rig.host.delete_dump(dump) and "already" in rig.host.delete_dump(dump)
+
+
+def test_a_dump_of_superuser_objects_is_not_restored_as_a_superuser(rig: Rig) -> None:
+    rig.sql("CREATE DATABASE made_by_the_superuser")
+    rig.sql("CREATE TABLE kept AS SELECT 1 AS one", database="made_by_the_superuser")
+    dump = rig.host.dump_path(STANZA, "bkp-000000000002")
+    rig.host.dump_database(rig.location, "made_by_the_superuser", dump, PASSPHRASE)
+    rig.sql("INSERT INTO kept VALUES (2)", database="made_by_the_superuser")
+    with pytest.raises(
+        EngineError, match="cannot restore objects owned by postgres: a restore never runs as a superuser"
+    ):
+        rig.host.restore_database(rig.location, "made_by_the_superuser", dump, PASSPHRASE)
+    with pytest.raises(EngineError, match="cannot restore as 'postgres'"):
+        rig.host.restore_database(rig.location, "made_by_the_superuser", dump, PASSPHRASE, owner="postgres")
+    # Refused before anything changed.
+    assert rig.sql("SELECT count(*) FROM kept", database="made_by_the_superuser") == [(2,)]
+    assert rig.sql("SELECT count(*) FROM pg_database WHERE datname LIKE %s", ("%pgfleet_prev",)) == [(0,)]
+    rig.sql("DROP DATABASE made_by_the_superuser")
+    rig.host.delete_dump(dump)
 
 
 def test_scratch_server_consistency(rig: Rig) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgfleet.adapters.engines.local import logical_dump, process
 from pgfleet.adapters.engines.local import postgres as local_pg
 from pgfleet.adapters.engines.local.cgroups import CgroupLimits
 from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
@@ -24,6 +25,7 @@ from pgfleet.core import resources
 from pgfleet.core.auth import Principal
 from pgfleet.core.models import utcnow_iso
 from pgfleet.core.paging import PageQuery
+from pgfleet.domains import archive
 from pgfleet.domains.instances import service as instances
 from pgfleet.domains.monitoring import service as alerts
 from pgfleet.domains.quotas import service as quotas
@@ -67,6 +69,7 @@ def instance(ports: FakePorts) -> Iterator[dict[str, Any]]:
         "created_at": now, "updated_at": now, "operation_id": None,
     }  # fmt: skip
     ports.store.create("instance", record)
+    archive.service.ensure_cipher(ports, iid)  # what configure_archiving leaves: final dumps use it
     spec = instances.server_spec(record)
     ports.engine.provision(spec)
     ports.engine.start(spec)
@@ -237,9 +240,14 @@ def test_deleting_a_tenant_leaves_a_backup_of_exactly_its_data(
     assert backup["parent_id"] == instance["id"] and backup["logical"] and backup["status"] == "completed"
     dump = Path(backup["dump_path"])
     assert dump.is_file() and dump.stat().st_size == backup["size_bytes"] > 0
+    # Encrypted on disk with the instance's repository passphrase: no plaintext of the tenant's.
+    assert backup["encrypted"] is True
+    assert b"PGDMP" not in dump.read_bytes() and b"orders" not in dump.read_bytes()
+    plain = process.make_owned_dir(dump.parent.parent / "plain") / "tenant-b.dump"
+    logical_dump.decrypt(dump, plain, archive.service.cipher_passphrase(ports.secrets, instance["id"]))
     bin_dir = local_pg.bin_dir_for("15")
     listing = subprocess.run(
-        [str(bin_dir / "pg_restore"), "-l", str(dump)], capture_output=True, text=True, check=True
+        [str(bin_dir / "pg_restore"), "-l", str(plain)], capture_output=True, text=True, check=True
     )
     assert "TABLE DATA tenant_b orders" in listing.stdout
     assert (

@@ -89,6 +89,10 @@ class FakeBackupEngine(BackupEngine):
         entry["backups"].append(info)
         return info
 
+    def cancel_backup(self, stanza: str) -> str:
+        self._check("cancel_backup")
+        return f"no backup of stanza {stanza!r} runs"  # backups here end before the call returns
+
     def backup_progress(self, stanza: str) -> int | None:
         return self.progress.get(stanza)
 

@@ -39,7 +39,8 @@ def call(fake_ports: FakePorts):  # type: ignore[no-untyped-def]
 
     tokens = LocalTokens(fake_ports.settings.home)
 
-    def _call(method: str, path: str, body: Any = None, role: str | None = "operator", tenant: str = "acme",
+    # tenant=None with role="admin": a platform token (every tenant).
+    def _call(method: str, path: str, body: Any = None, role: str | None = "operator", tenant: str | None = "acme",
               headers: dict[str, str] | None = None) -> tuple[int, Any]:  # fmt: skip
         hdrs = {"Content-Type": "application/json", **(headers or {})}
         if role:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pgfleet.core.errors import AlreadyExists, Conflict, NotFound
+from pgfleet.core.errors import AlreadyExists, Conflict, NotFound, StoreError
 from pgfleet.core.settings import Settings
 from pgfleet.ports.cluster_engine import (
     ClusterEngine,
@@ -28,6 +28,7 @@ from pgfleet.ports.database_admin import (
 )
 from pgfleet.ports.engine import (
     Engine,
+    HostCapacity,
     LogLine,
     ReplicaLag,
     ServerSpec,
@@ -36,7 +37,16 @@ from pgfleet.ports.engine import (
     replication_slot_name,
 )
 from pgfleet.ports.history import HistoryPage, HistoryRecord, HistoryStore, check_query, check_stream
-from pgfleet.ports.metadata import FILTERABLE_STRING_LENGTH, Filters, MetadataStore, Range, Record
+from pgfleet.ports.metadata import (
+    FILTERABLE_STRING_LENGTH,
+    Create,
+    Filters,
+    MetadataStore,
+    Range,
+    Record,
+    Update,
+    Write,
+)
 from pgfleet.ports.queue import Queue
 from pgfleet.ports.scheduler import Schedule, Scheduler
 from pgfleet.ports.secrets import Secrets
@@ -44,18 +54,50 @@ from tests.unit.backup_fakes import FakeBackupEngine, FakeRestoreHost
 
 
 class FakeStore(MetadataStore):
+    """Records and claims in dicts. `fail_writes_of` holds kinds whose writes fail (StoreError),
+    as a store that breaks between two writes: a transaction touching one writes nothing."""
+
     def __init__(self) -> None:
         self.records: dict[tuple[str, str], Record] = {}
         self.claims: dict[str, dict[str, Any]] = {}
+        self.fail_writes_of: set[str] = set()
+
+    def _check(self, write: Write) -> None:
+        if write.kind in self.fail_writes_of:
+            raise StoreError(f"could not write {write.kind} (injected)")
+        if isinstance(write, Create):
+            if (write.kind, write.record["id"]) in self.records or any(
+                k in self.claims for k in write.unique_keys
+            ):
+                raise AlreadyExists(f"{write.kind} already exists")
+            return
+        current = self.records.get((write.kind, write.record_id))
+        if current is None:
+            raise NotFound(f"{write.kind} {write.record_id} not found")
+        if write.expected_revision is not None and current["revision"] != write.expected_revision:
+            raise Conflict("stale")
+
+    def _apply(self, write: Write) -> Record:
+        if isinstance(write, Create):
+            stored = {**copy.deepcopy(write.record), "revision": 1}
+            self.records[(write.kind, write.record["id"])] = stored
+            for k in write.unique_keys:
+                self.claims[k] = {"owner": write.record["id"], "value": None}
+            return copy.deepcopy(stored)
+        current = self.records[(write.kind, write.record_id)]
+        current.update(copy.deepcopy(write.changes))
+        current["revision"] += 1
+        return copy.deepcopy(current)
+
+    def transact(self, writes: Sequence[Write]) -> list[Record]:
+        assert 1 <= len(writes) <= 10
+        for write in writes:
+            self._check(write)
+        return [self._apply(write) for write in writes]
 
     def create(self, kind: str, record: Record, unique_keys: tuple[str, ...] = ()) -> Record:
-        if (kind, record["id"]) in self.records or any(k in self.claims for k in unique_keys):
-            raise AlreadyExists(f"{kind} already exists")
-        stored = {**copy.deepcopy(record), "revision": 1}
-        self.records[(kind, record["id"])] = stored
-        for k in unique_keys:
-            self.claims[k] = {"owner": record["id"], "value": None}
-        return copy.deepcopy(stored)
+        (stored,) = self.transact([Create(kind, record, unique_keys)])
+        return stored
 
     def get(self, kind: str, record_id: str) -> Record | None:
         found = self.records.get((kind, record_id))
@@ -64,14 +106,8 @@ class FakeStore(MetadataStore):
     def update(
         self, kind: str, record_id: str, changes: Record, expected_revision: int | None = None
     ) -> Record:
-        current = self.records.get((kind, record_id))
-        if current is None:
-            raise NotFound(f"{kind} {record_id} not found")
-        if expected_revision is not None and current["revision"] != expected_revision:
-            raise Conflict("stale")
-        current.update(copy.deepcopy(changes))
-        current["revision"] += 1
-        return copy.deepcopy(current)
+        (stored,) = self.transact([Update(kind, record_id, changes, expected_revision)])
+        return stored
 
     def delete(self, kind: str, record_id: str, unique_keys: tuple[str, ...] = ()) -> None:
         self.records.pop((kind, record_id), None)
@@ -297,7 +333,8 @@ class FakeDatabaseAdmin(DatabaseAdmin):
             self.tenants[tenant.name]["login"] = False
         return "logins blocked"
 
-    def dump_tenant(self, tenant: TenantSpec, label: str) -> LogicalDump:
+    def dump_tenant(self, tenant: TenantSpec, label: str, passphrase: str) -> LogicalDump:
+        assert passphrase, "a tenant's dump is encrypted"
         dump = LogicalDump(Path(f"/fake/logical-backups/{label}-{len(self.dumps)}.dump"), 4096)
         self.dumps.append(dump)
         return dump
@@ -339,10 +376,17 @@ class FakeEngine(Engine):
         self.limits: dict[str, tuple[int, float]] = {}  # server id -> (memory MB, cpu) applied
         self.fail_on: set[str] = set()
         self._pids = itertools.count(1000)
+        # What the host has free; tests shrink it to see admission refuse.
+        self.capacity: HostCapacity | None = HostCapacity(
+            memory_total_mb=65536, memory_available_mb=65536, disk_total_gb=2000.0, disk_free_gb=2000.0
+        )
 
     @property
     def host(self) -> str:
         return "127.0.0.1"
+
+    def host_capacity(self) -> HostCapacity | None:
+        return self.capacity
 
     def supported_versions(self) -> list[str]:
         return ["15"]
@@ -488,16 +532,18 @@ class FakeClusterEngine(ClusterEngine):
         return "healthy"
 
     def members(self, cluster_id: str) -> list[NodeState]:
+        """A node's "state", "timeline" and "lag_bytes" may be set in `nodes` to play a
+        replica that is still starting, on an older timeline, or behind."""
         leader = self.leader.get(cluster_id)
         return [
             NodeState(
                 n,
                 "primary" if n == leader else "replica",
-                "running" if n == leader else "streaming",
+                "running" if n == leader else v.get("state", "streaming"),
                 "127.0.0.1",
                 v["port"],
-                1,
-                None if n == leader else 0,
+                1 if n == leader else v.get("timeline", 1),
+                None if n == leader else v.get("lag_bytes", 0),
                 v["running"],
             )  # fmt: skip
             for n, v in self.nodes.get(cluster_id, {}).items()

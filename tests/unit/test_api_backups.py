@@ -40,6 +40,173 @@ def test_every_instance_archives_and_has_a_first_backup(call, fake_ports):
     assert listing["earliest_restorable_time"] and listing["latest_restorable_time"]
 
 
+def _created_alone(call, fake_ports, name="orders-db"):
+    """An instance whose create operation has run, and whose first backup has not: returns
+    the instance and the first backup's operation id."""
+    from pgfleet.core import operations
+
+    status, body = call("POST", SINGLE, {"name": name})
+    assert status == 202, body
+    fake_ports.queue.messages.remove({"operation_id": body["operation_id"]})
+    queued = list(fake_ports.queue.messages)
+    assert "succeeded" in operations.run(fake_ports, body["operation_id"])
+    (message,) = [m for m in fake_ports.queue.messages if m not in queued]
+    return body, message["operation_id"]
+
+
+def _run_alone(fake_ports, operation_id):
+    """Run one operation before any queued one (the first backup stays queued)."""
+    from pgfleet.core import operations
+
+    fake_ports.queue.messages.remove({"operation_id": operation_id})
+    return operations.run(fake_ports, operation_id)
+
+
+def test_a_restore_before_the_first_backup_is_409_with_the_reason(call, fake_ports):
+    from pgfleet.domains.archive import records
+
+    inst, backup_op = _created_alone(call, fake_ports)
+    iid = inst["id"]
+    first = call("GET", f"{SINGLE}/{iid}")[1]["first_backup_id"]
+    _, listing = call("GET", f"{SINGLE}/{iid}/backups")
+    assert [(b["backup_id"], b["type"], b["status"]) for b in listing["backups"]] == [
+        (first, "full", "pending")
+    ]
+    assert listing["earliest_restorable_time"] is None and listing["latest_restorable_time"] is None
+    status, refused = call("POST", f"{SINGLE}/{iid}/restore", {})
+    assert status == 409 and refused["error"]["code"] == "invalid_state"
+    assert refused["error"]["message"] == (
+        f"no backup yet: the first backup of this instance is pending (operation {backup_op})"
+    )
+    assert refused["error"]["details"] == {"backup_id": first, "operation_id": backup_op}
+    pitr = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    for body in ({"restore_mode": "overwrite"}, {"pitr_target": pitr}, {"backup_id": first}):
+        status, refused = call("POST", f"{SINGLE}/{iid}/restore", body)
+        assert status == 409 and f"operation {backup_op}" in refused["error"]["message"], (body, refused)
+    initiate = {"backupId": first, "recoveryType": "FULL", "validateOnly": True}
+    status, refused = call("POST", f"{BACKUP}/recovery/initiate", initiate)
+    assert status == 409 and f"is pending (operation {backup_op})" in refused["error"]["message"], refused
+    assert call("POST", f"{SINGLE}/{iid}/backup")[0] == 409  # one backup at a time: the first is on its way
+    assert not fake_ports.store.list("recovery")[0]  # nothing was started
+    fake_ports.drain()
+    # The restorable window starts at the first backup.
+    _, listing = call("GET", f"{SINGLE}/{iid}/backups")
+    assert [(b["backup_id"], b["status"]) for b in listing["backups"]] == [(first, "completed")]
+    finished = records.parse_iso(fake_ports.store.get("backup", first)["finished_at"])
+    assert listing["earliest_restorable_time"] == records.iso(finished + timedelta(seconds=1))
+    assert call("POST", f"{SINGLE}/{iid}/restore", {})[0] == 202
+
+
+def test_a_retried_mark_running_starts_the_first_backup_once(call, fake_ports):
+    """A worker that dies after storing the first backup, before its step is saved, runs the
+    step again: the same record and operation, handed to the worker again."""
+    from pgfleet.core.operations import StepContext
+    from pgfleet.domains.archive import lifecycle, records
+
+    inst, backup_op = _created_alone(call, fake_ports)
+    create_op = fake_ports.store.get("operation", inst["operation_id"])
+    again = lifecycle.start_first_backup(
+        StepContext(fake_ports, create_op), fake_ports.store.get("instance", inst["id"])
+    )
+    assert again["id"] == call("GET", f"{SINGLE}/{inst['id']}")[1]["first_backup_id"]
+    assert again["operation_id"] == backup_op
+    assert [r["id"] for r in records.of_resource(fake_ports, inst["id"])] == [again["id"]]
+    assert fake_ports.queue.messages == [{"operation_id": backup_op}] * 2  # a duplicate delivery is harmless
+    fake_ports.drain()
+    assert len(fake_ports.backup_engine.list_backups(inst["id"])) == 1
+
+
+def test_a_failed_first_backup_is_visible_and_a_later_backup_makes_it_restorable(call, fake_ports):
+    fake_ports.backup_engine.fail_on.add("backup")
+    iid = _instance(call, fake_ports)["id"]
+    _, got = call("GET", f"{SINGLE}/{iid}")
+    assert got["status"] == "running" and got["backup_status"] == "failed", got
+    assert "backup failed (injected)" in got["backup_status_reason"]
+    assert fake_ports.backup_engine.stanzas[iid]["created"]  # archiving is not affected
+    status, refused = call("POST", f"{SINGLE}/{iid}/restore", {})
+    assert status == 409, refused
+    assert (
+        "the first backup of this instance failed (backup: backup failed (injected))"
+        in refused["error"]["message"]
+    )
+    fake_ports.backup_engine.fail_on.clear()
+    _backup(call, fake_ports, iid)
+    _, got = call("GET", f"{SINGLE}/{iid}")
+    assert got["backup_status"] == "completed" and "restorable from backup" in got["backup_status_reason"]
+
+
+def test_delete_right_after_create_cancels_the_first_backup(call, fake_ports):
+    inst, backup_op = _created_alone(call, fake_ports)
+    status, deleting = call("DELETE", f"{SINGLE}/{inst['id']}")
+    assert status == 202, deleting
+    assert "succeeded" in _run_alone(fake_ports, deleting["operation_id"])  # before a worker took the backup
+    _, op = call("GET", f"/api/v1/operations/{deleting['operation_id']}")
+    assert op["steps"][0]["name"] == "settle_backups" and "cancelled backup" in op["steps"][0]["reason"]
+    _, backup = call("GET", f"/api/v1/operations/{backup_op}")
+    assert backup["status"] == "failed" and "cancelled: the instance is being deleted" in backup["error"]
+    assert (
+        inst["id"] not in fake_ports.backup_engine.stanzas and call("GET", f"{SINGLE}/{inst['id']}")[0] == 404
+    )
+    # With a final backup, that one is the only backup taken.
+    kept, kept_op = _created_alone(call, fake_ports, "kept-db")
+    _, deleting = call("DELETE", f"{SINGLE}/{kept['id']}?final_backup=true")
+    assert "succeeded" in _run_alone(fake_ports, deleting["operation_id"])
+    _, listing = call("GET", f"{SINGLE}/{kept['id']}/backups")
+    assert [b["status"] for b in listing["backups"]] == ["failed", "completed"]
+    assert len(fake_ports.backup_engine.list_backups(kept["id"])) == 1
+
+
+def test_delete_finishes_a_first_backup_whose_worker_is_gone(call, fake_ports):
+    from pgfleet.core import operations
+
+    inst, backup_op = _created_alone(call, fake_ports)
+    first = fake_ports.store.get("instance", inst["id"])["first_backup_id"]
+    # A worker began the backup and died: the record is running, the operation's lease ran out.
+    record = fake_ports.store.get("backup", first)
+    fake_ports.store.update(
+        "backup", first, {"status": "running", "started_at": record["created_at"], "labels_before": []}
+    )
+    fake_ports.store.update(
+        "operation", backup_op, {"status": "running", "lease_owner": "gone:1", "lease_until": 0}
+    )
+    _, deleting = call("DELETE", f"{SINGLE}/{inst['id']}?final_backup=true")
+    fake_ports.queue.messages.clear()
+    assert "succeeded" in operations.run(fake_ports, deleting["operation_id"])
+    _, op = call("GET", f"/api/v1/operations/{deleting['operation_id']}")
+    assert f"waited for backup {first} (operation {backup_op}) to end: completed" in op["steps"][0]["reason"]
+    _, listing = call("GET", f"{SINGLE}/{inst['id']}/backups")
+    assert [(b["backup_id"] == first, b["status"]) for b in listing["backups"]] == [
+        (True, "completed"), (False, "completed")
+    ]  # fmt: skip
+
+
+def test_reconcile_resumes_a_first_backup_nobody_works_on(call, fake_ports):
+    from pgfleet.domains.reconcile import service as reconcile
+
+    inst, backup_op = _created_alone(call, fake_ports)
+    fake_ports.queue.messages.clear()  # its message is lost
+    assert not [a for a in reconcile.run(fake_ports) if backup_op in a]  # too young to call lost
+    an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    fake_ports.store.update("operation", backup_op, {"updated_at": an_hour_ago})
+    actions = reconcile.run(fake_ports)
+    assert any(
+        a.startswith(f"{inst['id']}: first backup") and f"resumed backup.initial operation {backup_op}" in a
+        for a in actions
+    ), actions
+    fake_ports.drain()
+    assert call("GET", f"{SINGLE}/{inst['id']}")[1]["backup_status"] == "completed"
+    # An operation that ended without completing its backup: the backup is marked failed, once.
+    other, other_op = _created_alone(call, fake_ports, "other-db")
+    fake_ports.queue.messages.clear()
+    fake_ports.store.update("operation", other_op, {"status": "failed"})
+    assert any(
+        f"{other['id']}: first backup" in a and "marked failed" in a for a in reconcile.run(fake_ports)
+    )
+    assert not [a for a in reconcile.run(fake_ports) if other["id"] in a]
+    _, got = call("GET", f"{SINGLE}/{other['id']}")
+    assert got["backup_status"] == "failed" and "ended without completing it" in got["backup_status_reason"]
+
+
 def test_backup_api_shapes_types_and_errors(call, fake_ports):
     iid = _instance(call, fake_ports)["id"]
     accepted = _backup(call, fake_ports, iid)
@@ -287,7 +454,7 @@ def test_backup_set_of_a_tenant(call, fake_ports):
     members = fake_ports.store.get("backup_set", executed["backupId"])["members"]
     assert {fake_ports.store.get("backup", m)["parent_id"] for m in members} == {a, b}
     # a platform admin without tenantId backs up every tenant
-    status, everything = call("POST", f"{BACKUP}/execute", {"backupType": "FULL"}, role="admin", tenant="ops")
+    status, everything = call("POST", f"{BACKUP}/execute", {"backupType": "FULL"}, role="admin", tenant=None)
     assert status == 202
     members = fake_ports.store.get("backup_set", everything["backupId"])["members"]
     assert {fake_ports.store.get("backup", m)["parent_id"] for m in members} == {a, b, other}

@@ -23,6 +23,34 @@ def test_create_gives_multi_host_uris_and_topology(call, fake_ports):
     assert got["replication_mode"] == "sync"
 
 
+def test_cluster_runs_before_its_first_backup(call, fake_ports):
+    from pgfleet.core import operations
+
+    status, body = call("POST", CLUSTERS, {"name": "ha-db"})
+    assert status == 202, body
+    fake_ports.queue.messages.clear()  # the create alone
+    assert "succeeded" in operations.run(fake_ports, body["operation_id"])
+    _, op = call("GET", f"/api/v1/operations/{body['operation_id']}")
+    assert [s["name"] for s in op["steps"]][-2:] == ["create_database_and_stanza", "mark_running"]
+    assert fake_ports.backup_engine.stanzas[body["id"]]["created"]  # archiving works from creation
+    _, got = call("GET", f"{CLUSTERS}/{body['id']}")
+    assert got["status"] == "running" and got["backup_status"] == "pending", got
+    (backup_op,) = [m["operation_id"] for m in fake_ports.queue.messages]
+    assert f"operation {backup_op}" in got["backup_status_reason"]
+    _, listing = call("GET", f"{CLUSTERS}/{body['id']}/backups")
+    assert [(b["backup_id"], b["status"]) for b in listing["backups"]] == [
+        (got["first_backup_id"], "pending")
+    ]
+    assert listing["earliest_restorable_time"] is None
+    status, refused = call("POST", f"{CLUSTERS}/{body['id']}/restore", {})
+    assert status == 409 and "the first backup of this cluster is pending" in refused["error"]["message"]
+    fake_ports.drain()
+    _, got = call("GET", f"{CLUSTERS}/{body['id']}")
+    assert got["backup_status"] == "completed"
+    _, listing = call("GET", CLUSTERS)
+    assert listing["clusters"][0]["backup_status"] == "completed"
+
+
 def test_validation(call, fake_ports):
     assert call("POST", CLUSTERS, {"name": "ha-db", "node_count": 10})[0] == 422
     assert call("POST", CLUSTERS, {"name": "ha-db", "replication_mode": "quorum"})[0] == 422
@@ -47,6 +75,40 @@ def test_promote_and_replication_status(call, fake_ports):
     fake_ports.drain()
     _, got = call("GET", f"{CLUSTERS}/{cid}")
     assert got["primary"] == "n3" and got["status"] == "running"
+
+
+def test_promote_refuses_a_replica_that_cannot_take_over(call, fake_ports):
+    """An unhealthy or lagging replica gets a 409 with the reason at request time: nothing
+    is queued and the cluster keeps running under its primary."""
+    cid = _create(call, fake_ports)["id"]
+    nodes = fake_ports.cluster_engine.nodes[cid]
+    cases = [
+        ({"running": False, "state": "stopped"}, "not running (stopped)"),
+        ({"state": "starting"}, "not streaming (starting)"),
+        ({"timeline": 0}, "timeline 0"),
+        ({"lag_bytes": 64 * 1024 * 1024}, "67108864 bytes behind"),
+        ({"lag_bytes": None}, "lag is unknown"),
+    ]
+    for override, reason in cases:
+        saved = dict(nodes["n2"])
+        nodes["n2"].update(override)
+        status, body = call("POST", f"{CLUSTERS}/{cid}/promote", {"node_id": "n2"})
+        nodes["n2"] = saved
+        assert status == 409, (override, body)
+        assert "n2" in body["error"]["message"] and reason in body["error"]["message"], (override, body)
+    assert fake_ports.queue.messages == []
+    _, got = call("GET", f"{CLUSTERS}/{cid}")
+    assert got["status"] == "running" and got["primary"] == "n1"
+    # A replica as far behind as the bound allows may still be promoted.
+    nodes["n2"]["lag_bytes"] = fake_ports.settings.promote_max_lag_bytes
+    assert call("POST", f"{CLUSTERS}/{cid}/promote", {"node_id": "n2"})[0] == 202
+
+
+def test_promote_needs_a_running_primary(call, fake_ports):
+    cid = _create(call, fake_ports)["id"]
+    fake_ports.cluster_engine.nodes[cid]["n1"]["running"] = False  # Patroni has not elected yet
+    status, body = call("POST", f"{CLUSTERS}/{cid}/promote", {"node_id": "n2"})
+    assert status == 409 and "no running primary" in body["error"]["message"], body
 
 
 def test_scale_up_and_down_never_removes_the_primary(call, fake_ports):

@@ -17,11 +17,76 @@ def test_create_returns_202_with_credentials_once(call, fake_ports):
     assert "credentials" not in got
     status, op = call("GET", f"/api/v1/operations/{body['operation_id']}")
     assert status == 200 and op["status"] == "succeeded" and op["progress"] == 100
+    # No backup on the way to running: the stanza is created beside the database (archiving
+    # works from the start) and the first backup is an operation of its own.
     assert [s["name"] for s in op["steps"]] == [
-        "configure_archiving", "provision", "start", "create_database", "create_stanza", "initial_backup",
-        "mark_running",
+        "configure_archiving", "provision", "start", "create_database_and_stanza", "mark_running",
     ]  # fmt: skip
     assert all(s["reason"] for s in op["steps"])
+    assert "stanza" in op["steps"][3]["reason"] and "first backup" in op["steps"][4]["reason"]
+
+
+def test_running_before_its_first_backup(call, fake_ports):
+    """The create operation ends at running; the first backup follows as its own operation,
+    and the instance says where it is."""
+    from pgfleet.core import operations
+
+    _, body = call("POST", "/api/v1/postgres/single", {"name": "orders-db"})
+    status, got = call("GET", f"/api/v1/postgres/single/{body['id']}")
+    assert got["backup_status"] is None and "starts once" in got["backup_status_reason"]
+    fake_ports.queue.messages.clear()  # run the create alone, as the first worker would
+    assert "succeeded" in operations.run(fake_ports, body["operation_id"])
+    status, got = call("GET", f"/api/v1/postgres/single/{body['id']}")
+    assert status == 200 and got["status"] == "running" and got["backup_status"] == "pending", got
+    backup_op = [m["operation_id"] for m in fake_ports.queue.messages]
+    assert len(backup_op) == 1 and got["first_backup_id"].startswith("bkp-")
+    assert f"operation {backup_op[0]}" in got["backup_status_reason"]
+    assert fake_ports.backup_engine.list_backups(body["id"]) == []  # nothing taken yet
+    _, op = call("GET", f"/api/v1/operations/{backup_op[0]}")
+    assert op["type"] == "backup.initial" and op["status"] == "pending"
+    # lists and lifecycle answers show the same
+    _, listing = call("GET", "/api/v1/postgres/single")
+    assert listing["instances"][0]["backup_status"] == "pending"
+    fake_ports.drain()
+    _, got = call("GET", f"/api/v1/postgres/single/{body['id']}")
+    assert got["backup_status"] == "completed" and "restorable from then on" in got["backup_status_reason"]
+    _, op = call("GET", f"/api/v1/operations/{backup_op[0]}")
+    assert op["status"] == "succeeded"
+    status, stopping = call("POST", f"/api/v1/postgres/single/{body['id']}/stop")
+    assert status == 202 and stopping["backup_status"] == "completed"
+
+
+def test_the_instance_records_that_it_is_restorable(call, fake_ports):
+    """Once a backup has completed the instance records it, and its views stop reading the
+    backup catalogue: the first backup's operation writes it, or reconcile when the instance
+    was busy with another workflow at that moment."""
+    from pgfleet.core import operations
+    from pgfleet.domains.reconcile import service as reconcile
+
+    keys = ("first_backup_id", "backup_status", "backup_status_reason")
+    _, body = call("POST", "/api/v1/postgres/single", {"name": "orders-db"})
+    fake_ports.drain()
+    _, before = call("GET", f"/api/v1/postgres/single/{body['id']}")
+    record = fake_ports.store.get("instance", body["id"])
+    assert (record["backup_status"], record["backup_status_reason"]) == (
+        "completed",
+        before["backup_status_reason"],
+    )
+    fake_ports.store.delete("backup", before["first_backup_id"])  # the view no longer reads it
+    _, after = call("GET", f"/api/v1/postgres/single/{body['id']}")
+    assert {k: after[k] for k in keys} == {k: before[k] for k in keys}
+    # Stopped right after its create: the first backup completes while the instance is
+    # "stopping", so its operation leaves the record alone; reconcile records it later.
+    _, busy = call("POST", "/api/v1/postgres/single", {"name": "busy-db"})
+    fake_ports.queue.messages.clear()
+    operations.run(fake_ports, busy["operation_id"])
+    assert call("POST", f"/api/v1/postgres/single/{busy['id']}/stop")[0] == 202
+    fake_ports.drain()  # the first backup, then the stop
+    record = fake_ports.store.get("instance", busy["id"])
+    assert record["status"] == "stopped" and "backup_status" not in record
+    assert call("GET", f"/api/v1/postgres/single/{busy['id']}")[1]["backup_status"] == "completed"
+    reconcile.run(fake_ports)
+    assert fake_ports.store.get("instance", busy["id"])["backup_status"] == "completed"
 
 
 def test_no_token_is_401_and_bad_token_is_401(call):
@@ -56,7 +121,7 @@ def test_other_tenants_get_404_admin_sees_all(call, fake_ports):
     assert status == 404
     _, listing = call("GET", "/api/v1/postgres/single", tenant="globex")
     assert listing["instances"] == []
-    status, _ = call("GET", f"/api/v1/postgres/single/{created['id']}", role="admin", tenant="platform")
+    status, _ = call("GET", f"/api/v1/postgres/single/{created['id']}", role="admin", tenant=None)
     assert status == 200
 
 

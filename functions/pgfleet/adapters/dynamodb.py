@@ -16,12 +16,21 @@ import base64
 import builtins
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pgfleet.adapters.aws import client, error_code
 from pgfleet.core.errors import AlreadyExists, Conflict, NotFound, StoreError
-from pgfleet.ports.metadata import FILTERABLE_STRING_LENGTH, Filters, MetadataStore, Range, Record
+from pgfleet.ports.metadata import (
+    FILTERABLE_STRING_LENGTH,
+    Create,
+    Filters,
+    MetadataStore,
+    Range,
+    Record,
+    Update,
+    Write,
+)
 
 TABLE_KEY_SCHEMA = {
     "AttributeDefinitions": [
@@ -179,8 +188,11 @@ class DynamoDBMetadataStore(MetadataStore):
     def _ddb(self) -> Any:
         return client("dynamodb")
 
-    def create(self, kind: str, record: Record, unique_keys: tuple[str, ...] = ()) -> Record:
-        record = {**record, "revision": 1}
+    def _create_items(
+        self, kind: str, record: Record, unique_keys: tuple[str, ...]
+    ) -> builtins.list[dict[str, Any]]:
+        """The transaction items of a create: the record (only if new), its kind-wide copy,
+        and one claim per unique key (only if unclaimed)."""
         items = [
             {
                 "Put": {
@@ -201,21 +213,35 @@ class DynamoDBMetadataStore(MetadataStore):
                     }
                 }
             )
-        try:
-            self._ddb.transact_write_items(TransactItems=items)
-        except Exception as exc:
-            if error_code(exc) == "TransactionCanceledException":
-                reasons = getattr(exc, "response", {}).get("CancellationReasons", [])
-                taken = [
-                    label
-                    for label, reason in zip(["id", "index", *unique_keys], reasons, strict=False)
-                    if reason.get("Code") == "ConditionalCheckFailed"
-                ]
-                raise AlreadyExists(
-                    f"{kind} already exists", details={"conflicts": taken or ["unknown"]}
-                ) from exc
-            raise StoreError(f"could not create {kind}: {exc}") from exc
-        return record
+        return items
+
+    def _updated(
+        self, kind: str, record_id: str, changes: Record, expected_revision: int | None
+    ) -> tuple[Record, builtins.list[dict[str, Any]]]:
+        """The record after an update, and the transaction items that write it only if its
+        revision is still the one read here."""
+        current = self.get(kind, record_id)
+        if current is None:
+            raise NotFound(f"{kind} {record_id} not found")
+        if expected_revision is not None and current["revision"] != expected_revision:
+            raise Conflict(f"{kind} {record_id} was changed concurrently; retry")
+        updated = {**current, **changes, "revision": current["revision"] + 1}
+        items = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _item(kind, updated),
+                    "ConditionExpression": "revision = :v",
+                    "ExpressionAttributeValues": {":v": {"N": str(current["revision"])}},
+                }
+            },
+            {"Put": {"TableName": self._table, "Item": _index_entry(kind, updated)}},
+        ]
+        return updated, items
+
+    def create(self, kind: str, record: Record, unique_keys: tuple[str, ...] = ()) -> Record:
+        (stored,) = self.transact([Create(kind, record, unique_keys)])
+        return stored
 
     def get(self, kind: str, record_id: str) -> Record | None:
         try:
@@ -230,31 +256,52 @@ class DynamoDBMetadataStore(MetadataStore):
     def update(
         self, kind: str, record_id: str, changes: Record, expected_revision: int | None = None
     ) -> Record:
-        current = self.get(kind, record_id)
-        if current is None:
-            raise NotFound(f"{kind} {record_id} not found")
-        if expected_revision is not None and current["revision"] != expected_revision:
-            raise Conflict(f"{kind} {record_id} was changed concurrently; retry")
-        updated = {**current, **changes, "revision": current["revision"] + 1}
+        (stored,) = self.transact([Update(kind, record_id, changes, expected_revision)])
+        return stored
+
+    def transact(self, writes: Sequence[Write]) -> builtins.list[Record]:
+        if not 1 <= len(writes) <= 10:
+            raise ValueError("a transaction holds 1 to 10 writes")
+        stored: builtins.list[Record] = []
+        items: builtins.list[dict[str, Any]] = []
+        # (label, write) of each item, to say which condition failed.
+        owners: builtins.list[tuple[str, Write]] = []
+        for write in writes:
+            if isinstance(write, Create):
+                record = {**write.record, "revision": 1}
+                new_items = self._create_items(write.kind, record, write.unique_keys)
+                labels = ["id", "index", *write.unique_keys]
+            else:
+                record, new_items = self._updated(
+                    write.kind, write.record_id, write.changes, write.expected_revision
+                )
+                labels = ["revision", "index"]
+            stored.append(record)
+            items += new_items
+            owners += [(label, write) for label in labels]
         try:
-            self._ddb.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": _item(kind, updated),
-                            "ConditionExpression": "revision = :v",
-                            "ExpressionAttributeValues": {":v": {"N": str(current["revision"])}},
-                        }
-                    },
-                    {"Put": {"TableName": self._table, "Item": _index_entry(kind, updated)}},
-                ]
-            )
+            self._ddb.transact_write_items(TransactItems=items)
         except Exception as exc:
-            if error_code(exc) == "TransactionCanceledException":
-                raise Conflict(f"{kind} {record_id} was changed concurrently; retry") from exc
-            raise StoreError(f"could not update {kind} {record_id}: {exc}") from exc
-        return updated
+            if error_code(exc) != "TransactionCanceledException":
+                what = ", ".join(sorted({w.kind for w in writes}))
+                raise StoreError(f"could not write {what}: {exc}") from exc
+            reasons = getattr(exc, "response", {}).get("CancellationReasons", [])
+            failed = [
+                owner
+                for owner, reason in zip(owners, reasons, strict=False)
+                if reason.get("Code") == "ConditionalCheckFailed"
+            ]
+            moved = [w for _, w in failed if isinstance(w, Update)]
+            if not failed and all(isinstance(w, Update) for w in writes):
+                moved = [w for w in writes if isinstance(w, Update)]  # no reasons: as update did
+            if moved:
+                update = moved[0]
+                raise Conflict(f"{update.kind} {update.record_id} was changed concurrently; retry") from exc
+            kind = failed[0][1].kind if failed else writes[0].kind
+            raise AlreadyExists(
+                f"{kind} already exists", details={"conflicts": [label for label, _ in failed] or ["unknown"]}
+            ) from exc
+        return stored
 
     def delete(self, kind: str, record_id: str, unique_keys: tuple[str, ...] = ()) -> None:
         deletes = [

@@ -4,6 +4,11 @@ A token carries `sub`, `tenant_id`, `roles` and optionally `permissions` (the se
 structure). A request needs the one permission its route declares (`pgfleet.core.domain.requires`); a
 route that declares none is refused. A principal holds the union of its roles' permissions plus any the token
 grants explicitly.
+
+Scope: a token that names a tenant is confined to that tenant, whatever its roles (an admin of
+"acme" administers acme). Only a platform token, role admin and no tenant (or "*"), sees every
+tenant. A token that names no tenant and is not a platform token is refused (403): there is no
+shared default tenant.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from typing import Any
 from pgfleet.core.errors import Forbidden, Unauthorized
 
 ALL = "*"
-DEFAULT_TENANT = "default"
+# The tenant of a platform token: every tenant. What a platform token creates belongs to it, and
+# only platform tokens see it (no tenant-confined token can name "*").
+PLATFORM = ALL
 TOKEN_TTL_SECONDS = 12 * 3600
 
 # Role -> permissions. "area:*" grants every action of an area; "*" grants everything and
@@ -33,13 +40,14 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 @dataclass(frozen=True)
 class Principal:
     sub: str
-    tenant_id: str
+    tenant_id: str  # the tenant the token names; PLATFORM for a platform token
     roles: tuple[str, ...]
     permissions: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def is_platform_admin(self) -> bool:
-        return ALL in self.permissions
+        """Every permission in every tenant: an admin whose token names no tenant."""
+        return self.tenant_id == PLATFORM and ALL in self.permissions
 
     def can(self, permission: str) -> bool:
         area = permission.split(":", 1)[0]
@@ -49,9 +57,24 @@ class Principal:
         return self.is_platform_admin or tenant_id == self.tenant_id
 
 
+def claim_list(value: Any) -> list[str]:
+    """A list claim in either form: a JSON array, or the string API Gateway's JWT authorizer
+    passes to Lambda for one ("[admin security_analyst]"); a bare string is one item."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        return [item for item in text.replace(",", " ").split() if item]
+    if isinstance(value, list | tuple):
+        return [item for item in value if isinstance(item, str) and item]
+    raise Unauthorized(f"invalid token: a list claim is a {type(value).__name__}")
+
+
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
-    roles = claims.get("roles") or ([claims["role"]] if claims.get("role") else [])
-    if not isinstance(roles, list) or not roles:
+    roles = claim_list(claims.get("roles")) or claim_list(claims.get("role"))
+    if not roles:
         raise Unauthorized("token has no roles")
     unknown = [r for r in roles if r not in ROLE_PERMISSIONS]
     if len(unknown) == len(roles):
@@ -60,13 +83,45 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     for role in roles:
         perms |= ROLE_PERMISSIONS.get(role, frozenset())
     # Explicit permissions in a token may narrow-grant more, never "*".
-    perms |= {p for p in claims.get("permissions", []) if isinstance(p, str) and p != ALL}
+    perms |= {p for p in claim_list(claims.get("permissions")) if p != ALL}
+    tenant = claims.get("tenant_id")
+    if tenant is not None and not isinstance(tenant, str):
+        raise Unauthorized("invalid token: tenant_id is not a string")
+    tenant = (tenant or "").strip()
+    if tenant in ("", ALL):
+        if ALL not in perms:
+            raise Forbidden(
+                "the token names no tenant: only a platform token (role admin, no tenant_id) acts "
+                "across tenants; use a token with your tenant_id",
+                details={"roles": roles},
+            )
+        tenant = PLATFORM
     return Principal(
         sub=str(claims.get("sub", "")),
-        tenant_id=str(claims.get("tenant_id") or DEFAULT_TENANT),
+        tenant_id=tenant,
         roles=tuple(roles),
         permissions=frozenset(perms),
     )
+
+
+def authorizer_claims(
+    claims: dict[str, Any], audience: str | None = None, now: float | None = None
+) -> dict[str, Any]:
+    """The claims API Gateway's JWT authorizer passed, checked again here: the authorizer has
+    verified the signature, but passes every claim as a string ("exp": "1642251600"). A token
+    without exp, or past it, is refused, and so is one for another audience when one is set."""
+    exp = claims.get("exp")
+    try:
+        expires = float(exp) if exp is not None and str(exp).strip() else None
+    except ValueError:
+        raise Unauthorized(f"invalid token: exp is not a time ({exp!r})") from None
+    if expires is None:
+        raise Unauthorized("invalid token: it has no exp (expiry) claim")
+    if expires <= (time.time() if now is None else now):
+        raise Unauthorized("invalid token: it has expired")
+    if audience and audience not in claim_list(claims.get("aud")):
+        raise Unauthorized("invalid token: it is not for this API (aud)")
+    return claims
 
 
 def authorize(principal: Principal, needed: str) -> None:
@@ -105,23 +160,28 @@ class LocalTokens:
     def mint(
         self,
         role: str,
-        tenant_id: str = DEFAULT_TENANT,
+        tenant_id: str | None = None,
         sub: str = "local-user",
         ttl: int = TOKEN_TTL_SECONDS,
     ) -> str:
+        """A token for `role` confined to `tenant_id`; an admin token without one is a
+        platform token. Other roles need a tenant (ValueError)."""
         import jwt
 
         if role not in ROLE_PERMISSIONS:
             raise ValueError(f"unknown role {role!r}; known: {', '.join(ROLE_PERMISSIONS)}")
+        if tenant_id in (None, "", ALL) and ALL not in ROLE_PERMISSIONS[role]:
+            raise ValueError(f"a {role} token needs a tenant (--tenant); only admin tokens may name none")
         now = int(time.time())
-        claims = {
+        claims: dict[str, Any] = {
             "sub": sub,
-            "tenant_id": tenant_id,
             "roles": [role],
             "iss": self.issuer,
             "iat": now,
             "exp": now + ttl,
         }
+        if tenant_id:
+            claims["tenant_id"] = tenant_id
         return jwt.encode(claims, self.secret(), algorithm="HS256")
 
     def verify(self, token: str) -> dict[str, Any]:
@@ -160,7 +220,7 @@ class JwksTokens:
                 algorithms=["RS256", "ES256"],
                 issuer=self._issuer,
                 audience=self._audience,
-                options={"verify_aud": self._audience is not None},
+                options={"verify_aud": self._audience is not None, "require": ["exp"]},
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}") from exc

@@ -47,6 +47,18 @@ class NotFound(ServiceError):
     code = "not_found"
 
 
+class MethodNotAllowed(ServiceError):
+    """The path exists, but not with this method; `details["allowed"]` lists those it has."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class Conflict(ServiceError):
     status = 409
     code = "conflict"
@@ -58,6 +70,18 @@ class AlreadyExists(Conflict):
 
 class InvalidState(Conflict):
     code = "invalid_state"
+
+
+class LimitExceeded(Conflict):
+    """The request would take a tenant past one of its limits (settings.TenantLimits)."""
+
+    code = "limit_exceeded"
+
+
+class InsufficientCapacity(Conflict):
+    """The host cannot hold what the request asks for (free memory or disk, with headroom)."""
+
+    code = "insufficient_capacity"
 
 
 class ValidationFailed(ServiceError):

@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from pgfleet.core.domain import requires
+from pgfleet.core.resources import a
 from pgfleet.core.routing import ports, principal
 
 # Backups: a last full backup before the delete; the backups then outlive the resource for
@@ -24,7 +25,7 @@ ACTIONS = {
     "start": ("post", "/<resource_id>/start", "Start a stopped {noun}"),
     "stop": ("post", "/<resource_id>/stop", "Stop a running {noun}"),
     "restart": ("post", "/<resource_id>/restart", "Restart a running {noun}"),
-    "delete": ("delete", "/<resource_id>", "Delete a {noun} and its data"),
+    "delete": ("delete", "/<resource_id>", "Delete {a_noun} and its data"),
 }
 
 
@@ -49,7 +50,7 @@ def add_lifecycle_routes(
         handler.__name__ = f"{action}_{noun}"
         # `_action` is bound by default; hide it from the OpenAPI parameters.
         handler.__signature__ = _without_action(handler)  # type: ignore[attr-defined]
-        getattr(router, method)(path, summary=summary.format(noun=noun), status_code=202)(
+        getattr(router, method)(path, summary=summary.format(noun=noun, a_noun=a(noun)), status_code=202)(
             requires(permission)(handler)
         )
 
@@ -60,7 +61,7 @@ def add_lifecycle_routes(
 
     delete.__name__ = f"delete_{noun}"
     method, path, summary = ACTIONS["delete"]
-    getattr(router, method)(path, summary=summary.format(noun=noun), status_code=202)(
+    getattr(router, method)(path, summary=summary.format(noun=noun, a_noun=a(noun)), status_code=202)(
         requires(permission)(delete)
     )
 

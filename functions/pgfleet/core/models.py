@@ -10,7 +10,32 @@ from pydantic import BaseModel, ConfigDict, Field
 
 RESOURCE_NAME_PATTERN = r"^[a-z][a-z0-9-]{2,62}$"
 SQL_IDENTIFIER_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
-RESERVED_ROLE_NAMES = frozenset({"postgres", "replicator", "rewind_user", "pgbackrest", "public"})
+# Roles the platform itself uses on a server: the superuser, Patroni's replication and
+# pg_rewind roles (and their usual names elsewhere), the backup user, Patroni's REST API user,
+# and the words PostgreSQL reserves for role specifications. Taking one over would hand its
+# privileges to a customer.
+RESERVED_ROLE_NAMES = frozenset(
+    {
+        "postgres", "replicator", "rewinder", "rewind_user", "pgbackrest", "pgfleet",
+        "public", "none", "current_user", "current_role", "session_user",
+    }
+)  # fmt: skip
+# Every role pgfleet creates on a server (tenant roles, frozen owners, restore logins) starts
+# with this, and PostgreSQL's predefined roles with "pg_".
+PLATFORM_ROLE_PREFIXES = ("pgfleet_", "pg_")
+# Databases every server has: the maintenance database and the templates.
+RESERVED_DATABASE_NAMES = frozenset({"postgres", "template0", "template1"})
+
+
+def reserved_role(name: str) -> bool:
+    """Whether a customer may not create or take over a role of this name."""
+    return name in RESERVED_ROLE_NAMES or name.startswith(PLATFORM_ROLE_PREFIXES)
+
+
+def reserved_database(name: str) -> bool:
+    """Whether a customer may not create or take over a database of this name."""
+    return name in RESERVED_DATABASE_NAMES
+
 
 ResourceName = Annotated[
     str,

@@ -22,6 +22,7 @@ from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import Conflict, NotFound
 from pgfleet.core.models import new_id, utcnow_iso
+from pgfleet.ports.metadata import Create, Write
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,19 @@ def submit(ports: Ports, operation: dict[str, Any]) -> dict[str, Any]:
     stored = ports.store.create(KIND, operation)
     ports.queue.send({"operation_id": stored["id"]})
     return stored
+
+
+def submit_with(ports: Ports, write: Write, operation: dict[str, Any]) -> dict[str, Any]:
+    """Write a resource (a new record, or a change of status) and store the operation that
+    works on it in one transaction, then hand the operation to the worker. Returns the
+    resource as stored.
+
+    Separate writes would let a crash between them strand the resource: in a transitional
+    status with no operation that could ever finish it. If only the message is lost,
+    reconcile hands the stored operation to the worker again (`resume_if_stale`)."""
+    resource, stored = ports.store.transact([write, Create(KIND, operation)])
+    ports.queue.send({"operation_id": stored["id"]})
+    return resource
 
 
 def get_visible(ports: Ports, principal: Principal, operation_id: str) -> dict[str, Any]:

@@ -11,14 +11,16 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pgfleet.core import operations
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
-from pgfleet.core.errors import InvalidState, NotFound, ValidationFailed
+from pgfleet.core.errors import Conflict, InvalidState, NotFound, ValidationFailed
 from pgfleet.core.models import utcnow_iso
 from pgfleet.core.operations import StepContext
+from pgfleet.ports.metadata import Update
 
 
 @dataclass(frozen=True)
@@ -73,12 +75,79 @@ def name_key(rtype: ResourceType, tenant: str, name: str) -> str:
     return f"{rtype.kind}-name#{tenant}#{name}"
 
 
+# --- stranded records ------------------------------------------------------------------------
+
+# Statuses a workflow leaves on its way: a record stays in one only while an operation works.
+TRANSITIONAL = (
+    "creating", "starting", "stopping", "restarting", "deleting", "pausing", "resuming",
+    "resizing", "restoring", "scaling", "promoting",
+)  # fmt: skip
+
+
+def _age_seconds(stamp: str | None) -> float:
+    if not stamp:
+        return float("inf")
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return (datetime.now(UTC) - moment).total_seconds()
+
+
+def stranded_since(ports: Ports, record: dict[str, Any]) -> str | None:
+    """Why the record is stranded, or None when it is not: it is in a transitional status,
+    no operation works on it (none is stored, or the one it names has ended), and it has not
+    changed for `settings.stranded_after_seconds` (a synchronous create in progress, such as
+    a tenant's, is not stranded)."""
+    if record.get("status") not in TRANSITIONAL:
+        return None
+    op_id = record.get("operation_id")
+    op = ports.store.get(operations.KIND, op_id) if op_id else None
+    if op is not None and op["status"] not in operations.TERMINAL:
+        return None
+    age = _age_seconds(record.get("updated_at"))
+    if age < ports.settings.stranded_after_seconds:
+        return None
+    if op is None:
+        why = f"operation {op_id} was never stored" if op_id else "no operation was ever stored"
+    else:
+        why = f"its operation {op_id} ended ({op['status']}) without finishing it"
+    return f"{record['status']} for {age:.0f}s, but {why}"
+
+
+def fail_if_stranded(ports: Ports, kind: str, record: dict[str, Any]) -> str | None:
+    """Reconcile: mark a stranded record failed, saying why, so it can be deleted (which
+    releases its name and ports) or started again. Returns what it did, or None."""
+    why = stranded_since(ports, record)
+    if why is None:
+        return None
+    reason = f"reconcile at {utcnow_iso()}: stranded ({why}); marked failed"
+    try:
+        ports.store.update(
+            kind,
+            record["id"],
+            # `stranded_in`: what it was doing (a create that never finished holds no user data).
+            {
+                "status": "failed",
+                "status_reason": reason,
+                "stranded_in": record["status"],
+                "updated_at": utcnow_iso(),
+            },
+            record["revision"],
+        )
+    except Conflict:
+        return None  # it moved meanwhile: not stranded after all
+    return f"{record['id']}: {reason}"
+
+
+def a(noun: str) -> str:
+    """The noun with its indefinite article: "an instance", "a cluster"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 def require_status(
     record: dict[str, Any], rtype: ResourceType, action: str, allowed: tuple[str, ...]
 ) -> None:
     if record["status"] not in allowed:
         raise InvalidState(
-            f"cannot {action} a {rtype.kind} that is {record['status']}",
+            f"cannot {action} {a(rtype.kind)} that is {record['status']}",
             details={"status": record["status"], "allowed_from": list(allowed)},
         )
 
@@ -99,7 +168,9 @@ def begin(
     """Move a resource into a transitional status and hand the workflow to the worker.
 
     The status change is conditional on the revision the caller read, so two concurrent
-    requests cannot both start work on one resource (the loser gets 409)."""
+    requests cannot both start work on one resource (the loser gets 409). It is written in
+    one transaction with the operation, so the resource never waits for an operation that
+    was never stored."""
     op = operations.new_operation(workflow, record["id"], record["tenant_id"], params)
     update = {
         "status": transitional,
@@ -110,9 +181,9 @@ def begin(
     }
     if desired_state:
         update["desired_state"] = desired_state
-    record = ports.store.update(rtype.kind, record["id"], update, expected_revision=record["revision"])
-    operations.submit(ports, op)
-    return record
+    return operations.submit_with(
+        ports, Update(rtype.kind, record["id"], update, expected_revision=record["revision"]), op
+    )
 
 
 def transition(
@@ -127,7 +198,9 @@ def transition(
     (with the workflow's `params`, e.g. delete's final_backup)."""
     t = rtype.transitions[action]
     record = get_visible(ports, principal, rtype, resource_id)
-    require_status(record, rtype, action, t.allowed_from)
+    # Delete always works from a stuck state: a transitional status nothing works on.
+    if not (action == "delete" and stranded_since(ports, record) is not None):
+        require_status(record, rtype, action, t.allowed_from)
     return begin(
         ports,
         principal,

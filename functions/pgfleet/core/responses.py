@@ -25,12 +25,17 @@ def error_response(
 
 
 def error_event_response(
-    status: int, code: str, message: str, details: Any = None, request_id: str | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    request_id: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """An API Gateway v2 response, for errors raised before routing (authentication)."""
     return {
         "statusCode": status,
-        "headers": {"Content-Type": JSON},
+        "headers": {"Content-Type": JSON, **(headers or {})},
         "body": json.dumps(error_payload(status, code, message, details, request_id), default=str),
         "isBase64Encoded": False,
     }

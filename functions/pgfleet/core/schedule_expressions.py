@@ -22,7 +22,13 @@ class ExpressionError(ValueError):
     pass
 
 
+# The longest rate or at() horizon accepted: the next run must stay a date.
+MAX_RATE_SECONDS = 10 * 366 * 86400
+
+
 def rate_seconds(expression: str) -> int | None:
+    """The period of a rate(...) expression in seconds (0 for rate(0 ...), which `validate`
+    refuses and `next_after` never schedules), or None for another kind of expression."""
     m = _RATE.match(expression.strip())
     if not m:
         return None
@@ -38,6 +44,8 @@ def _field(spec: str, low: int, high: int, names: dict[str, int] | None = None) 
         step = 1
         if "/" in part:
             part, step_text = part.split("/", 1)
+            if not step_text.isdigit() or int(step_text) < 1:
+                raise ExpressionError(f"'{spec}': the step after / must be a whole number of at least 1")
             step = int(step_text)
         if part in ("*", ""):
             start, end = low, high
@@ -63,7 +71,18 @@ def _value(text: str, names: dict[str, int] | None) -> int:
 
 def validate(expression: str) -> None:
     """Raise ExpressionError when `expression` is not a schedule expression we can run."""
-    if rate_seconds(expression) is not None or _AT.match(expression.strip()):
+    seconds = rate_seconds(expression)
+    if seconds is not None:
+        if not 0 < seconds <= MAX_RATE_SECONDS:
+            # rate(0 minutes) would be due again as soon as it ran: back to back, for ever.
+            raise ExpressionError(f"'{expression}': a rate must be at least 1 and at most 10 years")
+        return
+    at = _AT.match(expression.strip())
+    if at:
+        try:
+            datetime.fromisoformat(at.group(1))
+        except ValueError as exc:
+            raise ExpressionError(f"'{expression}': {exc}") from None
         return
     _parse_cron(expression)
 
@@ -93,10 +112,14 @@ def next_after(expression: str, after: datetime) -> datetime | None:
     after = after.astimezone(UTC)
     seconds = rate_seconds(expression)
     if seconds is not None:
-        return after + timedelta(seconds=seconds)
+        # A rate nobody may set (validate) never runs, rather than back to back or past 9999.
+        return after + timedelta(seconds=seconds) if 0 < seconds <= MAX_RATE_SECONDS else None
     at = _AT.match(expression.strip())
     if at:
-        when = datetime.fromisoformat(at.group(1)).replace(tzinfo=UTC)
+        try:
+            when = datetime.fromisoformat(at.group(1)).replace(tzinfo=UTC)
+        except ValueError:
+            return None
         return when if when > after else None
     minutes, hours, doms, months, dows, years = _parse_cron(expression)
     t = after.replace(second=0, microsecond=0) + timedelta(minutes=1)

@@ -9,6 +9,38 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
+class TenantLimits:
+    """The most one tenant may hold at once (PGFLEET_TENANT_MAX_*). `instances` counts single
+    instances and clusters; `nodes` counts PostgreSQL servers (an instance, each cluster node,
+    each read replica), which also bounds the ports a tenant takes from the shared pool."""
+
+    instances: int = 10
+    nodes: int = 20
+    memory_mb: int = 16384
+    cpu: int = 16
+    storage_gb: int = 500
+
+    @staticmethod
+    def env_name(limit: str) -> str:
+        return f"PGFLEET_TENANT_MAX_{limit.upper()}"
+
+    @classmethod
+    def from_env(cls) -> TenantLimits:
+        d = cls()
+        return cls(
+            instances=int(os.environ.get("PGFLEET_TENANT_MAX_INSTANCES", str(d.instances))),
+            nodes=int(os.environ.get("PGFLEET_TENANT_MAX_NODES", str(d.nodes))),
+            memory_mb=int(os.environ.get("PGFLEET_TENANT_MAX_MEMORY_MB", str(d.memory_mb))),
+            cpu=int(os.environ.get("PGFLEET_TENANT_MAX_CPU", str(d.cpu))),
+            storage_gb=int(os.environ.get("PGFLEET_TENANT_MAX_STORAGE_GB", str(d.storage_gb))),
+        )
+
+
+ETCD_PORT = 12379
+ETCD_PEER_PORT = 12380
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     aws_port: int
@@ -29,6 +61,21 @@ class Settings:
     scheduler_role_arn: str
     # The HistoryStore's own table (pgfleet.adapters.history): captures, metrics, audit events.
     history_table_name: str = "pgfleet-history"
+    # Admission (pgfleet.core.admission): what one tenant may hold in all, summed over its
+    # instances, clusters (every node) and read replicas...
+    tenant_limits: TenantLimits = TenantLimits()
+    # ...and what a request must leave free on the host: memory (MemAvailable) and disk
+    # (the filesystem of PGFLEET_HOME) beyond what it asks for.
+    host_memory_headroom_mb: int = 1024
+    host_disk_headroom_gb: int = 5
+    # A resource in a transitional status that no operation works on (none stored, or it
+    # ended) for this long is stranded: reconcile marks it failed, and delete accepts it.
+    stranded_after_seconds: int = 120
+    # A cluster node further behind its primary than this (bytes of WAL, as Patroni reports
+    # it) is refused promotion at request time (409). Patroni itself never promotes a node
+    # beyond its maximum_lag_on_failover (1 MiB, ports.cluster_engine.HEALTHY_LAG_BYTES), so a
+    # larger value only moves the refusal into the operation.
+    promote_max_lag_bytes: int = 1024 * 1024
 
     @property
     def runtime_dir(self) -> Path:
@@ -60,13 +107,19 @@ def get_settings() -> Settings:
     return Settings(
         home=home,
         aws_port=aws_port,
-        etcd_port=int(os.environ.get("PGFLEET_ETCD_PORT", "2379")),
-        etcd_peer_port=int(os.environ.get("PGFLEET_ETCD_PEER_PORT", "2380")),
+        # Not Debian's etcd ports (2379, 2380): a user's own etcd may run there.
+        etcd_port=int(os.environ.get("PGFLEET_ETCD_PORT", str(ETCD_PORT))),
+        etcd_peer_port=int(os.environ.get("PGFLEET_ETCD_PEER_PORT", str(ETCD_PEER_PORT))),
         api_port=int(os.environ.get("PGFLEET_API_PORT", "8080")),
         aws_endpoint_url=endpoint,
         region=region,
         table_name=os.environ.get("PGFLEET_TABLE", "pgfleet"),
         history_table_name=os.environ.get("PGFLEET_HISTORY_TABLE", "pgfleet-history"),
+        tenant_limits=TenantLimits.from_env(),
+        host_memory_headroom_mb=int(os.environ.get("PGFLEET_HOST_MEMORY_HEADROOM_MB", "1024")),
+        host_disk_headroom_gb=int(os.environ.get("PGFLEET_HOST_DISK_HEADROOM_GB", "5")),
+        stranded_after_seconds=int(os.environ.get("PGFLEET_STRANDED_AFTER_SECONDS", "120")),
+        promote_max_lag_bytes=int(os.environ.get("PGFLEET_PROMOTE_MAX_LAG_BYTES", str(1024 * 1024))),
         queue_name=os.environ.get("PGFLEET_QUEUE", "pgfleet-operations"),
         schedule_group=os.environ.get("PGFLEET_SCHEDULE_GROUP", "pgfleet"),
         engine=os.environ.get("PGFLEET_ENGINE", "local"),

@@ -12,14 +12,17 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from pgfleet import __version__
-from pgfleet.core import auth
+from pgfleet.core import auth, request_checks
 from pgfleet.core.context import provide
 from pgfleet.core.domain import PUBLIC, permission_of, requires
-from pgfleet.core.errors import Forbidden, ServiceError
+from pgfleet.core.errors import Forbidden, MethodNotAllowed, ServiceError
 from pgfleet.core.responses import JSON, error_event_response, error_response, validation_details
 from pgfleet.core.settings import get_settings
 from pgfleet.handlers import domains
@@ -73,9 +76,27 @@ def _service_error(exc: ServiceError) -> Any:
 
 @app.exception_handler(RequestValidationError)
 def _validation_error(exc: RequestValidationError) -> Any:
+    errors = exc.errors()
+    # A path segment that cannot be an id of this API names nothing: 404, as an unknown id.
+    unknown = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("path",)]
+    if unknown:
+        where = ", ".join(f"{e['loc'][-1]} {str(e.get('input', ''))[:64]!r}" for e in unknown)
+        return error_response(
+            404, "not_found", f"not found: {where} is not an id of this API", validation_details(unknown),
+            _request_id(),
+        )  # fmt: skip
     return error_response(
-        422, "validation_error", "the request is not valid", validation_details(exc.errors()), _request_id()
+        422, "validation_error", "the request is not valid", validation_details(errors), _request_id()
     )
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported_content_type(exc: RequestUnsupportedContentType) -> Any:
+    # request_checks answers this before routing; this is the resolver's own guard.
+    return error_response(
+        415, "unsupported_media_type", "send the body as JSON, with 'Content-Type: application/json'",
+        None, _request_id(),
+    )  # fmt: skip
 
 
 @app.not_found
@@ -107,10 +128,13 @@ def _tokens() -> Any:
 
 def authenticate(event: dict[str, Any]) -> auth.Principal:
     """The caller of a protected request. In AWS the HTTP API's JWT authorizer has already
-    verified the token and passes its claims; locally the token is verified here."""
+    verified the token's signature and passes its claims, every one as a string (lists as
+    "[a b]"): expiry and audience are checked again here. Locally the token is verified here."""
     authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
     claims = (authorizer.get("jwt") or {}).get("claims")
-    if not claims:
+    if claims:
+        claims = auth.authorizer_claims(claims, audience=get_settings().jwt_audience)
+    else:
         claims = _tokens().verify(auth.bearer_token(event.get("headers") or {}))
     return auth.principal_from_claims(claims)
 
@@ -138,28 +162,45 @@ def public_paths() -> frozenset[str]:
     return frozenset(path for _, path, _, needed in route_permissions() if needed == PUBLIC)
 
 
+def path_permissions(path: str) -> dict[str, Any]:
+    """Method -> declared permission of every route whose path matches `path`."""
+    return {method: needed for method, _, rule, needed in route_permissions() if rule.match(path)}
+
+
 def required_permission(method: str, path: str) -> Any:
     """The permission the route of a request declares: a string, None when the route declares
-    none (refused), or NO_ROUTE (answered 404 by the resolver)."""
-    for route_method, _, rule, needed in route_permissions():
-        if route_method == method and rule.match(path):
-            return needed
-    return NO_ROUTE
+    none (refused), or NO_ROUTE (405 when the path has other methods, else 404)."""
+    return path_permissions(path).get(method, NO_ROUTE)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     path = event.get("rawPath") or event.get("requestContext", {}).get("http", {}).get("path", "")
     method = event.get("requestContext", {}).get("http", {}).get("method", "GET").upper()
-    needed = required_permission(method, path)
-    if needed != PUBLIC and (needed is not NO_ROUTE or path.startswith("/api/v1/")):
-        request_id = event.get("requestContext", {}).get("requestId")
-        try:
-            principal = authenticate(event)
-            if needed is None:  # deny by default: a route must declare what it needs
-                raise Forbidden(f"{method} {path} declares no permission; it is refused")
-            if isinstance(needed, str):
-                auth.authorize(principal, needed)
-        except ServiceError as exc:
-            return error_event_response(exc.status, exc.code, exc.message, exc.details, request_id)
+    methods = path_permissions(path)
+    needed = methods.get(method, NO_ROUTE)
+    if needed is NO_ROUTE and methods:  # 405 needs a token unless every method of the path is public
+        protected = any(p != PUBLIC for p in methods.values())
+    else:
+        protected = needed != PUBLIC and (needed is not NO_ROUTE or path.startswith("/api/v1/"))
+    request_id = event.get("requestContext", {}).get("requestId")
+    try:
+        principal = authenticate(event) if protected else None
+        if needed is NO_ROUTE and methods:
+            allowed = sorted(methods)
+            raise MethodNotAllowed(
+                f"{method} is not a method of {path}; it has {', '.join(allowed)}",
+                details={"allowed": allowed},
+            )
+        if protected and needed is None:  # deny by default: a route must declare what it needs
+            raise Forbidden(f"{method} {path} declares no permission; it is refused")
+        if principal is not None and isinstance(needed, str):
+            auth.authorize(principal, needed)
+        if needed is not NO_ROUTE:  # no route: the resolver's 404, whatever the body
+            request_checks.check_headers(event.get("headers") or {})
+            event = request_checks.json_body(event)
+    except ServiceError as exc:
+        extra = {"Allow": ", ".join(exc.details["allowed"])} if isinstance(exc, MethodNotAllowed) else None
+        return error_event_response(exc.status, exc.code, exc.message, exc.details, request_id, extra)
+    if principal is not None:
         app.append_context(principal=principal)
     return app.resolve(event, context)

@@ -25,6 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from pgfleet.adapters.engines.local import process
 from pgfleet.core.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ class EtcdServer:
             "--snapshot-count",
             "10000",
         ]
-        env = dict(os.environ)
+        # The data plane's clean environment: no control-plane credentials, no stray ETCD_*.
+        env = process.child_env()
         # etcd refuses to start on architectures it does not officially support (arm, ...)
         # unless told to; amd64 and arm64 need nothing.
         if platform.machine() not in ("x86_64", "amd64", "aarch64", "arm64"):

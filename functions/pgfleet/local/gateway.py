@@ -3,6 +3,10 @@
 What API Gateway does in AWS, done in one process: parse the request, build the v2 event
 (rawPath, rawQueryString, lowercase headers, requestContext.http, base64 bodies when not text),
 invoke the handler in-process and write its response.
+
+Connections are served by threads, but the handler runs one event at a time, as one Lambda
+execution environment does: the resolver keeps the current event and its context (the caller)
+on itself, so two events in it at once would read each other's.
 """
 
 from __future__ import annotations
@@ -10,16 +14,20 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from pgfleet.core.responses import error_event_response
 from pgfleet.local.lambda_context import LocalLambdaContext
 
 log = logging.getLogger("pgfleet.gateway")
 
+# What the HTTP API passes to a Lambda function at most (its synchronous payload limit).
+MAX_BODY_BYTES = 6 * 1024 * 1024
 TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
 
 
@@ -32,7 +40,7 @@ def build_event(
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         query[key] = f"{query[key]},{value}" if key in query else value
     content_type = lowered.get("content-type", "")
-    is_text = not body or any(content_type.startswith(t) for t in TEXT_TYPES)
+    is_text = not body or (any(content_type.startswith(t) for t in TEXT_TYPES) and _is_utf8(body))
     now = time.time()
     return {
         "version": "2.0",
@@ -65,6 +73,25 @@ def build_event(
     }
 
 
+def _content_length(value: str | None) -> int | None:
+    """The body's length in bytes (0 without the header), or None when it is not one."""
+    if value is None or value.strip() == "":
+        return 0
+    return int(value) if value.strip().isdigit() else None
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return False  # passed on base64-encoded, as bytes: the handler answers 400
+    return True
+
+
+# One event in the handler at a time (see the module docstring).
+_INVOKE = threading.Lock()
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
     disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stalls
@@ -73,15 +100,30 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         from pgfleet.handlers.api import lambda_handler
 
-        length = int(self.headers.get("Content-Length") or 0)
+        length = _content_length(self.headers.get("Content-Length"))
+        if length is None or length > MAX_BODY_BYTES:
+            # The body cannot be read (or is past Lambda's payload limit): answer, then close,
+            # since the rest of the stream is no longer a request boundary.
+            self.close_connection = True
+            too_large = length is not None
+            self._write(error_event_response(
+                413 if too_large else 400, "payload_too_large" if too_large else "bad_request",
+                f"the request body is larger than {MAX_BODY_BYTES} bytes" if too_large
+                else "Content-Length is not a number of bytes",
+            ))  # fmt: skip
+            return
         body = self.rfile.read(length) if length else b""
         event = build_event(self.command, self.path, dict(self.headers.items()), body, self.client_address[0])
         try:
-            result = lambda_handler(event, LocalLambdaContext("pgfleet-api", timeout_seconds=30))
+            with _INVOKE:
+                result = lambda_handler(event, LocalLambdaContext("pgfleet-api", timeout_seconds=30))
         except Exception:
             log.exception("api handler crashed")
             result = {"statusCode": 502, "headers": {"Content-Type": "application/json"},
                       "body": '{"error": {"code": "bad_gateway", "message": "handler crashed"}}'}  # fmt: skip
+        self._write(result)
+
+    def _write(self, result: dict[str, Any]) -> None:
         payload = result.get("body") or ""
         data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
         self.send_response(int(result.get("statusCode", 200)))
@@ -99,6 +141,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, PROPFIND...) goes to the handler too, which answers 405 (or
+        # 404) in the API's error shape, as API Gateway passes it on; not http.server's 501.
+        if name.startswith("do_") and name[3:].isalpha() and name[3:].isupper():
+            return self._serve
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         # Access log without query strings or headers: they may carry tokens.

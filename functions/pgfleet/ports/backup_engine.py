@@ -137,6 +137,15 @@ class BackupEngine(abc.ABC):
         """
 
     @abc.abstractmethod
+    def cancel_backup(self, stanza: str) -> str:
+        """Terminate the backup of the stanza running now, if one runs, and wait (up to about
+        a minute) until it has stopped; the caller whose `backup` call it was gets EngineError.
+        Commands of the stanza are refused while it stops (archive_command too: PostgreSQL
+        keeps the WAL and retries), and accepted again afterwards. For a delete that keeps no
+        backup: it need not wait for one nobody will restore. Idempotent; returns a short
+        reason saying whether a backup was cancelled."""
+
+    @abc.abstractmethod
     def backup_progress(self, stanza: str) -> int | None:
         """Percent complete (0-100) of the backup running now, or None when none runs.
         Returns immediately; never raises for a stanza without backups."""

@@ -16,6 +16,11 @@ from pgfleet.ports.engine import LogLine, ServerStats
 
 REPLICATION_MODES = ("async", "sync", "sync_strict")
 
+# How far behind its primary (bytes of WAL, as Patroni reports it) a healthy replica may be.
+# The local engine gives Patroni the same maximum_lag_on_failover: a replica further behind
+# is never promoted, so it cannot be counted on to take over.
+HEALTHY_LAG_BYTES = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class NodeSpec:
@@ -52,6 +57,33 @@ class NodeState:
     timeline: int | None
     lag_bytes: int | None
     running: bool
+
+    def replica_problem(
+        self, primary: NodeState | None, max_lag_bytes: int = HEALTHY_LAG_BYTES
+    ) -> str | None:
+        """Why this node is not a healthy replica of `primary`, or None when it is one.
+
+        Healthy means: running, streaming, on the primary's timeline (a node that streams
+        the WAL of an older timeline has not followed the last promotion yet), and at most
+        `max_lag_bytes` behind. This is what `wait_until_healthy` waits for and what a
+        promotion candidate must be."""
+        if primary is None or not primary.running:
+            return "the cluster has no running primary"
+        if self.node_id == primary.node_id:
+            return "it is the primary"
+        if not self.running:
+            return f"not running ({self.state})"
+        if self.role != "replica":
+            return f"not a replica ({self.role})"
+        if self.state != "streaming":
+            return f"not streaming ({self.state})"
+        if self.timeline is None or self.timeline != primary.timeline:
+            return f"on timeline {self.timeline}, the primary on {primary.timeline}"
+        if self.lag_bytes is None:
+            return "its replication lag is unknown"
+        if self.lag_bytes > max_lag_bytes:
+            return f"{self.lag_bytes} bytes behind the primary (at most {max_lag_bytes})"
+        return None
 
 
 @dataclass(frozen=True)
@@ -96,9 +128,11 @@ class ClusterEngine(abc.ABC):
 
     @abc.abstractmethod
     def wait_until_healthy(self, spec: ClusterSpec, timeout: float = 60) -> str:
-        """Block until there is a primary accepting writes and every node of `spec` runs as
-        a streaming replica (or the primary). Raises EngineError on timeout, naming the
-        nodes that are not ready."""
+        """Block until the cluster is healthy: one primary accepting writes, every other node
+        of `spec` a healthy replica of it (`NodeState.replica_problem`: streaming, on the
+        primary's timeline, at most HEALTHY_LAG_BYTES behind), and in the synchronous modes a
+        synchronous standby chosen. What it checks is what `members` shows right after it
+        returns. Raises EngineError on timeout, naming each node that is not ready and why."""
 
     @abc.abstractmethod
     def members(self, cluster_id: str) -> list[NodeState]:
@@ -107,8 +141,10 @@ class ClusterEngine(abc.ABC):
 
     @abc.abstractmethod
     def switchover(self, cluster_id: str, candidate: str) -> str:
-        """Make `candidate` the primary. A switchover when the primary is healthy, a failover
-        when it is not. Returns when the candidate accepts writes."""
+        """Make `candidate` the primary. A switchover when the primary is healthy (in the
+        synchronous modes the candidate is made a synchronous standby first, so any healthy
+        replica may be named and no acknowledged commit is lost), a failover when it is not.
+        Returns when the candidate accepts writes."""
 
     @abc.abstractmethod
     def set_replication_mode(self, spec: ClusterSpec) -> str:

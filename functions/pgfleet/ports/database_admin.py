@@ -19,10 +19,18 @@ privileges granted to anyone, and EXECUTE on the owner's SECURITY DEFINER routin
 revoked; SELECT grants stay), and leaves `reader` with SELECT plus DELETE and TRUNCATE where
 those cannot write anything else (no rules, user triggers, inheritance children, or
 cascading foreign keys), so a tenant over its storage quota can still read and free space.
-Large objects cannot be created or grown by tenants at all (they would count towards no
-schema).
+Large objects cannot be created or grown by tenants at all, whatever role they act as (they
+would count towards no schema); an application role writes them only in the database it owns
+(its usage counts them), and not while its writes are suspended.
 
-Every method connects as the superuser over the server's private socket, quotes every
+What belongs to a tenant is marked with its tag (a comment) and owned as pgfleet makes it: its
+database by the platform superuser, its schema by its `owner` role. A tag alone proves
+nothing (whoever owns a schema may comment on it), so a database or schema of the tenant's
+name that is not owned that way was not made by pgfleet and is refused.
+
+Every method connects as the superuser over the server's private socket, in a session pinned
+to `search_path = pg_catalog, pg_temp` with every object it names schema-qualified (and its
+parameters typed), so nothing a customer creates in its databases runs in it. It quotes every
 identifier with psycopg.sql, never logs a password, is idempotent unless it says otherwise,
 and raises `EngineError` when the server cannot be reached or refuses, `AlreadyExists` when a
 role, database or schema of that name exists and does not belong to the tenant.
@@ -101,7 +109,9 @@ class DatabaseAdmin(abc.ABC):
         """Create (or bring up to date) the tenant's roles, its database or schema, its
         privileges and connection limits; the login role gets `password` (a SCRAM verifier
         computed client-side). Also closes the `postgres` and `template1` databases to PUBLIC
-        so tenants can connect to nothing but their own database. Returns what changed."""
+        so tenants can connect to nothing but their own database. Every name is checked
+        before anything is created: AlreadyExists (saying why) for a role, database or schema
+        that is not the tenant's as the module docstring defines it. Returns what changed."""
 
     @abc.abstractmethod
     def drop_tenant(self, tenant: TenantSpec) -> str:
@@ -114,11 +124,12 @@ class DatabaseAdmin(abc.ABC):
         so nothing is written after the backup. Idempotent."""
 
     @abc.abstractmethod
-    def dump_tenant(self, tenant: TenantSpec, label: str) -> LogicalDump:
-        """pg_dump (custom format, not encrypted) of exactly the tenant's database or schema
-        into the engine's directory of logical backups of this server, as `<label>.dump`
-        (overwriting an earlier attempt with the same label). Blocks until written (at most the
-        engine's dump timeout)."""
+    def dump_tenant(self, tenant: TenantSpec, label: str, passphrase: str) -> LogicalDump:
+        """pg_dump (custom format) of exactly the tenant's database or schema into the engine's
+        directory of logical backups of this server, as `<label>.dump` (overwriting an earlier
+        attempt with the same label), encrypted with `passphrase` (aes-256-cbc, like the
+        backup repository: no plaintext of the dump ever reaches the disk). Blocks until
+        written (at most the engine's dump timeout)."""
 
     @abc.abstractmethod
     def set_connection_limit(self, tenant: TenantSpec) -> str:

@@ -80,6 +80,16 @@ class ReplicaLag:
     lag_seconds: float | None  # replay lag measured by the source; None while not connected
 
 
+@dataclass(frozen=True)
+class HostCapacity:
+    """What the host that runs an engine's servers has free right now."""
+
+    memory_total_mb: int
+    memory_available_mb: int  # what new processes can use without swapping (MemAvailable)
+    disk_total_gb: float
+    disk_free_gb: float  # on the filesystem that holds the servers' data directories
+
+
 def replication_slot_name(server_id: str) -> str:
     """The physical replication slot a standby named `server_id` streams from.
 
@@ -101,6 +111,12 @@ class Engine(abc.ABC):
         """Whether nothing else on the engine's host listens on `port`. Engines whose servers
         do not share a host (RDS) keep this default."""
         return True
+
+    def host_capacity(self) -> HostCapacity | None:
+        """Free memory and disk of the host every server of this engine shares, measured now
+        (cheap: no server is contacted). None for engines whose servers do not share a host
+        (RDS): admission then checks only the tenant's limits."""
+        return None
 
     @abc.abstractmethod
     def supported_versions(self) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,28 @@ class Range:
 
 
 Filters = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Create:
+    """One write of `MetadataStore.transact`: `create(kind, record, unique_keys)`."""
+
+    kind: str
+    record: Record
+    unique_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Update:
+    """One write of `MetadataStore.transact`: `update(kind, record_id, changes, expected_revision)`."""
+
+    kind: str
+    record_id: str
+    changes: Record
+    expected_revision: int | None = None
+
+
+Write = Create | Update
 
 # Longer strings are not indexed for filtering (see `MetadataStore.page`).
 FILTERABLE_STRING_LENGTH = 256
@@ -55,6 +77,18 @@ class MetadataStore(abc.ABC):
         With `expected_revision`, the write happens only if the stored revision still equals
         it; otherwise raises Conflict (the caller re-reads and decides). Raises NotFound for a
         missing record. Returns the record as stored.
+        """
+
+    @abc.abstractmethod
+    def transact(self, writes: Sequence[Write]) -> builtins.list[Record]:
+        """Apply several creates and updates as one: either every write happens or none does.
+
+        Each write means what `create` or `update` means alone, with the same checks: a
+        record or unique key that exists raises AlreadyExists, a revision that moved raises
+        Conflict, a missing record to update raises NotFound, and then nothing was written.
+        At most 10 writes, each on a different record. Returns the records as stored, in the
+        order of `writes`. Use it where a crash between two writes would strand a record (a
+        resource and its first operation).
         """
 
     @abc.abstractmethod

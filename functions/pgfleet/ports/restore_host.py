@@ -172,9 +172,19 @@ class RestoreHost(abc.ABC):
         is a pg_dump custom-format archive, encrypted with `passphrase` (as `dump_database`
         writes it) or plain when `passphrase` is None (as a tenant's final dump is written).
 
+        A dump holds its owners' code (a CHECK constraint calling their function runs for
+        every row loaded), so nothing of it is ever restored with a superuser's privileges:
+        each object is restored by the role that owns it in the dump when that role exists
+        here and is an application's or tenant's (no superuser, CREATEROLE, CREATEDB,
+        REPLICATION or BYPASSRLS, not a role of the platform), else by `owner`; when some
+        object has neither, nothing changes and EngineError says whose objects they are.
+
         The current database (or schema) is renamed aside first and dropped only once the
-        dump is restored, so a failed restore leaves it as it was. The database belongs to
-        `owner` when that role exists, else to the superuser. Idempotent. Returns a short
+        dump is restored, so a failed restore leaves it as it was. A restored database keeps
+        the replaced one's owner, comment, connection limit and privileges; without one it
+        belongs to `owner` when given, else to the superuser. Schemas are created by the host
+        itself, owned as in the dump. Large objects follow the server's policy (only an
+        application role that owns the database may write them). Idempotent. Returns a short
         reason."""
 
     @abc.abstractmethod

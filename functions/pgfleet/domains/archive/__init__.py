@@ -10,7 +10,8 @@ from pgfleet.core.domain import Domain
 from pgfleet.domains.archive import lifecycle, logical, records, schedules, service
 from pgfleet.domains.archive.models import BackupScheduleUpdate, BackupScheduleView
 
-DOMAIN = Domain(name="archive")
+# the first backup of a new instance or cluster, as its own operation
+DOMAIN = Domain(name="archive", workflows=lifecycle.WORKFLOWS)
 
 __all__ = [
     "DOMAIN",

@@ -3,8 +3,8 @@ recorded like every other backup (kind "backup", `logical: true`).
 
 The tenants code records the dump it takes before dropping a tenant
 (`record_logical_backup(..., dump_file=...)`) and can bring a tenant back from it
-(`restore_logical_backup`); SELECTIVE recovery uses the same restore. Dumps pgfleet writes
-itself are encrypted with the resource stanza's passphrase.
+(`restore_logical_backup`); SELECTIVE recovery uses the same restore. Every dump is
+encrypted with the resource stanza's passphrase, the tenants' final dumps included.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ def record_logical_backup(
 ) -> dict[str, Any]:
     """Record a logical backup of `database` (only `schema`, when given) of `resource`.
 
-    With `dump_file`, the caller has written a plain pg_dump custom-format file (the tenants'
-    `DatabaseAdmin.dump_tenant`), which is recorded as it is. Without it, the database is
-    dumped now from the resource's primary, encrypted. `owner` is the role that should own
-    the restored database's objects; `tenant` names the tenant in listings. With `record_id`
-    (derive it from the calling step) a retried call returns the record it made. Blocks while
-    dumping. Returns the record (completed)."""
+    With `dump_file`, the caller has written a pg_dump custom-format file encrypted with the
+    stanza's passphrase (the tenants' `DatabaseAdmin.dump_tenant`), which is recorded as it
+    is. Without it, the database is dumped now from the resource's primary, encrypted.
+    `owner` is the role that should own the restored database's objects; `tenant` names the
+    tenant in listings. With `record_id` (derive it from the calling step) a retried call
+    returns the record it made. Blocks while dumping. Returns the record (completed)."""
     stanza = archiving.stanza_of(resource)
     record = backup_records.new_record(
         resource,
@@ -57,7 +57,6 @@ def record_logical_backup(
     existing = ports.store.get(backup_records.KIND, record["id"])
     if existing is not None and existing["status"] == "completed":
         return existing
-    encrypted = dump_file is None
     if dump_file is None:
         dump_file = ports.restore_host.dump_path(stanza, record["id"])
         location = archiving.primary_location(ports, resource)
@@ -74,7 +73,7 @@ def record_logical_backup(
         owner=owner,
         tenant=tenant,
         dump_path=str(dump_file),
-        encrypted=encrypted,
+        encrypted=True,  # every dump pgfleet writes is (older plain ones say encrypted: false)
     )
     return backup_records.create(ports, record)
 

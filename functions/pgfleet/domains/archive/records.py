@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pgfleet.core.context import Ports
-from pgfleet.core.errors import AlreadyExists, EngineError, InvalidState, NotFound, PgfleetError
+from pgfleet.core.errors import AlreadyExists, Conflict, EngineError, InvalidState, NotFound, PgfleetError
 from pgfleet.core.models import new_id, utcnow_iso
 from pgfleet.domains.archive import service as archiving
 from pgfleet.ports.backup_engine import BackupInfo
@@ -183,6 +183,9 @@ def run(ports: Ports, backup_id: str) -> str:
     record = get(ports, backup_id)
     if record["status"] == "completed":
         return f"backup {backup_id} already complete ({record['label']})"
+    if record["status"] == "failed":
+        # Cancelled before it began (see `cancel_pending`), or failed for good: never taken now.
+        raise InvalidState(f"backup {backup_id} will not be taken: {record.get('error') or 'it failed'}")
     resource = ports.store.get(record["resource_kind"], record["parent_id"])
     if resource is None:
         raise InvalidState(f"{record['resource_kind']} {record['parent_id']} no longer exists")
@@ -282,9 +285,24 @@ def complete(ports: Ports, record: dict[str, Any], info: BackupInfo) -> dict[str
 
 
 def mark_failed(ports: Ports, backup_id: str, error: str) -> None:
+    """Record that the backup failed; a record already failed keeps its first reason (a
+    cancelled backup's operation then fails too, saying only that it was refused)."""
     record = ports.store.get(KIND, backup_id)
-    if record is not None and record["status"] != "completed":
+    if record is not None and record["status"] not in ("completed", "failed"):
         update(ports, record, status="failed", error=error, finished_at=utcnow_iso())
+
+
+def cancel_pending(ports: Ports, record: dict[str, Any], reason: str) -> bool:
+    """Fail a backup that has not begun, so that it never will (`run` refuses a failed
+    record). False when it has begun: the write is conditional on the revision `record` was
+    read at, and `run` marks a record running with the same check, so exactly one wins."""
+    if record["status"] != "pending":
+        return False
+    try:
+        update(ports, record, status="failed", error=reason, finished_at=utcnow_iso())
+    except Conflict:
+        return False
+    return True
 
 
 # --- retention ----------------------------------------------------------------------------------

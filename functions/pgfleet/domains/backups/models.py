@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from pgfleet.core.models import Credentials, ResourceName, StrictModel
 from pgfleet.core.paging import Pagination
@@ -33,16 +33,23 @@ _DURATION = re.compile(
 )
 
 
+# The longest retention a backup may ask for: its expiry must stay a date.
+MAX_DURATION = timedelta(days=365 * 100)
+
+
 def parse_duration(text: str) -> timedelta:
     """An ISO 8601 duration such as "P30D", "P1Y", "PT12H" (a year is 365 days, a month 30).
-    Raises ValueError for anything else, or for a zero duration."""
+    Raises ValueError for anything else, for a zero duration, or one over 100 years."""
     match = _DURATION.match(text.strip().upper())
     if not match:
         raise ValueError(f"{text!r} is not an ISO 8601 duration such as P30D or PT12H")
     years, months, weeks, days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    value = timedelta(
-        days=365 * years + 30 * months + 7 * weeks + days, hours=hours, minutes=minutes, seconds=seconds
+    total_days = (
+        365 * years + 30 * months + 7 * weeks + days + (hours * 3600 + minutes * 60 + seconds) / 86400
     )
+    if total_days > MAX_DURATION.days:  # before timedelta, which overflows far sooner than float
+        raise ValueError(f"the duration must be at most {MAX_DURATION.days // 365} years (P100Y)")
+    value = timedelta(days=total_days)
     if value <= timedelta(0):
         raise ValueError("the duration must be longer than zero")
     return value
@@ -133,17 +140,29 @@ CheckResult = Literal["PASSED", "FAILED", "WARNING"]
 CheckType = Literal["CHECKSUM", "STRUCTURE", "CONSISTENCY"]
 
 
+# Tags are kept on every backup record: bounded as AWS bounds resource tags.
+BackupTags = Annotated[
+    dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=128)],
+        Annotated[str, StringConstraints(max_length=256)],
+    ],
+    Field(max_length=50, description="At most 50 tags; keys 1 to 128 characters, values at most 256."),
+]
+
+
 class BackupExecuteRequest(StrictModel):
     backupType: BackupTypeEnum
     tenantId: str | None = Field(
         default=None, max_length=128, description="Back up every resource of this tenant; null: system-wide."
     )
-    retentionPeriod: str | None = Field(default=None, description="ISO 8601 duration, e.g. P30D.")
+    retentionPeriod: str | None = Field(
+        default=None, max_length=64, description="ISO 8601 duration, e.g. P30D; at most P100Y."
+    )
     encryptionEnabled: bool | None = Field(
         default=None, description="Backups are always encrypted (aes-256-cbc); false is refused."
     )
     compressionLevel: int | None = Field(default=None, ge=1, le=9)
-    tags: dict[str, str] | None = None
+    tags: BackupTags | None = None
     targetId: str | None = Field(
         default=None, pattern=RESOURCE_ID_PATTERN, description="One instance (pgi-...) or cluster (pgc-...)."
     )

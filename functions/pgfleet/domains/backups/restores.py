@@ -133,8 +133,19 @@ def _physical_backups(ports: Ports, resource_id: str) -> list[dict[str, Any]]:
     return sorted(done, key=lambda r: r["finished_at"])
 
 
+def _not_restorable(backup: dict[str, Any]) -> InvalidState:
+    """409 for a backup that has not completed, naming the operation that takes it."""
+    if backup["status"] in archive.records.ACTIVE:
+        return InvalidState(
+            f"backup {backup['id']} is {backup['status']} (operation {backup.get('operation_id')}): not "
+            "restorable until it completes",
+            details={"backup_id": backup["id"], "operation_id": backup.get("operation_id")},
+        )
+    return InvalidState(f"backup {backup['id']} is {backup['status']}, not restorable")
+
+
 def _choose_backup(
-    ports: Ports, resource_id: str, backup_id: str | None, target: datetime | None
+    ports: Ports, kind: str, resource_id: str, backup_id: str | None, target: datetime | None
 ) -> dict[str, Any]:
     backups_done = _physical_backups(ports, resource_id)
     if backup_id is not None:
@@ -142,7 +153,7 @@ def _choose_backup(
         if record is None:
             other = ports.store.get(archive.records.KIND, backup_id)
             if other is not None and other["parent_id"] == resource_id:
-                raise InvalidState(f"backup {backup_id} is {other['status']}, not restorable")
+                raise _not_restorable(other)
             raise NotFound(f"backup {backup_id} of {resource_id} not found")
         if target is not None and target < archive.records.parse_iso(record["finished_at"]) + ONE_SECOND:
             raise ValidationFailed(
@@ -152,7 +163,9 @@ def _choose_backup(
             )  # fmt: skip
         return record
     if not backups_done:
-        raise InvalidState(f"{resource_id} has no completed backup to restore")
+        # The restorable window starts at the first backup: say where that backup is.
+        reason, details = archive.lifecycle.not_restorable_reason(ports, kind, resource_id)
+        raise InvalidState(reason, details=details)
     if target is None:
         return backups_done[-1]
     before = [r for r in backups_done if archive.records.parse_iso(r["finished_at"]) + ONE_SECOND <= target]
@@ -212,7 +225,7 @@ def plan(
         if mode in ("selective", "logical") and source["status"] != "running":
             raise InvalidState(f"a selective restore needs the {kind} running; it is {source['status']}")
     target = _aware(target_time) if target_time is not None else None
-    backup = _choose_backup(ports, resource_id, backup_id, target)
+    backup = _choose_backup(ports, kind, resource_id, backup_id, target)
     if target is not None:
         running = source is not None and source["status"] == "running"
         _check_target(ports, backup["stanza"], target, running)
@@ -227,7 +240,7 @@ def plan(
 
 
 def _tenant_fields(ports: Ports, source: dict[str, Any] | None, tenant: str | None) -> dict[str, Any]:
-    """The database (or schema) and database owner of a tenant of the source, from the
+    """The database (or schema) of a tenant of the source and the role it is restored as, from the
     tenants API's record (kind "tenant" under the resource); without one (a deleted tenant),
     the database named after the tenant, as the tenants API names it."""
     if not tenant or source is None:
@@ -236,11 +249,12 @@ def _tenant_fields(ports: Ports, source: dict[str, Any] | None, tenant: str | No
     for record in archive.records.every(ports, "tenant", parent_id=source["id"]):
         if record.get("name") == tenant:
             schema_mode = record.get("mode") == "schema_per_tenant"
-            # The tenant's objects keep their owner role; its database belongs to the superuser.
+            # Restored as the tenant's owner role, never as a superuser (the dump is the
+            # tenant's code); its database stays the platform's.
             return {
                 "database": record.get("database_name") or stem,
                 "schema": (record.get("schema_name") or stem) if schema_mode else None,
-                "owner": None,
+                "owner": (record.get("roles") or {}).get("owner"),
             }
     # The resource's own database stays its application role's.
     owner = source["username"] if stem == source.get("database") else None
@@ -384,7 +398,7 @@ def initiate(ports: Ports, principal: Principal, body: RecoveryInitiateRequest) 
     else:
         mode = "overwrite" if body.recoveryLocation == "IN_PLACE" else "new_instance"
     if backup["status"] != "completed":
-        raise InvalidState(f"backup {backup['id']} is {backup['status']}, not restorable")
+        raise _not_restorable(backup)
     if mode == "logical":
         restore_plan = _logical_plan(ports, principal, backup, body.targetTenant)
     else:

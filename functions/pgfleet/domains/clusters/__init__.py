@@ -13,6 +13,7 @@ from pgfleet.domains.clusters.service import (
     public_view,
     reconcile,
     refresh_topology,
+    view,
 )
 from pgfleet.domains.clusters.workflows import (
     create_database_step,
@@ -49,5 +50,6 @@ __all__ = [
     "refresh_topology",
     "start_nodes_step",
     "stop_nodes_step",
+    "view",
     "wait_healthy_step",
 ]

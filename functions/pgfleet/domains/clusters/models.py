@@ -7,7 +7,16 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from pgfleet.core.models import Credentials, Endpoint, StrictModel
-from pgfleet.domains.instances import InstanceCreate, InstanceStats, InstanceStatus, LogEntry
+from pgfleet.domains.instances import (
+    BackupStatus,
+    BackupStatusField,
+    BackupStatusReason,
+    FirstBackupId,
+    InstanceCreate,
+    InstanceStats,
+    InstanceStatus,
+    LogEntry,
+)
 
 ReplicationMode = Literal["async", "sync", "sync_strict"]
 NodeCount = Field(default=3, ge=1, le=9, description="Number of nodes: one primary and N-1 replicas.")
@@ -59,6 +68,9 @@ class Cluster(BaseModel):
     created_at: str
     updated_at: str
     operation_id: str | None = None
+    first_backup_id: str | None = FirstBackupId
+    backup_status: BackupStatus | None = BackupStatusField
+    backup_status_reason: str = BackupStatusReason
 
 
 class ClusterCredentials(Credentials):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
@@ -29,8 +29,12 @@ router = Router()
 ClusterId = Annotated[str, Path(pattern=r"^pgc-[0-9a-f]{12}$", description="Cluster id.")]
 
 
-def _view(record: dict) -> Cluster:
-    return Cluster.model_validate(clusters.public_view(record))
+def _view(record: dict[str, Any]) -> Cluster:
+    return Cluster.model_validate(clusters.view(ports(), record))
+
+
+def _shown(record: dict[str, Any]) -> dict[str, Any]:
+    return clusters.view(ports(), record)
 
 
 @router.post("/", summary="Create an HA cluster", status_code=202)
@@ -56,7 +60,7 @@ def get_cluster(resource_id: ClusterId) -> Cluster:
     return _view(clusters.get_visible(ports(), principal(router), resource_id))
 
 
-add_lifecycle_routes(router, "cluster", ClusterId, Cluster, clusters.transition, clusters.public_view)
+add_lifecycle_routes(router, "cluster", ClusterId, Cluster, clusters.transition, _shown)
 
 
 @router.post("/<resource_id>/scale", summary="Add or remove replicas", status_code=202)

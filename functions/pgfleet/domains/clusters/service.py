@@ -11,16 +11,17 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from pgfleet.core import operations, resources
+from pgfleet.core import admission, operations, resources
 from pgfleet.core import port_allocation as ports_allocation
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import EngineError, InvalidState, NotFound
 from pgfleet.core.models import new_id, utcnow_iso
 from pgfleet.core.resources import ResourceType
-from pgfleet.domains import instances
+from pgfleet.domains import archive, instances
 from pgfleet.domains.clusters.models import ClusterCreate
 from pgfleet.ports.cluster_engine import ClusterSpec, NodeSpec, NodeState
+from pgfleet.ports.metadata import Create
 
 CLUSTER = ResourceType(
     kind="cluster",
@@ -60,6 +61,12 @@ def public_view(record: dict[str, Any]) -> dict[str, Any]:
     view["nodes"] = [{k: n.get(k) for k in NODE_PUBLIC_FIELDS} for n in record["nodes"]]
     view["node_count"] = len(record["nodes"])
     return view
+
+
+def view(ports: Ports, record: dict[str, Any]) -> dict[str, Any]:
+    """What the API shows of a cluster: the record's public fields and the state of its
+    backups, read from its first backup (see archive.lifecycle.backup_state)."""
+    return {**public_view(record), **archive.lifecycle.backup_state(ports, record)}
 
 
 def cluster_spec(record: dict[str, Any]) -> ClusterSpec:
@@ -130,9 +137,18 @@ def create(
             "credentials": credentials(earlier, ports.secrets.get(secret_name(earlier)) or ""),
         }
     instances.require_supported_version(ports, body.version)
+    admission.admit(
+        ports,
+        tenant,
+        admission.Demand.servers(
+            body.node_count, cpu=body.cpu, memory_mb=body.memory, storage_gb=body.storage, instance=True
+        ),
+        f"cluster {body.name} ({body.node_count} nodes)",
+    )
     cluster_id = new_id("pgc")
     nodes = new_nodes(ports, cluster_id, body.name, [], body.node_count)
     now = utcnow_iso()
+    op = operations.new_operation(workflow, cluster_id, tenant, params)
     record: dict[str, Any] = {
         "id": cluster_id,
         "tenant_id": tenant,
@@ -152,21 +168,21 @@ def create(
         "username": body.username,
         "created_at": now,
         "updated_at": now,
-        "operation_id": None,
+        "operation_id": op["id"],
         "created_by": principal.sub,
     }
+    # As for instances: the password, then the record, its name and its operation at once.
+    password = secrets.token_urlsafe(24)
     try:
-        record = ports.store.create(
-            KIND, record, unique_keys=(resources.name_key(CLUSTER, tenant, body.name),)
+        ports.secrets.put(secret_name(record), password)
+        record = operations.submit_with(
+            ports, Create(KIND, record, unique_keys=(resources.name_key(CLUSTER, tenant, body.name),)), op
         )
     except Exception:
-        release_ports(ports, cluster_id, nodes)
+        if ports.store.get(KIND, cluster_id) is None:
+            release_ports(ports, cluster_id, nodes)
+            ports.secrets.delete(secret_name(record))
         raise
-    password = secrets.token_urlsafe(24)
-    ports.secrets.put(secret_name(record), password)
-    op = operations.new_operation(workflow, cluster_id, tenant, params)
-    record = ports.store.update(KIND, cluster_id, {"operation_id": op["id"]}, record["revision"])
-    operations.submit(ports, op)
     resources.remember_create(ports, CLUSTER, tenant, idempotency_key, cluster_id, body_fingerprint)
     return {**public_view(record), "credentials": credentials(record, password)}
 
@@ -242,6 +258,15 @@ def scale(ports: Ports, principal: Principal, cluster_id: str, node_count: int) 
     resources.require_status(record, CLUSTER, "scale", ("running",))
     if record["replication_mode"] == "sync_strict" and node_count < 2:
         raise InvalidState("a sync_strict cluster needs at least 2 nodes: commits wait for a replica")
+    added = node_count - len(record["nodes"])
+    admission.admit(
+        ports,
+        record["tenant_id"],
+        admission.Demand.servers(
+            added, cpu=record["cpu"], memory_mb=record["memory"], storage_gb=record["storage"], instance=False
+        ),
+        f"scaling cluster {record['name']} to {node_count} nodes",
+    )
     return resources.begin(
         ports, principal, CLUSTER, record, action=f"scale to {node_count} nodes", transitional="scaling",
         workflow="cluster.scale", params={"node_count": node_count},
@@ -249,17 +274,40 @@ def scale(ports: Ports, principal: Principal, cluster_id: str, node_count: int) 
 
 
 def promote(ports: Ports, principal: Principal, cluster_id: str, node_id: str) -> dict[str, Any]:
-    record = get_visible(ports, principal, cluster_id)
+    """Accept a promotion only of a replica that can take over now (see `promotion_refusal`):
+    a bad candidate is a 409 with the reason, not an operation that fails later."""
+    record = get_visible(ports, principal, cluster_id, live=False)
     resources.require_status(record, CLUSTER, "promote a node of", ("running",))
-    node = next((n for n in record["nodes"] if n["id"] == node_id), None)
-    if node is None:
+    if not any(n["id"] == node_id for n in record["nodes"]):
         raise NotFound(f"node {node_id} is not part of cluster {cluster_id}")
-    if node_id == record["primary"]:
-        raise InvalidState(f"node {node_id} is already the primary")
+    try:
+        members = ports.cluster_engine.members(cluster_id)
+    except EngineError as exc:
+        raise InvalidState(f"cannot promote {node_id}: the cluster's state is unknown ({exc})") from exc
+    refusal = promotion_refusal(members, node_id, ports.settings.promote_max_lag_bytes)
+    if refusal is not None:
+        raise InvalidState(f"cannot promote {node_id}: {refusal}")
     return resources.begin(
         ports, principal, CLUSTER, record, action=f"promote {node_id}", transitional="promoting",
         workflow="cluster.promote", params={"node_id": node_id},
     )  # fmt: skip
+
+
+def promotion_refusal(members: list[NodeState], node_id: str, max_lag_bytes: int) -> str | None:
+    """Why `node_id` cannot be promoted now, or None. It must be a healthy replica of the
+    running primary (`NodeState.replica_problem`: running, streaming, on the primary's
+    timeline, at most `max_lag_bytes` behind), so the switchover keeps every acknowledged
+    commit. Without a running primary Patroni is already electing the most up-to-date
+    replica; forcing another one could lose commits."""
+    primary = next((m for m in members if m.role == "primary" and m.running), None)
+    node = next((m for m in members if m.node_id == node_id), None)
+    if primary is not None and node_id == primary.node_id:
+        return "it is already the primary"
+    if primary is None:
+        return "the cluster has no running primary (Patroni elects one by itself; promote once it has)"
+    if node is None:
+        return "Patroni does not list it (not running)"
+    return node.replica_problem(primary, max_lag_bytes)
 
 
 def replication_status(ports: Ports, principal: Principal, cluster_id: str) -> dict[str, Any]:

@@ -87,16 +87,28 @@ def stop_nodes_step(ctx: StepContext) -> str:
 
 def mark_running_step(reason: str) -> Any:
     def step(ctx: StepContext) -> str:
-        record = _record(ctx)
-        # Every node inside its memory/CPU limits; the reason says how they are enforced.
-        limits = ctx.ports.cluster_engine.apply_resources(cluster_spec(record))
-        record = refresh_topology(
-            ctx.ports, record, status="running", status_reason=f"{reason}; {limits}",
-            node_count=len(record["nodes"]), limits=limits,
-        )  # fmt: skip
-        return f"cluster is running; primary {record['primary']}"
+        return _mark_running(ctx, _record(ctx), reason)
 
     return step
+
+
+def _mark_running(ctx: StepContext, record: dict[str, Any], reason: str, **changes: Any) -> str:
+    # Every node inside its memory/CPU limits; the reason says how they are enforced.
+    limits = ctx.ports.cluster_engine.apply_resources(cluster_spec(record))
+    record = refresh_topology(
+        ctx.ports, record, status="running", status_reason=f"{reason}; {limits}",
+        node_count=len(record["nodes"]), limits=limits, **changes,
+    )  # fmt: skip
+    return f"cluster is running; primary {record['primary']}"
+
+
+def _mark_created(ctx: StepContext) -> str:
+    """Running once the primary takes writes and the replicas stream: the first full backup
+    follows as its own operation (see archive.lifecycle), so nobody waits for it."""
+    record = _record(ctx)
+    backup = archive.lifecycle.start_first_backup(ctx, record)
+    reason = f"created; replicas streaming; first backup {backup['id']} started (operation {backup['operation_id']})"
+    return _mark_running(ctx, record, reason, first_backup_id=backup["id"])
 
 
 def _mark_down(status: str, reason: str) -> Any:
@@ -218,10 +230,11 @@ WORKFLOWS: tuple[Workflow, ...] = (
             ("provision", provision_step),
             ("start_nodes", start_nodes_step),
             ("wait_healthy", wait_healthy_step),
-            ("create_database", create_database_step),
-            ("create_stanza", archive.service.create_stanza_step(CLUSTER)),
-            ("initial_backup", archive.lifecycle.initial_backup_step(CLUSTER)),
-            ("mark_running", mark_running_step("created; replicas streaming")),
+            (
+                "create_database_and_stanza",
+                archive.service.with_stanza_created(CLUSTER, create_database_step),
+            ),
+            ("mark_running", _mark_created),
         ),
         _failed,
     ),
@@ -266,6 +279,7 @@ WORKFLOWS: tuple[Workflow, ...] = (
     Workflow(
         "cluster.delete",
         (
+            ("settle_backups", archive.lifecycle.settle_backups_step(CLUSTER)),
             ("final_backup", archive.lifecycle.final_backup_step(CLUSTER, _ensure_running)),
             ("destroy", _destroy),
             ("release_backups", archive.lifecycle.release_backups_step(CLUSTER)),

@@ -3,7 +3,11 @@
 from pgfleet.core.domain import Domain, Mount
 from pgfleet.domains.instances import routes, workflows
 from pgfleet.domains.instances.models import (
+    BackupStatus,
+    BackupStatusField,
+    BackupStatusReason,
     Cpu,
+    FirstBackupId,
     Instance,
     InstanceCreate,
     InstanceCreated,
@@ -25,6 +29,7 @@ from pgfleet.domains.instances.service import (
     require_supported_version,
     server_spec,
     stats_view,
+    view,
 )
 from pgfleet.domains.instances.workflows import (
     create_database_step,
@@ -42,7 +47,11 @@ DOMAIN = Domain(
 
 __all__ = [
     "DOMAIN",
+    "BackupStatus",
+    "BackupStatusField",
+    "BackupStatusReason",
     "Cpu",
+    "FirstBackupId",
     "INSTANCE",
     "Instance",
     "InstanceCreate",
@@ -67,4 +76,5 @@ __all__ = [
     "start_step",
     "stats_view",
     "stop_step",
+    "view",
 ]

@@ -7,12 +7,13 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from pgfleet.core.models import (
-    RESERVED_ROLE_NAMES,
     Credentials,
     Endpoint,
     ResourceName,
     SqlIdentifier,
     StrictModel,
+    reserved_database,
+    reserved_role,
 )
 
 InstanceStatus = Literal[
@@ -22,6 +23,25 @@ InstanceStatus = Literal[
     # backups: a restore in place
     "restoring",
 ]  # fmt: skip
+
+# The first full backup runs as its own operation once the server accepts connections; the
+# restorable window starts when it completes (instances and clusters alike).
+BackupStatus = Literal["pending", "running", "completed", "failed"]
+FirstBackupId = Field(
+    default=None,
+    description="The first full backup, started as its own operation as soon as the server accepts "
+    "connections (null before).",
+)
+BackupStatusField = Field(
+    default=None,
+    description="Whether anything is restorable yet. pending or running: the first full backup is on its way and "
+    "a restore is refused (409) until it completes; completed: restorable from the first backup on (GET "
+    ".../backups shows the restorable window); failed: nothing is restorable until a backup completes (POST "
+    ".../backup). null while the server is created.",
+)
+BackupStatusReason = Field(
+    default="", description="Why: the first backup and its operation, when it completed, or why it failed."
+)
 
 Cpu = Field(default=1, ge=1, le=64, description="vCPUs.")
 Memory = Field(default=1024, ge=256, le=262144, description="Memory in MB.")
@@ -39,9 +59,16 @@ class InstanceCreate(StrictModel):
 
     @field_validator("username")
     @classmethod
-    def _not_reserved(cls, value: str) -> str:
-        if value in RESERVED_ROLE_NAMES or value.startswith("pg_"):
-            raise ValueError(f"'{value}' is reserved")
+    def _not_a_platform_role(cls, value: str) -> str:
+        if reserved_role(value):
+            raise ValueError(f"'{value}' is reserved: the platform uses it or names its own roles so")
+        return value
+
+    @field_validator("database")
+    @classmethod
+    def _not_a_system_database(cls, value: str) -> str:
+        if reserved_database(value):
+            raise ValueError(f"'{value}' is reserved: every server has a database of that name")
         return value
 
 
@@ -61,6 +88,9 @@ class Instance(BaseModel):
     created_at: str
     updated_at: str
     operation_id: str | None = Field(default=None, description="The last operation on this instance.")
+    first_backup_id: str | None = FirstBackupId
+    backup_status: BackupStatus | None = BackupStatusField
+    backup_status_reason: str = BackupStatusReason
 
 
 class InstanceCreated(Instance):

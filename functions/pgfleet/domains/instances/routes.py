@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
@@ -43,7 +43,7 @@ def list_instances(
 ) -> InstanceList:
     records, token = instances.list_visible(ports(), principal(router), limit, next_token)
     return InstanceList(
-        instances=[Instance.model_validate(instances.public_view(r)) for r in records], next_token=token
+        instances=[Instance.model_validate(instances.view(ports(), r)) for r in records], next_token=token
     )
 
 
@@ -51,11 +51,15 @@ def list_instances(
 @requires("postgres:read")
 def get_instance(instance_id: InstanceId) -> Instance:
     return Instance.model_validate(
-        instances.public_view(instances.get_visible(ports(), principal(router), instance_id))
+        instances.view(ports(), instances.get_visible(ports(), principal(router), instance_id))
     )
 
 
-add_lifecycle_routes(router, "instance", InstanceId, Instance, instances.transition, instances.public_view)
+def _view(record: dict[str, Any]) -> dict[str, Any]:
+    return instances.view(ports(), record)
+
+
+add_lifecycle_routes(router, "instance", InstanceId, Instance, instances.transition, _view)
 
 
 @router.get("/<instance_id>/stats", summary="Live statistics read from the server")

@@ -11,15 +11,17 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from pgfleet.core import operations, resources
+from pgfleet.core import admission, operations, resources
 from pgfleet.core import port_allocation as ports_allocation
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import ValidationFailed
 from pgfleet.core.models import new_id, utcnow_iso
 from pgfleet.core.resources import ResourceType
+from pgfleet.domains import archive
 from pgfleet.domains.instances.models import InstanceCreate
 from pgfleet.ports.engine import LogLine, ServerSpec, ServerStats
+from pgfleet.ports.metadata import Create
 
 INSTANCE = ResourceType(
     kind="instance",
@@ -47,6 +49,12 @@ KIND = INSTANCE.kind
 
 def public_view(record: dict[str, Any]) -> dict[str, Any]:
     return resources.public_view(INSTANCE, record)
+
+
+def view(ports: Ports, record: dict[str, Any]) -> dict[str, Any]:
+    """What the API shows of an instance: the record's public fields and the state of its
+    backups, read from its first backup (see archive.lifecycle.backup_state)."""
+    return {**public_view(record), **archive.lifecycle.backup_state(ports, record)}
 
 
 def secret_name(record: dict[str, Any]) -> str:
@@ -117,9 +125,18 @@ def create(
     if earlier is not None:
         return with_credentials(earlier, ports.secrets.get(secret_name(earlier)) or "")
     require_supported_version(ports, body.version)
+    admission.admit(
+        ports,
+        tenant,
+        admission.Demand.servers(
+            1, cpu=body.cpu, memory_mb=body.memory, storage_gb=body.storage, instance=True
+        ),
+        f"instance {body.name}",
+    )
     instance_id = new_id("pgi")
     (port,) = ports_allocation.reserve(ports, instance_id)
     now = utcnow_iso()
+    op = operations.new_operation(workflow, instance_id, tenant, params)
     record: dict[str, Any] = {
         "id": instance_id,
         "tenant_id": tenant,
@@ -136,21 +153,22 @@ def create(
         "username": body.username,
         "created_at": now,
         "updated_at": now,
-        "operation_id": None,
+        "operation_id": op["id"],
         "created_by": principal.sub,
     }
+    # The password first (the operation's steps read it), then the record, its name and its
+    # operation in one transaction: no failure leaves an instance nobody will ever create.
+    password = secrets.token_urlsafe(24)
     try:
-        record = ports.store.create(
-            KIND, record, unique_keys=(resources.name_key(INSTANCE, tenant, body.name),)
+        ports.secrets.put(secret_name(record), password)
+        record = operations.submit_with(
+            ports, Create(KIND, record, unique_keys=(resources.name_key(INSTANCE, tenant, body.name),)), op
         )
     except Exception:
-        ports_allocation.release(ports, port, instance_id)
+        if ports.store.get(KIND, instance_id) is None:
+            ports_allocation.release(ports, port, instance_id)
+            ports.secrets.delete(secret_name(record))
         raise
-    password = secrets.token_urlsafe(24)
-    ports.secrets.put(secret_name(record), password)
-    op = operations.new_operation(workflow, instance_id, tenant, params)
-    record = ports.store.update(KIND, instance_id, {"operation_id": op["id"]}, record["revision"])
-    operations.submit(ports, op)
     resources.remember_create(ports, INSTANCE, tenant, idempotency_key, instance_id, body_fingerprint)
     return with_credentials(record, password)
 

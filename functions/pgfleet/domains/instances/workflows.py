@@ -61,11 +61,23 @@ _failed = resources.mark_failed(INSTANCE)
 def mark_running_step(ctx: StepContext) -> str:
     """Running: keep the server inside its memory/CPU limits and say how they are enforced
     (cgroups, or settings only where the host does not allow them)."""
-    limits = ctx.ports.engine.apply_resources(server_spec(_record(ctx)))
-    resources.set_status(
-        ctx, INSTANCE, "running", f"running and accepting connections; {limits}", limits=limits
-    )
-    return f"instance is running; {limits}"
+    return _mark_running(ctx, _record(ctx))
+
+
+def _mark_running(ctx: StepContext, record: dict[str, Any], note: str = "", **changes: Any) -> str:
+    limits = ctx.ports.engine.apply_resources(server_spec(record))
+    reason = f"running and accepting connections; {limits}{note}"
+    resources.set_status(ctx, INSTANCE, "running", reason, limits=limits, **changes)
+    return f"instance is running; {limits}{note}"
+
+
+def _mark_created(ctx: StepContext) -> str:
+    """Running as soon as it accepts connections: the first full backup follows as its own
+    operation (see archive.lifecycle), so neither a user nor `terraform apply` waits for it."""
+    record = _record(ctx)
+    backup = archive.lifecycle.start_first_backup(ctx, record)
+    note = f"; first backup {backup['id']} started (operation {backup['operation_id']})"
+    return _mark_running(ctx, record, note, first_backup_id=backup["id"])
 
 
 def _release_limits(ctx: StepContext) -> str:
@@ -84,10 +96,11 @@ WORKFLOWS: tuple[Workflow, ...] = (
             ("configure_archiving", archive.service.configure_step(INSTANCE)),
             ("provision", provision_step),
             ("start", start_step),
-            ("create_database", create_database_step),
-            ("create_stanza", archive.service.create_stanza_step(INSTANCE)),
-            ("initial_backup", archive.lifecycle.initial_backup_step(INSTANCE)),
-            ("mark_running", mark_running_step),
+            (
+                "create_database_and_stanza",
+                archive.service.with_stanza_created(INSTANCE, create_database_step),
+            ),
+            ("mark_running", _mark_created),
         ),
         _failed,
     ),
@@ -111,6 +124,7 @@ WORKFLOWS: tuple[Workflow, ...] = (
     Workflow(
         "instance.delete",
         (
+            ("settle_backups", archive.lifecycle.settle_backups_step(INSTANCE)),
             ("final_backup", archive.lifecycle.final_backup_step(INSTANCE, start_step)),
             ("delete_dependents", operations.dependents_step(KIND)),
             ("destroy", _destroy),

@@ -9,6 +9,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from pgfleet.core.domain import requires
+from pgfleet.core.resources import a
 from pgfleet.core.routing import ports, principal
 from pgfleet.domains.clusters import ClusterId
 from pgfleet.domains.instances import InstanceId
@@ -19,12 +20,14 @@ from pgfleet.domains.quotas.models import Quota, QuotaUpdate
 def quota_routes(kind: str, resource_id_type: Any) -> Router:
     router = Router()
 
-    @router.put("/<resource_id>/quota", summary=f"Set the quotas of a {kind} (enforced at once when it runs)")
+    @router.put(
+        "/<resource_id>/quota", summary=f"Set the quotas of {a(kind)} (enforced at once when it runs)"
+    )
     @requires("postgres:write")
     def put_quota(resource_id: resource_id_type, body: QuotaUpdate) -> Quota:  # type: ignore[valid-type]
         return Quota.model_validate(quotas.put(ports(), principal(router), kind, resource_id, body))
 
-    @router.get("/<resource_id>/quota", summary=f"The quotas of a {kind}, its last measured usage")
+    @router.get("/<resource_id>/quota", summary=f"The quotas of {a(kind)}, its last measured usage")
     @requires("postgres:read")
     def get_quota(resource_id: resource_id_type) -> Quota:  # type: ignore[valid-type]
         return Quota.model_validate(quotas.get(ports(), principal(router), kind, resource_id))

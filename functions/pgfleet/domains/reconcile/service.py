@@ -1,9 +1,12 @@
 """Reconcile: bring every resource back to its desired state, and say why.
 
 Runs on a schedule (every minute) and when the local stack starts. For each instance:
-an unfinished operation nobody is working on is handed to the worker again; a server that
-should run but does not is started; one that should be stopped but runs is stopped. Every
-action is written into the instance's `status_reason`.
+an unfinished operation nobody is working on is handed to the worker again; a record left in
+a transitional status with no operation that could finish it (stranded: a create or a change
+whose operation was never stored) is marked failed, so delete can release it; a server that
+should run but does not is started; one that should be stopped but runs is stopped; a first
+backup whose operation nobody works on is handed to the worker again. Every action on the
+server is written into the instance's `status_reason`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pgfleet.core import operations, resources
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import PgfleetError
 from pgfleet.core.models import utcnow_iso
-from pgfleet.domains import clusters, instances, replicas
+from pgfleet.domains import archive, clusters, instances, replicas, tenants
 from pgfleet.ports.scheduler import Schedule
 
 log = logging.getLogger(__name__)
@@ -47,19 +50,31 @@ def run(ports: Ports, detail: dict[str, Any] | None = None) -> list[str]:
                 line = f"{record['id']}: could not reconcile: {exc}"
             if line:
                 actions.append(line)
+            try:
+                # backups: a first backup that lost its worker or its message runs again
+                line = archive.lifecycle.settle_first_backup(ports, record)
+            except PgfleetError as exc:
+                line = f"{record['id']}: could not check its first backup: {exc}"
+            if line:
+                actions.append(line)
     actions += replicas.reconcile(ports)
+    actions += tenants.reconcile(ports)
     return actions
 
 
 def reconcile_cluster(ports: Ports, record: dict[str, Any]) -> str | None:
     if record["status"] in TRANSITIONAL + ("scaling", "promoting"):
-        return operations.resume_if_stale(ports, record)
+        return resources.fail_if_stranded(ports, clusters.KIND, record) or operations.resume_if_stale(
+            ports, record
+        )
     return clusters.reconcile(ports, record)
 
 
 def reconcile_instance(ports: Ports, record: dict[str, Any]) -> str | None:
     if record["status"] in TRANSITIONAL:
-        return operations.resume_if_stale(ports, record)
+        return resources.fail_if_stranded(ports, instances.KIND, record) or operations.resume_if_stale(
+            ports, record
+        )
     desired = record.get("desired_state", "running")
     state = ports.engine.state(record["id"])
     if desired == "running" and record["status"] == "running" and not state.running:

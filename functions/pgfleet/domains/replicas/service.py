@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pgfleet.core import operations, resources
+from pgfleet.core import admission, operations, resources
 from pgfleet.core import port_allocation as ports_allocation
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
@@ -22,6 +22,7 @@ from pgfleet.core.resources import ResourceType, Transition
 from pgfleet.domains import instances
 from pgfleet.domains.replicas.models import MAX_REPLICAS, ReplicaCreate
 from pgfleet.ports.engine import ReplicaLag, replication_slot_name
+from pgfleet.ports.metadata import Create
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,16 @@ def create(
             f"an instance has at most {MAX_REPLICAS} replicas; it has {len(existing)}",
             details={"replicas": len(existing), "max_replicas": MAX_REPLICAS},
         )
+    # A replica holds the instance's storage (a full copy) and its own memory and CPU.
+    admission.admit(
+        ports,
+        tenant,
+        admission.Demand.servers(
+            body.replica_count, cpu=body.cpu, memory_mb=body.memory, storage_gb=instance["storage"],
+            instance=False,
+        ),
+        f"{body.replica_count} replica(s) of instance {instance['name']}",
+    )  # fmt: skip
     # Listings order by (created_at, id): sorted ids keep replicas created within one
     # millisecond in creation (and name) order.
     ids = sorted(new_id("pgr") for _ in range(body.replica_count))
@@ -141,6 +152,7 @@ def _create_one(
 ) -> dict[str, Any]:
     (port,) = ports_allocation.reserve(ports, replica_id)
     now = utcnow_iso()
+    op = operations.new_operation("replica.create", replica_id, instance["tenant_id"])
     record = {
         "id": replica_id,
         "tenant_id": instance["tenant_id"],
@@ -159,23 +171,23 @@ def _create_one(
         "endpoint": {"host": ports.engine.host, "port": port},
         "created_at": now,
         "updated_at": now,
-        "operation_id": None,
+        "operation_id": op["id"],
         "created_by": principal.sub,
     }
     try:
-        record = _store_with_free_name(ports, record, instance)
+        return _store_with_free_name(ports, record, instance, op)
     except Exception:
-        ports_allocation.release(ports, port, replica_id)
+        if ports.store.get(KIND, replica_id) is None:
+            ports_allocation.release(ports, port, replica_id)
         raise
-    op = operations.new_operation("replica.create", replica_id, record["tenant_id"])
-    record = ports.store.update(KIND, replica_id, {"operation_id": op["id"]}, record["revision"])
-    operations.submit(ports, op)
-    return record
 
 
-def _store_with_free_name(ports: Ports, record: dict[str, Any], instance: dict[str, Any]) -> dict[str, Any]:
+def _store_with_free_name(
+    ports: Ports, record: dict[str, Any], instance: dict[str, Any], op: dict[str, Any]
+) -> dict[str, Any]:
     """Store the record as "<instance name>-replica-N" with the lowest N no replica of the
-    instance uses; instance names are unique per tenant, so these names are too."""
+    instance uses (instance names are unique per tenant, so these names are too), in one
+    transaction with its operation `op`."""
     taken = {r["name"] for r in replicas_of(ports, instance["id"])}
     for number in range(1, 10 * MAX_REPLICAS):
         name = f"{instance['name']}-replica-{number}"
@@ -183,7 +195,7 @@ def _store_with_free_name(ports: Ports, record: dict[str, Any], instance: dict[s
             continue
         key = resources.name_key(REPLICA, record["tenant_id"], name)
         try:
-            return ports.store.create(KIND, {**record, "name": name}, unique_keys=(key,))
+            return operations.submit_with(ports, Create(KIND, {**record, "name": name}, (key,)), op)
         except AlreadyExists:
             continue  # a concurrent request took this name: try the next one
     raise Conflict(f"no free replica name left for instance {instance['id']}")
@@ -216,7 +228,8 @@ def _lags_by_slot(ports: Ports, instance: dict[str, Any]) -> dict[str, ReplicaLa
 def reconcile(ports: Ports) -> list[str]:
     """Bring every replica back to its desired state, saying why: a replica whose server
     died while it should run is started again; an unfinished operation nobody works on is
-    handed to the worker again. Returns one line per action."""
+    handed to the worker again; a replica stranded in a transitional status with no
+    operation is marked failed (delete accepts it). Returns one line per action."""
 
     actions = []
     for record in resources.all_records(ports, KIND):
@@ -231,7 +244,7 @@ def reconcile(ports: Ports) -> list[str]:
 
 def _reconcile_one(ports: Ports, record: dict[str, Any]) -> str | None:
     if record["status"] in TRANSITIONAL:
-        return operations.resume_if_stale(ports, record)
+        return resources.fail_if_stranded(ports, KIND, record) or operations.resume_if_stale(ports, record)
     if record["status"] != "running" or record.get("desired_state", "running") != "running":
         return None
     state = ports.engine.state(record["id"])

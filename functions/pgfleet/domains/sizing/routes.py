@@ -27,7 +27,7 @@ def sizing_routes(
 
     @router.post(
         "/<resource_id>/resize",
-        summary=f"Change the CPU, memory or storage of a {kind}"
+        summary=f"Change the CPU, memory or storage of {resources.a(kind)}"
         + (" (rolling: replicas, then a switchover)" if kind == clusters.KIND else " (one restart)"),
         status_code=202,
     )
@@ -37,9 +37,12 @@ def sizing_routes(
 
     def lifecycle(action: str) -> Callable[..., Any]:
         def handler(resource_id: resource_id_type) -> model:  # type: ignore[valid-type]
+            caller = principal(router)
+            # 404 for another tenant's id before anything says what state it is in.
+            resources.get_visible(ports(), caller, rtype, resource_id)
             # A tenant being deleted needs its server up until its drop is done.
             tenants.require_no_tenant_operation(ports(), resource_id)
-            record = resources.transition(ports(), principal(router), rtype, resource_id, action)
+            record = resources.transition(ports(), caller, rtype, resource_id, action)
             return model.model_validate(view(record))  # type: ignore[no-any-return]
 
         handler.__name__ = f"{action}_{kind}"
@@ -47,7 +50,7 @@ def sizing_routes(
 
     router.post(
         "/<resource_id>/pause",
-        summary=f"Pause a {kind}: stop its compute, keep its data, endpoint and backups",
+        summary=f"Pause {resources.a(kind)}: stop its compute, keep its data, endpoint and backups",
         status_code=202,
     )(lifecycle("pause"))
     router.post("/<resource_id>/resume", summary=f"Resume a paused {kind}", status_code=202)(
@@ -57,5 +60,13 @@ def sizing_routes(
     return router
 
 
-single_router = sizing_routes(instances.KIND, InstanceId, Instance, instances.public_view)
-cluster_router = sizing_routes(clusters.KIND, ClusterId, Cluster, clusters.public_view)
+def _instance_view(record: dict[str, Any]) -> dict[str, Any]:
+    return instances.view(ports(), record)
+
+
+def _cluster_view(record: dict[str, Any]) -> dict[str, Any]:
+    return clusters.view(ports(), record)
+
+
+single_router = sizing_routes(instances.KIND, InstanceId, Instance, _instance_view)
+cluster_router = sizing_routes(clusters.KIND, ClusterId, Cluster, _cluster_view)

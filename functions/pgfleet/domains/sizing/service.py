@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgfleet.core import resources
+from pgfleet.core import admission, resources
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import InvalidState
@@ -48,6 +48,16 @@ def resize(
                     "requested_storage_mb": wanted["storage"] * 1024,
                 },
             )
+    # What the resize adds, on every node of a cluster; shrinking is never refused here.
+    grows = admission.held_by(server.kind, {**server.record, **wanted}) - admission.held_by(
+        server.kind, server.record
+    )
+    admission.admit(
+        ports,
+        server.record["tenant_id"],
+        grows,
+        f"resizing {server.kind} {server.record['name']} to {describe(wanted)}",
+    )
     return resources.begin(
         ports, principal, server.rtype, server.record, action=f"resize to {describe(wanted)}",
         transitional="resizing", workflow=f"{kind}.resize", params={"previous": current}, changes=wanted,

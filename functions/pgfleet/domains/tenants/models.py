@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from pgfleet.core.models import RESERVED_ROLE_NAMES, SqlIdentifier, StrictModel
+from pgfleet.core.models import RESERVED_DATABASE_NAMES, SqlIdentifier, StrictModel, reserved_role
 
 # Lowercase words joined by single '-' or '_': safe in a path, and "tenant-abc" becomes the
 # database, schema and role stem "tenant_abc". 40 characters leave room for role suffixes.
 TENANT_ID_PATTERN = r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$"
-RESERVED_STEMS = frozenset({"postgres", "template0", "template1", "public", "information_schema"})
+RESERVED_STEMS = RESERVED_DATABASE_NAMES | {"public", "information_schema"}
 # Roles pgfleet creates for tenants start with this; a user may not pick such a name.
 INTERNAL_ROLE_PREFIX = "pgfleet_"
 
@@ -82,12 +82,20 @@ class TenantCreate(StrictModel):
 
     @field_validator("initial_user")
     @classmethod
-    def _not_reserved_user(cls, value: str | None) -> str | None:
-        if value is not None and (
-            value in RESERVED_ROLE_NAMES or value.startswith("pg_") or value.startswith(INTERNAL_ROLE_PREFIX)
-        ):
-            raise ValueError(f"'{value}' is reserved")
+    def _not_a_platform_role(cls, value: str | None) -> str | None:
+        if value is not None and reserved_role(value):
+            raise ValueError(f"'{value}' is reserved: the platform uses it or names its own roles so")
         return value
+
+    @model_validator(mode="after")
+    def _default_user_not_a_platform_role(self) -> TenantCreate:
+        # "pgfleet" as a tenant id would otherwise log in as "pgfleet_user".
+        login = f"{tenant_stem(self.tenant_id)}_user"
+        if self.initial_user is None and reserved_role(login):
+            raise ValueError(
+                f"tenant '{self.tenant_id}' would get the reserved user '{login}': give initial_user"
+            )
+        return self
 
 
 class QuotaUsed(BaseModel):

@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from pgfleet.core.domain import requires
+from pgfleet.core.resources import a
 from pgfleet.core.routing import header, ports, principal
 from pgfleet.domains.clusters import ClusterId
 from pgfleet.domains.instances import InstanceId
@@ -27,7 +28,7 @@ def tenant_routes(kind: str, noun: str, resource_id_type: Any) -> Router:
 
     @router.post(
         "/<resource_id>/tenants",
-        summary=f"Create a tenant (database or schema, user, quotas) on a {noun}",
+        summary=f"Create a tenant (database or schema, user, quotas) on {a(noun)}",
         status_code=201,
     )
     @requires("postgres:write")
@@ -37,14 +38,14 @@ def tenant_routes(kind: str, noun: str, resource_id_type: Any) -> Router:
         )
         return TenantCreated.model_validate(created)
 
-    @router.get("/<resource_id>/tenants", summary=f"List the tenants of a {noun}, with usage measured now")
+    @router.get("/<resource_id>/tenants", summary=f"List the tenants of {a(noun)}, with usage measured now")
     @requires("postgres:read")
     def list_tenants(resource_id: resource_id_type) -> TenantList:  # type: ignore[valid-type]
         return TenantList.model_validate(tenants.list_tenants(ports(), principal(router), kind, resource_id))
 
     @router.delete(
         "/<resource_id>/tenants/<tenant_id>",
-        summary=f"Delete a tenant of a {noun} (after a logical backup, unless told not to)",
+        summary=f"Delete a tenant of {a(noun)} (after a logical backup, unless told not to)",
         status_code=202,
     )
     @requires("postgres:write")

@@ -16,7 +16,7 @@ from typing import Any
 from pgfleet.core import resources
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
-from pgfleet.core.errors import AlreadyExists, InvalidState, NotFound
+from pgfleet.core.errors import AlreadyExists, InvalidState, NotFound, PgfleetError
 from pgfleet.core.models import utcnow_iso
 from pgfleet.core.resources import ResourceType
 from pgfleet.domains import servers
@@ -209,14 +209,37 @@ def delete(
     backup (by default), drop its database or schema and roles."""
     server = servers.get_visible(ports, principal, kind, resource_id)
     record = get_visible(ports, principal, kind, resource_id, tenant_id)
-    resources.require_status(record, TENANT, "delete", (ACTIVE, "failed"))
+    # A tenant stranded in "creating" (its create died half-way) can always be deleted.
+    if resources.stranded_since(ports, record) is None:
+        resources.require_status(record, TENANT, "delete", (ACTIVE, "failed"))
     # Its data has to be read (backup) and dropped on the server itself.
     resources.require_status(server.record, server.rtype, "delete a tenant of", ("running",))
+    # An unfinished create never handed out credentials: there is no data of the tenant's to keep.
+    unfinished = record["status"] == "creating" or (
+        record["status"] == "failed" and record.get("stranded_in") == "creating"
+    )
     record = resources.begin(
         ports, principal, TENANT, record, action=f"delete tenant {tenant_id}", transitional="deleting",
-        workflow="tenant.delete", params={"backup_before_delete": backup_before_delete},
+        workflow="tenant.delete",
+        params={"backup_before_delete": backup_before_delete and not unfinished, "create_unfinished": unfinished},
     )  # fmt: skip
     return public_view(record)
+
+
+def reconcile(ports: Ports) -> list[str]:
+    """Mark failed every tenant stranded in a transitional status: a create whose process
+    died between storing the record and finishing (it has no operation), or a delete whose
+    operation ended without finishing. Failed, it can be deleted, which drops whatever the
+    create made and releases its names. Returns one line per action."""
+    actions = []
+    for record in resources.all_records(ports, KIND):
+        try:
+            line = resources.fail_if_stranded(ports, KIND, record)
+        except PgfleetError as exc:
+            line = f"{record['id']}: could not reconcile: {exc}"
+        if line:
+            actions.append(line)
+    return actions
 
 
 def forget(ports: Ports, record: dict[str, Any]) -> None:

@@ -35,6 +35,8 @@ def _backup_id(ctx: StepContext) -> str:
 
 
 def _backup(ctx: StepContext) -> str:
+    if ctx.params.get("create_unfinished"):
+        return "skipped: the tenant's create never finished, it holds no data of the tenant's"
     if not ctx.params.get("backup_before_delete", True):
         return "skipped: backup_before_delete=false"
     server, record = _context(ctx)
@@ -42,7 +44,11 @@ def _backup(ctx: StepContext) -> str:
     existing = ctx.ports.store.get("backup", backup_id)
     if existing is not None and existing["status"] == "completed":
         return f"backup {backup_id} already taken"
-    dump = servers.admin(ctx.ports, server).dump_tenant(spec(record), backup_id)
+    # Encrypted with the server's repository passphrase, like its other backups.
+    passphrase = archive.service.cipher_passphrase(
+        ctx.ports.secrets, archive.service.stanza_of(server.record)
+    )
+    dump = servers.admin(ctx.ports, server).dump_tenant(spec(record), backup_id, passphrase)
     # Recorded with the server's other backups (kind "backup", logical), restorable from there.
     stored = archive.logical.record_logical_backup(
         ctx.ports, server.record, database=record["database_name"], schema=record.get("schema_name"),

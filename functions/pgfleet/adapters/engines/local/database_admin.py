@@ -20,7 +20,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from pgfleet.adapters.engines.local import process
+from pgfleet.adapters.engines.local import large_objects, logical_dump, process
 from pgfleet.adapters.engines.local.sql import ADMIN_USER, AdminSocket, SessionLimits, connect, first_line
 from pgfleet.core.errors import AlreadyExists, EngineError
 from pgfleet.ports.database_admin import (
@@ -41,17 +41,6 @@ TAG_PREFIX = "pgfleet:tenant:"
 FROZEN_TAG = "pgfleet:frozen-owner"
 # Databases every role may connect to right after initdb: closed to PUBLIC once tenants exist.
 SHARED_DATABASES = ("postgres", "template1")
-# Server-side functions that create or grow large objects: large objects are not attributed to
-# any schema, so in a tenant's reach they would be storage outside its quota.
-LARGE_OBJECT_WRITERS: tuple[LiteralString, ...] = (
-    "lo_creat(integer)",
-    "lo_create(oid)",
-    "lo_from_bytea(oid, bytea)",
-    "lowrite(integer, bytea)",
-    "lo_put(oid, bigint, bytea)",
-    "lo_truncate(integer, integer)",
-    "lo_truncate64(integer, bigint)",
-)
 # Statements that keep a password verifier out of the server log and pg_stat_statements.
 QUIET_SESSION = (
     "SET log_min_error_statement = 'panic'",
@@ -63,9 +52,9 @@ QUIET_SESSION = (
 # rewrite rules, user triggers, inheritance children, or foreign keys pointing at them that
 # would update or delete elsewhere (each of those could run a write as another role).
 SAFE_TO_EMPTY = """
-SELECT c.oid::regclass::text, n.nspname, c.relname FROM pg_catalog.pg_class c
+SELECT c.oid::pg_catalog.regclass::pg_catalog.text, n.nspname, c.relname FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relnamespace = ANY(%s) AND c.relkind = 'r'
+WHERE c.relnamespace OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.oid[]) AND c.relkind = 'r'
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = c.oid AND r.ev_type <> '1')
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal)
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid)
@@ -83,16 +72,18 @@ DECLARE
     r record;
 BEGIN
     FOR r IN
-        SELECT p.oid::regprocedure AS routine,
+        SELECT p.oid::pg_catalog.regprocedure AS routine,
                array(SELECT DISTINCT a.grantee FROM pg_catalog.aclexplode(p.proacl) a WHERE a.grantee <> p.proowner) AS grantees
         FROM pg_catalog.pg_proc p
-        WHERE p.prosecdef AND p.proowner = pg_catalog.current_setting('pgfleet.owner')::regrole
-          AND p.pronamespace = ANY(pg_catalog.current_setting('pgfleet.schemas')::oid[])
+        WHERE p.prosecdef
+          AND p.proowner OPERATOR(pg_catalog.=) pg_catalog.current_setting('pgfleet.owner')::pg_catalog.regrole::pg_catalog.oid
+          AND p.pronamespace OPERATOR(pg_catalog.=) ANY(pg_catalog.current_setting('pgfleet.schemas')::pg_catalog.oid[])
     LOOP
-        EXECUTE format('REVOKE EXECUTE ON ROUTINE %s FROM PUBLIC', r.routine);
+        EXECUTE pg_catalog.format('REVOKE EXECUTE ON ROUTINE %s FROM PUBLIC', r.routine);
         FOR i IN 1 .. coalesce(pg_catalog.array_length(r.grantees, 1), 0) LOOP
-            IF r.grantees[i] <> 0 THEN
-                EXECUTE format('REVOKE EXECUTE ON ROUTINE %s FROM %I', r.routine, r.grantees[i]::regrole::text);
+            IF r.grantees[i] OPERATOR(pg_catalog.<>) 0::pg_catalog.oid THEN
+                EXECUTE pg_catalog.format('REVOKE EXECUTE ON ROUTINE %s FROM %I', r.routine,
+                                          r.grantees[i]::pg_catalog.regrole::pg_catalog.text);
             END IF;
         END LOOP;
     END LOOP;
@@ -112,13 +103,16 @@ def frozen_owner(role: str) -> str:
 
 
 def pg_dump_argv(
-    bin_dir: Path, socket: Path, port: int, database: str, schema: str | None, target: Path
+    bin_dir: Path, socket: Path, port: int, database: str, schema: str | None, target: Path | None = None
 ) -> list[str]:
+    """pg_dump of the tenant's database or schema into `target`, or to stdout without one."""
     # --lock-wait-timeout: a tenant holding an exclusive lock fails the dump instead of hanging it.
     argv = [
         str(bin_dir / "pg_dump"), "-h", str(socket), "-p", str(port), "-U", ADMIN_USER,
-        "-w", "--format=custom", "--lock-wait-timeout=30s", "-f", str(target), "-d", database,
+        "-w", "--format=custom", "--lock-wait-timeout=30s", "-d", database,
     ]  # fmt: skip
+    if target is not None:
+        argv += ["-f", str(target)]
     if schema is not None:
         # An exact name: tenant schema names are [a-z0-9_], never pattern characters.
         argv += ["-n", schema]
@@ -177,6 +171,15 @@ class LocalDatabaseAdmin(DatabaseAdmin):
     def create_tenant(self, tenant: TenantSpec, password: str) -> str:
         if not password:
             raise EngineError("password must not be empty")
+        # Everything that could refuse the tenant is checked before anything is created.
+        with self._connect() as conn:
+            for role in tenant.roles:
+                _require_unclaimed_role(conn, tenant, role)
+            if tenant.mode == DATABASE_PER_TENANT:
+                _require_unclaimed_database(conn, tenant)
+        if tenant.schema is not None:
+            with self._connect(tenant.database) as conn:
+                _require_unclaimed_schema(conn, tenant)
         done: list[str] = []
         with self._connect() as conn:
             for statement in QUIET_SESSION:
@@ -258,12 +261,9 @@ class LocalDatabaseAdmin(DatabaseAdmin):
         with self._connect() as conn:
             ended = _terminate(conn, tenant.login)
             if tenant.mode == DATABASE_PER_TENANT:
-                found = conn.execute(
-                    "SELECT pg_catalog.shobj_description(oid, 'pg_database') FROM pg_catalog.pg_database WHERE datname = %s",
-                    (tenant.database,),
-                ).fetchone()
+                found = _database_claim(conn, tenant.database)
                 if found is not None:
-                    if found[0] != tag(tenant):
+                    if found != (tag(tenant), True):
                         raise EngineError(
                             f"database {tenant.database} does not belong to tenant {tenant.name}"
                         )
@@ -274,13 +274,12 @@ class LocalDatabaseAdmin(DatabaseAdmin):
         roles = self._tenant_roles(tenant)
         if tenant.schema is not None:
             with self._connect(tenant.database) as conn:
-                owner = conn.execute(
-                    "SELECT pg_catalog.obj_description(oid, 'pg_namespace') FROM pg_catalog.pg_namespace WHERE nspname = %s",
-                    (tenant.schema,),
-                ).fetchone()
-                if owner is not None and owner[0] == tag(tenant):
+                claim = _schema_claim(conn, tenant.schema)
+                if claim == (tag(tenant), tenant.owner):
                     conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(tenant.schema)))
                     done.append(f"dropped schema {tenant.schema}")
+                elif claim is not None:
+                    done.append(f"left schema {tenant.schema} alone: pgfleet did not create it")
                 if roles:
                     conn.execute(sql.SQL("DROP OWNED BY {}").format(_idents(roles)))
         with self._connect() as conn:
@@ -295,7 +294,7 @@ class LocalDatabaseAdmin(DatabaseAdmin):
         with self._connect() as conn:
             return [r for r in tenant.roles if _role_tag(conn, r) == tag(tenant)]
 
-    def dump_tenant(self, tenant: TenantSpec, label: str) -> LogicalDump:
+    def dump_tenant(self, tenant: TenantSpec, label: str, passphrase: str) -> LogicalDump:
         process.make_owned_dir(self._dumps_dir.parent)
         process.make_owned_dir(self._dumps_dir)
         target = self._dumps_dir / f"{label}.dump"
@@ -305,17 +304,19 @@ class LocalDatabaseAdmin(DatabaseAdmin):
             self._primary.address.port,
             tenant.database,
             tenant.schema,
-            target,
         )
-        process.run(argv, timeout=DUMP_TIMEOUT_S)
-        return LogicalDump(path=target, size_bytes=target.stat().st_size)
+        # Through openssl into the file: the plaintext dump only ever exists in the pipe.
+        size = logical_dump.dump(argv, target, passphrase, timeout=DUMP_TIMEOUT_S)
+        return LogicalDump(path=target, size_bytes=size)
 
     def set_tenant_writes(self, tenant: TenantSpec, allowed: bool) -> str:
         with self._connect() as conn:
             _require_tenant_role(conn, tenant, tenant.login)
             member = _exists(
                 conn,
-                "SELECT 1 FROM pg_catalog.pg_auth_members m WHERE m.roleid = pg_catalog.to_regrole(%s) AND m.member = pg_catalog.to_regrole(%s)",
+                "SELECT 1 FROM pg_catalog.pg_auth_members m"
+                " WHERE m.roleid OPERATOR(pg_catalog.=) pg_catalog.to_regrole(%s)::pg_catalog.oid"
+                " AND m.member OPERATOR(pg_catalog.=) pg_catalog.to_regrole(%s)::pg_catalog.oid",
                 tenant.writer,
                 tenant.login,
             )
@@ -349,7 +350,7 @@ class LocalDatabaseAdmin(DatabaseAdmin):
                 return f"vacuumed database {database}"
             tables = conn.execute(
                 "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = %s AND c.relkind IN ('r', 'm')",
+                " WHERE n.nspname OPERATOR(pg_catalog.=) %s::pg_catalog.name AND c.relkind IN ('r', 'm')",
                 (schema,),
             ).fetchall()
             if tables:
@@ -362,13 +363,15 @@ class LocalDatabaseAdmin(DatabaseAdmin):
         with self._connect() as conn:
             sessions = dict(
                 conn.execute(
-                    "SELECT usename, pg_catalog.count(*) FROM pg_catalog.pg_stat_activity WHERE usename = ANY(%s) GROUP BY usename",
+                    "SELECT usename, pg_catalog.count(*) FROM pg_catalog.pg_stat_activity"
+                    " WHERE usename OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.name[]) GROUP BY usename",
                     ([t.login for t in tenants],),
                 ).fetchall()
             )
             sizes = dict(
                 conn.execute(
-                    "SELECT datname, pg_catalog.pg_database_size(oid) FROM pg_catalog.pg_database WHERE datname = ANY(%s)",
+                    "SELECT datname, pg_catalog.pg_database_size(oid) FROM pg_catalog.pg_database"
+                    " WHERE datname OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.name[])",
                     ([t.database for t in tenants if t.schema is None],),
                 ).fetchall()
             )
@@ -380,10 +383,10 @@ class LocalDatabaseAdmin(DatabaseAdmin):
         for database, schemas in by_database.items():
             with self._connect(database) as conn:
                 rows = conn.execute(
-                    "SELECT n.nspname, coalesce(pg_catalog.sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::bigint"
+                    "SELECT n.nspname, coalesce(pg_catalog.sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::pg_catalog.int8"
                     " FROM pg_catalog.pg_namespace n LEFT JOIN pg_catalog.pg_class c"
-                    "   ON c.relnamespace = n.oid AND c.relkind IN ('r', 'm')"
-                    " WHERE n.nspname = ANY(%s) GROUP BY n.nspname",
+                    "   ON c.relnamespace OPERATOR(pg_catalog.=) n.oid AND c.relkind IN ('r', 'm')"
+                    " WHERE n.nspname OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.name[]) GROUP BY n.nspname",
                     (schemas,),
                 ).fetchall()
                 schema_sizes.update({(database, str(name)): int(size) for name, size in rows})
@@ -399,8 +402,8 @@ class LocalDatabaseAdmin(DatabaseAdmin):
     def server_usage(self) -> ServerUsage:
         with self._connect() as conn:
             databases, wal = conn.execute(
-                "SELECT (SELECT coalesce(pg_catalog.sum(pg_catalog.pg_database_size(oid)), 0) FROM pg_catalog.pg_database)::bigint,"
-                " (SELECT coalesce(pg_catalog.sum(size), 0) FROM pg_catalog.pg_ls_waldir())::bigint"
+                "SELECT (SELECT coalesce(pg_catalog.sum(pg_catalog.pg_database_size(oid)), 0) FROM pg_catalog.pg_database)::pg_catalog.int8,"
+                " (SELECT coalesce(pg_catalog.sum(size), 0) FROM pg_catalog.pg_ls_waldir())::pg_catalog.int8"
             ).fetchone() or (0, 0)
         by_role: dict[str, int] = {}
         for target in (self._primary.address, *self._others):
@@ -426,7 +429,8 @@ class LocalDatabaseAdmin(DatabaseAdmin):
     def set_role_connection_limit(self, role: str, limit: int | None) -> str:
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = %s", (role,)
+                "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) %s::pg_catalog.name",
+                (role,),
             ).fetchone()
             if row is None:
                 raise EngineError(f"role {role} does not exist")
@@ -442,7 +446,8 @@ class LocalDatabaseAdmin(DatabaseAdmin):
         frozen = frozen_owner(role)
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database WHERE datname = %s",
+                "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database"
+                " WHERE datname OPERATOR(pg_catalog.=) %s::pg_catalog.name",
                 (database,),
             ).fetchone()
             if row is None:
@@ -458,6 +463,7 @@ class LocalDatabaseAdmin(DatabaseAdmin):
         with self._connect(database) as conn:
             if allowed:
                 conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(frozen_ident, ident))
+                large_objects.restrict(conn, writers=[role])
                 return f"writes of {role} restored (ownership of {database} given back)"
             changed = owner == role
             if changed:
@@ -469,6 +475,11 @@ class LocalDatabaseAdmin(DatabaseAdmin):
             schemas = _schemas_owned_by(conn, frozen)
             _take_back(conn, schemas, owner=frozen, strays=(role,))
             _grant_reads(conn, schemas, role)
+            # Large objects count towards the database but belong to no schema: no new ones.
+            large_objects.restrict(conn, revoke_from=[role])
+        for shared in large_objects.SERVER_DATABASES:  # nor any in a database it may still reach
+            with self._connect(shared) as conn:
+                large_objects.restrict(conn)
         if changed:
             with self._connect() as conn:
                 ended = _terminate(conn, role)
@@ -489,10 +500,71 @@ def _idents(names: list[str] | tuple[str, ...]) -> sql.Composable:
 
 def _role_tag(conn: psycopg.Connection, role: str) -> str | None:
     row = conn.execute(
-        "SELECT coalesce(pg_catalog.shobj_description(oid, 'pg_authid'), '') FROM pg_catalog.pg_roles WHERE rolname = %s",
+        "SELECT coalesce(pg_catalog.shobj_description(oid, 'pg_authid'), '') FROM pg_catalog.pg_roles"
+        " WHERE rolname OPERATOR(pg_catalog.=) %s::pg_catalog.name",
         (role,),
     ).fetchone()
     return None if row is None else str(row[0])
+
+
+def _database_claim(conn: psycopg.Connection, database: str) -> tuple[str, bool] | None:
+    """(comment, whether a superuser owns it) of `database`, None when there is none."""
+    row = conn.execute(
+        "SELECT coalesce(pg_catalog.shobj_description(d.oid, 'pg_database'), ''), r.rolsuper"
+        " FROM pg_catalog.pg_database d JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) d.datdba"
+        " WHERE d.datname OPERATOR(pg_catalog.=) %s::pg_catalog.name",
+        (database,),
+    ).fetchone()
+    return None if row is None else (str(row[0]), bool(row[1]))
+
+
+def _schema_claim(conn: psycopg.Connection, schema: str) -> tuple[str, str] | None:
+    """(comment, owner) of `schema` in the database of `conn`, None when there is none."""
+    row = conn.execute(
+        "SELECT coalesce(pg_catalog.obj_description(n.oid, 'pg_namespace'), ''), pg_catalog.pg_get_userbyid(n.nspowner)"
+        " FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) %s::pg_catalog.name",
+        (schema,),
+    ).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+def _require_unclaimed_role(conn: psycopg.Connection, tenant: TenantSpec, role: str) -> None:
+    found = _role_tag(conn, role)
+    if found is not None and found != tag(tenant):
+        raise AlreadyExists(f"role {role} already exists on the server and does not belong to this tenant")
+
+
+def _require_unclaimed_database(conn: psycopg.Connection, tenant: TenantSpec) -> None:
+    """The tenant's database is absent, or is the one pgfleet made for it: marked as the
+    tenant's and owned by the platform (a marker alone proves nothing: its owner can set it)."""
+    found = _database_claim(conn, tenant.database)
+    if found is None:
+        return
+    marker, platform_owned = found
+    if marker != tag(tenant):
+        raise AlreadyExists(f"database {tenant.database} already exists and does not belong to this tenant")
+    if not platform_owned:
+        raise AlreadyExists(
+            f"database {tenant.database} already exists and pgfleet did not create it: it is not owned by"
+            " the platform (a tenant's database always is); rename or drop it, or pick another tenant id"
+        )
+
+
+def _require_unclaimed_schema(conn: psycopg.Connection, tenant: TenantSpec) -> None:
+    """The tenant's schema is absent, or is the one pgfleet made for it: marked as the tenant's
+    and owned by its owner role (anyone may create a schema and comment on it)."""
+    assert tenant.schema is not None
+    found = _schema_claim(conn, tenant.schema)
+    if found is None:
+        return
+    marker, owner = found
+    if marker != tag(tenant):
+        raise AlreadyExists(f"schema {tenant.schema} already exists and does not belong to this tenant")
+    if owner != tenant.owner:
+        raise AlreadyExists(
+            f"schema {tenant.schema} already exists and pgfleet did not create it: it is owned by {owner},"
+            f" not by the tenant's owner role {tenant.owner}; rename or drop it, or pick another tenant id"
+        )
 
 
 def _require_tenant_role(conn: psycopg.Connection, tenant: TenantSpec, role: str) -> None:
@@ -532,21 +604,13 @@ def _ensure_tenant_database(conn: psycopg.Connection, tenant: TenantSpec) -> lis
     """The tenant's database, owned by the platform superuser (so the tenant cannot change its
     connection limit or open it to others), reachable by the tenant's roles only."""
     db = sql.Identifier(tenant.database)
-    row = conn.execute(
-        "SELECT coalesce(pg_catalog.shobj_description(oid, 'pg_database'), '') FROM pg_catalog.pg_database WHERE datname = %s",
-        (tenant.database,),
-    ).fetchone()
     done = []
-    if row is None:
-        try:
+    if _database_claim(conn, tenant.database) is None:
+        with contextlib.suppress(pg_errors.DuplicateDatabase):  # created concurrently: judged below
             conn.execute(sql.SQL("CREATE DATABASE {}").format(db))
-        except pg_errors.DuplicateDatabase:
-            row = ("",)
-        else:
             conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(db, sql.Literal(tag(tenant))))
             done.append(f"created database {tenant.database}")
-    if row is not None and row[0] != tag(tenant):
-        raise AlreadyExists(f"database {tenant.database} already exists and does not belong to this tenant")
+    _require_unclaimed_database(conn, tenant)
     conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
     conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, sql.Identifier(tenant.reader)))
     conn.execute(sql.SQL("GRANT TEMPORARY ON DATABASE {} TO {}").format(db, sql.Identifier(tenant.writer)))
@@ -573,13 +637,6 @@ def _default_privileges(conn: psycopg.Connection, tenant: TenantSpec) -> None:
         )
 
 
-def _large_objects_for(conn: psycopg.Connection, grantees: list[str]) -> None:
-    for signature in LARGE_OBJECT_WRITERS:
-        function = sql.SQL("pg_catalog.{}").format(sql.SQL(signature))  # fixed signatures, never input
-        conn.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC").format(function))
-        conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(function, _idents(grantees)))
-
-
 def _prepare_tenant_database(conn: psycopg.Connection, tenant: TenantSpec) -> None:
     """Inside the tenant's own database: the owner takes `public`, only the tenant reads it."""
     public = sql.Identifier("public")
@@ -587,7 +644,8 @@ def _prepare_tenant_database(conn: psycopg.Connection, tenant: TenantSpec) -> No
     conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(public))
     conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(public, sql.Identifier(tenant.reader)))
     _default_privileges(conn, tenant)
-    _large_objects_for(conn, [tenant.writer])
+    # Tenants never write large objects (an earlier version granted them to the writer).
+    large_objects.restrict(conn, revoke_from=[tenant.writer])
 
 
 def _prepare_tenant_schema(conn: psycopg.Connection, tenant: TenantSpec) -> list[str]:
@@ -595,35 +653,31 @@ def _prepare_tenant_schema(conn: psycopg.Connection, tenant: TenantSpec) -> list
     only; nobody but the database owner creates anything in `public`."""
     assert tenant.schema is not None
     schema = sql.Identifier(tenant.schema)
-    row = conn.execute(
-        "SELECT coalesce(pg_catalog.obj_description(oid, 'pg_namespace'), '') FROM pg_catalog.pg_namespace WHERE nspname = %s",
-        (tenant.schema,),
-    ).fetchone()
     done = []
-    if row is None:
-        conn.execute(
-            sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(schema, sql.Identifier(tenant.owner))
-        )
-        conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(schema, sql.Literal(tag(tenant))))
-        done.append(f"created schema {tenant.schema}")
-    elif row[0] != tag(tenant):
-        raise AlreadyExists(f"schema {tenant.schema} already exists and does not belong to this tenant")
+    if _schema_claim(conn, tenant.schema) is None:
+        with contextlib.suppress(pg_errors.DuplicateSchema):  # created concurrently: judged below
+            conn.execute(
+                sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(schema, sql.Identifier(tenant.owner))
+            )
+            conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(schema, sql.Literal(tag(tenant))))
+            done.append(f"created schema {tenant.schema}")
+    _require_unclaimed_schema(conn, tenant)
     conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema))
     conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, sql.Identifier(tenant.reader)))
     conn.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
     db = sql.Identifier(tenant.database)
     conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, sql.Identifier(tenant.reader)))
     _default_privileges(conn, tenant)
-    owner = conn.execute(
-        "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()"
-    ).fetchone()
-    _large_objects_for(conn, [tenant.writer, *([str(owner[0])] if owner else [])])
+    # The shared database's owner keeps writing large objects (counted in its database's usage);
+    # the tenant never does (an earlier version granted them to the writer).
+    large_objects.restrict(conn, writers=large_objects.owner_writers(conn), revoke_from=[tenant.writer])
     return done
 
 
 def _terminate(conn: psycopg.Connection, role: str) -> int:
     rows = conn.execute(
-        "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE usename = %s AND pid <> pg_catalog.pg_backend_pid()",
+        "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
+        " WHERE usename OPERATOR(pg_catalog.=) %s::pg_catalog.name AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()",
         (role,),
     ).fetchall()
     return len(rows)
@@ -634,7 +688,9 @@ def _tenant_schemas(conn: psycopg.Connection, tenant: TenantSpec) -> list[tuple[
     every schema but the system ones."""
     if tenant.schema is not None:
         rows = conn.execute(
-            "SELECT oid, nspname FROM pg_catalog.pg_namespace WHERE nspname = %s", (tenant.schema,)
+            "SELECT oid, nspname FROM pg_catalog.pg_namespace"
+            " WHERE nspname OPERATOR(pg_catalog.=) %s::pg_catalog.name AND nspowner OPERATOR(pg_catalog.=) pg_catalog.to_regrole(%s)::pg_catalog.oid",
+            (tenant.schema, tenant.owner),
         ).fetchall()
     else:
         rows = conn.execute(
@@ -646,8 +702,10 @@ def _tenant_schemas(conn: psycopg.Connection, tenant: TenantSpec) -> list[tuple[
 
 def _schemas_owned_by(conn: psycopg.Connection, role: str) -> list[tuple[int, str]]:
     rows = conn.execute(
-        "SELECT n.oid, n.nspname FROM pg_catalog.pg_namespace n WHERE n.nspowner = pg_catalog.to_regrole(%s)"
-        " OR (n.nspname = 'public' AND n.nspowner = 'pg_database_owner'::regrole)",
+        "SELECT n.oid, n.nspname FROM pg_catalog.pg_namespace n"
+        " WHERE n.nspowner OPERATOR(pg_catalog.=) pg_catalog.to_regrole(%s)::pg_catalog.oid"
+        " OR (n.nspname OPERATOR(pg_catalog.=) 'public'::pg_catalog.name"
+        "     AND n.nspowner OPERATOR(pg_catalog.=) 'pg_database_owner'::pg_catalog.regrole::pg_catalog.oid)",
         (role,),
     ).fetchall()
     return [(int(oid), str(name)) for oid, name in rows]
@@ -659,7 +717,7 @@ GRANTEES_OF = {
     kind: sql.SQL(
         "SELECT DISTINCT a.grantee, coalesce(r.rolname, 'PUBLIC') FROM {table} x"
         " CROSS JOIN LATERAL pg_catalog.aclexplode(x.{acl}) a LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee"
-        " WHERE x.{namespace} = ANY(%s) AND a.grantee <> x.{owner}"
+        " WHERE x.{namespace} OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.oid[]) AND a.grantee OPERATOR(pg_catalog.<>) x.{owner}"
     ).format(
         table=sql.Identifier("pg_catalog", table),
         acl=sql.Identifier(acl),
@@ -709,13 +767,14 @@ def _take_back(
             sql.SQL("REVOKE USAGE, UPDATE ON ALL SEQUENCES IN SCHEMA {} FROM {}").format(names, grantees)
         )
     # The owner's SECURITY DEFINER routines would write as the owner for whoever calls them.
-    conn.execute("SELECT pg_catalog.set_config('pgfleet.owner', %s, false), pg_catalog.set_config('pgfleet.schemas', %s, false)",
+    conn.execute("SELECT pg_catalog.set_config('pgfleet.owner', %s::pg_catalog.text, false),"
+                 " pg_catalog.set_config('pgfleet.schemas', %s::pg_catalog.text, false)",
                  (owner, "{" + ",".join(str(o) for o in oids) + "}"))  # fmt: skip
     conn.execute(REVOKE_DEFINER_ROUTINES)
     shared = conn.execute(
         "SELECT m.oid, a.grantee, coalesce(r.rolname, 'PUBLIC') FROM pg_catalog.pg_largeobject_metadata m"
         " CROSS JOIN LATERAL pg_catalog.aclexplode(m.lomacl) a LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee"
-        " WHERE m.lomowner = pg_catalog.to_regrole(%s) AND a.grantee <> m.lomowner",
+        " WHERE m.lomowner OPERATOR(pg_catalog.=) pg_catalog.to_regrole(%s)::pg_catalog.oid AND a.grantee OPERATOR(pg_catalog.<>) m.lomowner",
         (owner,),
     ).fetchall()
     for lo_oid, grantee, name in shared:

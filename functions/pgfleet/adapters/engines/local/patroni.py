@@ -41,6 +41,7 @@ from pgfleet.adapters.engines.local.sql import AdminSocket, connect, first_line
 from pgfleet.core.errors import EngineError
 from pgfleet.local import etcd
 from pgfleet.ports.cluster_engine import (
+    HEALTHY_LAG_BYTES,
     ClusterEngine,
     ClusterSpec,
     NodeSpec,
@@ -157,9 +158,12 @@ class LocalPatroniEngine(ClusterEngine):
             if proc.patroni_pid(paths) is not None:
                 reason = "already running"
             else:
+                moved = cfg.with_etcd(paths.config.read_text(), self._etcd_endpoint)
+                if moved is not None:  # never let a node look for its leader in another etcd
+                    process.write_owned_file(paths.config, moved)
                 proc.clear_orphans(paths)
                 proc.spawn_patroni(paths, self._secrets(spec.cluster_id))
-                reason = "started"
+                reason = "started" if moved is None else f"started (its DCS is now {self._etcd_endpoint})"
         deadline = time.monotonic() + REST_START_TIMEOUT
         while not rest.answers(url):
             if proc.patroni_pid(paths) is None:
@@ -223,29 +227,43 @@ class LocalPatroniEngine(ClusterEngine):
         return "destroyed" if existed else "already destroyed"
 
     def wait_until_healthy(self, spec: ClusterSpec, timeout: float = 60) -> str:
-        """Wait for a writable primary and every other node of `spec` streaming; in the
-        synchronous modes also for Patroni to have chosen a synchronous standby, since until
-        then commits are not protected (or, with sync_strict, blocked)."""
+        """Wait for a writable primary and every other node of `spec` a healthy replica of it
+        (`NodeState.replica_problem`: streaming, on the primary's timeline, lag within
+        HEALTHY_LAG_BYTES); in the synchronous modes also for Patroni to have chosen a
+        synchronous standby, since until then commits are not protected (or, with
+        sync_strict, blocked).
+
+        "streaming" alone is not enough: a node that rejoins after a failover streams the WAL
+        of the old timeline up to the promotion point first, and Patroni publishes what a node
+        reports only once a loop, so it can show "streaming" on the old timeline for seconds.
+        """
         deadline = time.monotonic() + timeout
         while True:
             observed, cluster = self._observe(spec.cluster_id)
             members = {m.node_id: m for m in observed}
             primaries = [m for m in members.values() if m.role == "primary" and m.running]
+            primary = primaries[0] if len(primaries) == 1 else None
             waiting = []
-            if len(primaries) != 1:
+            if primary is None:
                 waiting.append(f"primary ({len(primaries)} found)")
-            elif not self._writable(spec.cluster_id, primaries[0].node_id):
-                waiting.append(f"{primaries[0].node_id}: primary not accepting writes")
+            elif not self._writable(spec.cluster_id, primary.node_id):
+                waiting.append(f"{primary.node_id}: primary not accepting writes")
             for n in spec.nodes:
                 m = members.get(n.node_id)
-                if primaries and m is primaries[0]:
-                    continue
-                if m is None or m.role != "replica" or m.state != "streaming" or not m.running:
-                    waiting.append(f"{n.node_id}: {m.role + '/' + m.state if m else 'absent'}")
+                if m is None:
+                    waiting.append(f"{n.node_id}: absent")
+                elif primary is None:
+                    if m.role != "primary":
+                        waiting.append(f"{n.node_id}: {m.role}/{m.state}")
+                elif m is not primary and (problem := m.replica_problem(primary)) is not None:
+                    waiting.append(f"{n.node_id}: {problem}")
             if spec.replication_mode != "async" and len(spec.nodes) > 1 and not rest.sync_standbys(cluster):
                 waiting.append("no synchronous standby chosen yet")
-            if not waiting:
-                return f"healthy: primary {primaries[0].node_id}, {len(spec.nodes) - 1} streaming"
+            if not waiting and primary is not None:
+                return (
+                    f"healthy: primary {primary.node_id} on timeline {primary.timeline},"
+                    f" {len(spec.nodes) - 1} replica(s) streaming on it"
+                )
             if time.monotonic() >= deadline:
                 raise EngineError(
                     f"cluster {spec.cluster_id} not healthy after {timeout:.0f}s: " + "; ".join(waiting)
@@ -270,7 +288,13 @@ class LocalPatroniEngine(ClusterEngine):
 
     def switchover(self, cluster_id: str, candidate: str) -> str:
         """POST /switchover when the leader is healthy, else POST /failover; then wait until
-        the candidate is the leader and accepts writes."""
+        the candidate is the leader and accepts writes.
+
+        In a synchronous mode Patroni switches over only to a member of its /sync key (412
+        "candidate name does not match with sync_standby" otherwise), so the candidate is made
+        one first (`_make_synchronous`). The leader then demotes itself cleanly and hands over
+        only once the candidate has received its shutdown checkpoint: no acknowledged commit
+        is lost."""
         nodes = self._nodes(cluster_id)
         if candidate not in nodes:
             raise EngineError(f"node {candidate} is not part of cluster {cluster_id}")
@@ -288,7 +312,9 @@ class LocalPatroniEngine(ClusterEngine):
             and leader_name in nodes
             and proc.patroni_pid(nodes[leader_name]) is not None
         )
+        notes = []
         if leader_ok and leader_name is not None:
+            notes = self._make_synchronous(cluster_id, candidate)
             action, body = "switchover", {"leader": leader_name, "candidate": candidate}
             target = self._rest_url(nodes[leader_name])
         else:
@@ -302,35 +328,67 @@ class LocalPatroniEngine(ClusterEngine):
             raise EngineError(f"{action} to {candidate}: Patroni did not answer: {exc}") from exc
         rest.require_ok(resp, f"{action} to {candidate}")
         self._wait_promoted(cluster_id, candidate)
-        return f"{action} to {candidate} done"
+        return "; ".join([*notes, f"{action} to {candidate} done"])
+
+    def _make_synchronous(self, cluster_id: str, candidate: str) -> list[str]:
+        """In a synchronous mode, wait until Patroni counts `candidate` as a synchronous
+        standby. A cluster still in Patroni's plain synchronous mode (one synchronous standby:
+        how `sync` clusters were configured before quorum commit) is moved to quorum commit
+        first, where every streaming replica is one. What was done, for the step's reason."""
+        mode = self._dcs_config(cluster_id).get("synchronous_mode")
+        if not _synchronous(mode):
+            return []
+        notes = []
+        if str(mode).lower() != cfg.QUORUM:
+            self._apply_config(cluster_id, {"synchronous_mode": cfg.QUORUM}, "quorum commit")
+            notes.append("synchronous replication moved to quorum commit")
+        urls = [self._rest_url(p) for p in self._nodes(cluster_id).values()]
+        deadline = time.monotonic() + CONFIG_TIMEOUT
+        while True:
+            cluster = rest.get_cluster(urls) or {"members": []}
+            standbys = rest.sync_standbys(cluster)
+            if candidate in standbys:
+                return [*notes, f"{candidate} is a synchronous standby"]
+            if time.monotonic() >= deadline:
+                raise EngineError(
+                    f"{candidate} did not become a synchronous standby in time"
+                    f" (synchronous standbys: {', '.join(standbys) or 'none'})"
+                )
+            time.sleep(0.25)
 
     def set_replication_mode(self, spec: ClusterSpec) -> str:
         """PATCH /config with the synchronous_mode flags of spec.replication_mode, until
-        GET /config shows them.
+        GET /config shows them."""
+        self._apply_config(
+            spec.cluster_id, cfg.replication_flags(spec.replication_mode), spec.replication_mode
+        )
+        return f"replication mode {spec.replication_mode}"
+
+    def _apply_config(self, cluster_id: str, values: dict[str, Any], what: str) -> None:
+        """PATCH /config with top-level `values` until GET /config shows them.
 
         Patroni patches its cached copy of the DCS configuration: right after an earlier
         change that copy may be stale, and a PATCH then looks like a no-op (or conflicts,
         409). Checking the result and patching again makes the call reliable.
         """
-        flags = cfg.replication_flags(spec.replication_mode)
-        auth = self._auth(spec.cluster_id)
+        auth = self._auth(cluster_id)
         deadline = time.monotonic() + CONFIG_TIMEOUT
         while True:
-            for paths in self._nodes(spec.cluster_id).values():
+            for paths in self._nodes(cluster_id).values():
                 url = self._rest_url(paths)
                 try:
-                    resp = rest.call(url, "PATCH", "/config", flags, auth=auth)
+                    resp = rest.call(url, "PATCH", "/config", values, auth=auth)
                     if resp.status != 409:
-                        rest.require_ok(resp, "the configuration change")
-                        if rest.config_shows(url, flags):
-                            return f"replication mode {spec.replication_mode}"
+                        rest.require_ok(resp, f"the configuration change ({what})")
+                        if rest.config_shows(url, values):
+                            return
                 except OSError:
                     continue
                 break
             else:
-                raise EngineError(f"no Patroni of cluster {spec.cluster_id} answers")
+                raise EngineError(f"no Patroni of cluster {cluster_id} answers")
             if time.monotonic() >= deadline:
-                raise EngineError(f"replication mode {spec.replication_mode} was not applied in time")
+                raise EngineError(f"configuration change ({what}) was not applied in time")
             time.sleep(0.2)
 
     def replication_status(self, cluster_id: str) -> ReplicationStatus:
@@ -345,8 +403,8 @@ class LocalPatroniEngine(ClusterEngine):
             ):
                 rows = conn.execute(
                     "SELECT application_name, state,"
-                    " coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), replay_lsn), 0)::bigint,"
-                    " coalesce(extract(epoch FROM replay_lag), 0)::float8"
+                    " coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), replay_lsn), 0)::pg_catalog.int8,"
+                    " coalesce(extract(epoch FROM replay_lag), 0)::pg_catalog.float8"
                     " FROM pg_catalog.pg_stat_replication"
                 ).fetchall()
                 stats = {str(r[0]): (str(r[1]), int(r[2]), float(r[3])) for r in rows}
@@ -355,11 +413,13 @@ class LocalPatroniEngine(ClusterEngine):
             if primary is not None and m.node_id == primary.node_id:
                 continue
             state, lag_bytes, lag_seconds = stats.get(m.node_id, (m.state, m.lag_bytes or 0, 0.0))
+            # Healthy as wait_until_healthy means it, and streaming within the bound as the
+            # primary itself sees it.
             healthy = (
                 m.node_id in stats
                 and state == "streaming"
-                and lag_bytes <= cfg.MAXIMUM_LAG_ON_FAILOVER
-                and m.running
+                and lag_bytes <= HEALTHY_LAG_BYTES
+                and m.replica_problem(primary) is None
             )
             replicas.append(ReplicaStatus(m.node_id, lag_bytes, lag_seconds, state, healthy))
         return ReplicationStatus(primary=primary.node_id if primary else None, replicas=replicas)
@@ -445,13 +505,17 @@ class LocalPatroniEngine(ClusterEngine):
             time.sleep(0.2)
 
     def _dcs_parameters(self, cluster_id: str) -> dict[str, Any]:
+        return dict((self._dcs_config(cluster_id).get("postgresql") or {}).get("parameters") or {})
+
+    def _dcs_config(self, cluster_id: str) -> dict[str, Any]:
+        """GET /config (the dynamic configuration in the DCS) from the first Patroni that answers."""
         for paths in self._nodes(cluster_id).values():
             try:
                 config = rest.call(self._rest_url(paths), "GET", "/config").body
             except OSError:
                 continue
             if isinstance(config, dict):
-                return dict((config.get("postgresql") or {}).get("parameters") or {})
+                return config
         raise EngineError(f"no Patroni of cluster {cluster_id} answers")
 
     def restart_node(self, spec: ClusterSpec, node_id: str, timeout: float = 120) -> str:
@@ -565,6 +629,12 @@ class LocalPatroniEngine(ClusterEngine):
                 seen = f"{m.role}/{m.state}" if m else "absent"
                 raise EngineError(f"{candidate} did not become a writable primary in time ({seen})")
             time.sleep(0.25)
+
+
+def _synchronous(mode: Any) -> bool:
+    """Whether a synchronous_mode value of Patroni's configuration turns synchronous
+    replication on (quorum, or a boolean as Patroni parses one)."""
+    return str(mode).strip().lower() in (cfg.QUORUM, "true", "on", "yes", "1")
 
 
 def _group(cluster_id: str, node_id: str) -> str:

@@ -22,7 +22,7 @@ import yaml
 from pgfleet.adapters.engines.local import postgres as pg
 from pgfleet.adapters.engines.local import tuning
 from pgfleet.core.errors import EngineError
-from pgfleet.ports.cluster_engine import REPLICATION_MODES, ClusterSpec, NodeSpec
+from pgfleet.ports.cluster_engine import HEALTHY_LAG_BYTES, REPLICATION_MODES, ClusterSpec, NodeSpec
 
 NAMESPACE = "/pgfleet/"
 
@@ -32,7 +32,7 @@ NAMESPACE = "/pgfleet/"
 TTL = 20
 LOOP_WAIT = 2
 RETRY_TIMEOUT = (TTL - LOOP_WAIT) // 2
-MAXIMUM_LAG_ON_FAILOVER = 1024 * 1024  # bytes: a replica further behind is never promoted
+MAXIMUM_LAG_ON_FAILOVER = HEALTHY_LAG_BYTES  # bytes: a replica further behind is never promoted
 
 SUPERUSER = pg.ADMIN_USER
 REPLICATION_USER = "replicator"
@@ -150,13 +150,24 @@ def load_or_create_secrets(path: Path) -> ClusterSecrets:
     return created
 
 
-def replication_flags(mode: str) -> dict[str, bool]:
+# The synchronous modes are Patroni's quorum commit (synchronous_mode: quorum): a commit waits
+# for any one of the streaming replicas (ANY 1 (...)), all of them are synchronous standbys,
+# and any of them may be promoted; a failover still picks one that has every acknowledged
+# commit (it asks the others). Patroni's plain synchronous mode (true) has one synchronous
+# standby and refuses a switchover to any other replica.
+QUORUM = "quorum"
+
+
+def replication_flags(mode: str) -> dict[str, bool | str]:
     """Patroni's dynamic settings for a replication mode of the API."""
     if mode not in REPLICATION_MODES:
         raise EngineError(
             f"unknown replication mode {mode!r} (expected one of {', '.join(REPLICATION_MODES)})"
         )
-    return {"synchronous_mode": mode != "async", "synchronous_mode_strict": mode == "sync_strict"}
+    return {
+        "synchronous_mode": QUORUM if mode != "async" else False,
+        "synchronous_mode_strict": mode == "sync_strict",
+    }
 
 
 def etcd_hosts(endpoint: str) -> tuple[str, list[str]]:
@@ -294,3 +305,14 @@ def read_ports(config_file: Path) -> tuple[int, int]:
     except (OSError, ValueError, KeyError, TypeError, IndexError, yaml.YAMLError) as exc:
         raise EngineError(f"cannot read ports from {config_file}: {exc}") from exc
     return pg_port, rest_port
+
+
+def with_etcd(text: str, etcd_endpoint: str) -> str | None:
+    """The patroni.yml `text` pointed at the etcd of `etcd_endpoint`, or None when it already
+    is. (Homes from before the local etcd left Debian's ports 2379/2380 name the old port.)"""
+    config = yaml.safe_load(text)
+    protocol, hosts = etcd_hosts(etcd_endpoint)
+    wanted = {"hosts": hosts, "protocol": protocol}
+    if config.get("etcd3") == wanted:
+        return None
+    return dump({**config, "etcd3": wanted})

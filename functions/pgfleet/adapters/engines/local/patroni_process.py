@@ -106,7 +106,7 @@ def spawn_patroni(paths: NodePaths, secrets: ClusterSecrets) -> int:
     argv = process.as_data_plane_user([*wrapper, *command, str(paths.config)])
     # A minimal environment: the control plane's own variables (cloud credentials, ...) have
     # no business in PostgreSQL's environment. Passwords travel here, never on argv.
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **extra_env, **secrets.env()}
+    env = process.child_env({**extra_env, **secrets.env()})
     fd = os.open(paths.output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     if process.running_as_root():
         os.fchown(fd, *process.data_plane_ids())

@@ -56,6 +56,8 @@ COMPRESS_PREFERENCE = ("zst", "lz4", "gz")
 # this build was compiled without.
 OPTION_INVALID_VALUE = 32
 COMMAND_TIMEOUT = 120.0
+# How long a cancelled backup may take to stop once signalled.
+CANCEL_TIMEOUT = 60.0
 LONG_TIMEOUT = 6 * 3600.0
 # pgBackRest records backup times in whole seconds, truncated.
 ONE_SECOND = timedelta(seconds=1)
@@ -624,6 +626,24 @@ class LocalPgBackRest(BackupEngine):
             raise EngineError(f"pgBackRest reported success but stanza {stanza!r} has no new backup")
         log.info("stanza %s: %s backup %s complete", stanza, new[-1].type, new[-1].backup_id)
         return self._backup(stanza, new[-1].backup_id)
+
+    def cancel_backup(self, stanza: str) -> str:
+        if not self.config_path(stanza).exists() or self.backup_progress(stanza) is None:
+            return f"no backup of stanza {stanza!r} runs"
+        # stop --force signals every process holding a lock of the stanza (the backup, and an
+        # archive-push PostgreSQL retries); start accepts commands again.
+        self._run(stanza, "stop", "--force")
+        try:
+            deadline = time.monotonic() + CANCEL_TIMEOUT
+            while self.backup_progress(stanza) is not None:
+                if time.monotonic() > deadline:
+                    raise EngineError(
+                        f"the backup of stanza {stanza!r} did not stop within {CANCEL_TIMEOUT:.0f}s"
+                    )
+                time.sleep(0.1)
+        finally:
+            self._run(stanza, "start")
+        return f"cancelled the running backup of stanza {stanza!r}"
 
     def backup_progress(self, stanza: str) -> int | None:
         lock = ((self._info(stanza).get("status") or {}).get("lock") or {}).get("backup") or {}

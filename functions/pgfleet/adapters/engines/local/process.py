@@ -1,24 +1,35 @@
-"""Running data-plane programs as the right OS user.
+"""Running data-plane programs as the right OS user, in a clean environment and process group.
 
 PostgreSQL refuses to run as root. When the control plane runs as root, every PostgreSQL,
 Patroni and pgBackRest command runs as the `postgres` OS user through `runuser`; otherwise it
 runs as the current user. Files those programs own are created through the same path.
+
+Data-plane programs never see the control plane's environment (its AWS credentials, its
+settings): they get `child_env`, a short allow-list plus what the caller passes. Each command
+runs in its own process group, so a timeout kills everything it started (runuser, the program,
+the program's children), not only the runuser in front of it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pwd
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from pgfleet.core.errors import EngineError
 
 log = logging.getLogger(__name__)
 
 DATA_PLANE_USER = "postgres"
+# What a data-plane program inherits from the control plane's environment; nothing else.
+INHERITED_ENV = ("PATH", "TZ", "TMPDIR")
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 def running_as_root() -> bool:
@@ -42,6 +53,26 @@ def as_data_plane_user(argv: Sequence[str]) -> list[str]:
     return list(argv)
 
 
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a data-plane program: PATH, TZ and TMPDIR from the control plane's,
+    a UTF-8 C locale, and `extra`. Credentials (AWS_*), tokens and pgfleet's own settings are
+    never passed on: a server, an archive_command or a dump has no business with them."""
+    env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
+    env.setdefault("PATH", DEFAULT_PATH)
+    env["LANG"] = "C.UTF-8"
+    env.update(extra or {})
+    return env
+
+
+def kill_group(proc: subprocess.Popen[Any]) -> None:
+    """Kill the process group `proc` leads (it was started with `start_new_session`): the
+    program and every child it started that did not leave the group. Before `proc` is
+    reaped its pid cannot be reused, so only its own group is ever signalled."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.kill()
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -52,22 +83,35 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """Run a data-plane command as the data-plane user and return its result.
 
-    Raises EngineError with the command's stderr when it fails and `check` is true. Never
-    pass secrets on the command line: they would show in `ps`; use `env` or files.
+    The command gets `child_env(env)` and its own process group: when it outlives `timeout`,
+    the whole group is killed (pg_dump or pgBackRest as well as the runuser running it) and
+    EngineError says so. Raises EngineError with the command's stderr when it fails and `check`
+    is true. Never pass secrets on the command line: they would show in `ps`; use `env` or files.
     """
     full = as_data_plane_user(argv)
-    run_env = dict(os.environ)
-    if env:
-        run_env.update(env)
-    try:
-        proc = subprocess.run(
-            full, capture_output=True, text=True, timeout=timeout, env=run_env, cwd=cwd, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise EngineError(f"{Path(argv[0]).name} timed out after {timeout:.0f}s") from exc
+    name = Path(argv[0]).name
+    with subprocess.Popen(
+        full,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(env),
+        cwd=cwd,
+        start_new_session=True,
+    ) as child:
+        try:
+            stdout, stderr = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            kill_group(child)
+            raise EngineError(f"{name} timed out after {timeout:.0f}s; its processes were killed") from exc
+        except BaseException:
+            kill_group(child)
+            raise
+    proc = subprocess.CompletedProcess(full, child.returncode, stdout, stderr)
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise EngineError(f"{Path(argv[0]).name} failed ({proc.returncode}): {' '.join(detail)}")
+        raise EngineError(f"{name} failed ({proc.returncode}): {' '.join(detail)}")
     return proc
 
 

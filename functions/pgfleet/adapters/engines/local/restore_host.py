@@ -23,16 +23,19 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from pgfleet.adapters.engines.local import logical_dump, process
+from pgfleet.adapters.engines.local import large_objects, logical_dump, process, restore_logins
 from pgfleet.adapters.engines.local import patroni_config as cfg
 from pgfleet.adapters.engines.local import postgres as pg
+from pgfleet.adapters.engines.local.logical_dump import TocEntry
 from pgfleet.adapters.engines.local.patroni import LocalPatroniEngine
 from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
+from pgfleet.adapters.engines.local.restore_logins import RestoreRoles
 from pgfleet.adapters.engines.local.sql import AdminSocket, SessionLimits, connect, first_line
 from pgfleet.core.errors import EngineError
 from pgfleet.local import etcd
@@ -74,6 +77,12 @@ SESSION_LIMITS = SessionLimits(statement_timeout_ms=int(RECOVERY_TIMEOUT * 1000)
 LEADER_STATE_KEYS = ("leader", "status", "history", "failover", "sync", "failsafe", "optime/leader")
 LEADER_STATE_PREFIXES = ("members/", "optime/")
 TARGET_NOT_REACHED = "recovery ended before configured recovery target was reached"
+# Privileges on a database, by the name aclexplode gives them (never formatted from input).
+DATABASE_PRIVILEGES = {
+    "CONNECT": sql.SQL("CONNECT"),
+    "TEMPORARY": sql.SQL("TEMPORARY"),
+    "CREATE": sql.SQL("CREATE"),
+}
 AMCHECK_LINE = re.compile(r"^(heap table|btree index|index|relation) ")
 
 
@@ -127,6 +136,48 @@ def amcheck_findings(output: str) -> list[str]:
         elif line.startswith(("pg_amcheck: error", "pg_amcheck: warning")):
             findings.append(line.strip())
     return findings
+
+
+@dataclass(frozen=True)
+class DatabaseAttributes:
+    """What a restored database keeps of the one it replaces. `grants` are (grantee, None for
+    PUBLIC; privilege; grantable) besides the owner's own, None when the defaults apply."""
+
+    owner: str
+    comment: str
+    connection_limit: int
+    grants: list[tuple[str | None, str, bool]] | None
+
+
+def _database_attributes(conn: psycopg.Connection, database: str) -> DatabaseAttributes:
+    row = conn.execute(
+        "SELECT pg_catalog.pg_get_userbyid(d.datdba), coalesce(pg_catalog.shobj_description(d.oid, 'pg_database'), ''),"
+        " d.datconnlimit, d.datacl IS NULL FROM pg_catalog.pg_database d"
+        " WHERE d.datname OPERATOR(pg_catalog.=) %s::pg_catalog.name",
+        (database,),
+    ).fetchone()
+    if row is None:
+        raise EngineError(f"database {database} does not exist")
+    grants = conn.execute(
+        "SELECT r.rolname, a.privilege_type, a.is_grantable FROM pg_catalog.pg_database d"
+        " CROSS JOIN LATERAL pg_catalog.aclexplode(d.datacl) a"
+        " LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee"
+        " WHERE d.datname OPERATOR(pg_catalog.=) %s::pg_catalog.name AND a.grantee OPERATOR(pg_catalog.<>) d.datdba"
+        " AND (a.grantee OPERATOR(pg_catalog.=) 0::pg_catalog.oid OR r.rolname IS NOT NULL)",
+        (database,),
+    ).fetchall()
+    return DatabaseAttributes(
+        owner=str(row[0]),
+        comment=str(row[1]),
+        connection_limit=int(row[2]),
+        grants=None
+        if row[3]
+        else [
+            (None if name is None else str(name), str(privilege), bool(grantable))
+            for name, privilege, grantable in grants
+            if str(privilege) in DATABASE_PRIVILEGES
+        ],
+    )
 
 
 class TargetNotReached(EngineError):
@@ -366,22 +417,46 @@ class LocalRestoreHost(RestoreHost):
         owner: str | None = None,
         schema: str | None = None,
     ) -> str:
-        aside = f"{database[:40]}__pgfleet_prev"
-        with self._connect(location) as conn:
-            owner_exists = bool(
-                owner
-                and conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (owner,)).fetchone()
-            )
-            if schema is None:
-                self._database_aside(conn, database, aside, owner if owner_exists else None)
-        if schema is not None:
-            with self._connect(location, database) as conn:
-                self._schema_aside(conn, schema, aside)
+        what = f"schema {schema} of {database}" if schema else f"database {database}"
         try:
-            skipped = self._pg_restore(location, database, dump_file, passphrase, schema)
-        except EngineError:
-            self._put_back(location, database, aside, schema)
-            raise
+            return self._restore_database(location, database, dump_file, passphrase, owner, schema)
+        except psycopg.Error as exc:
+            raise EngineError(f"restoring {what} failed: {first_line(exc)}") from exc
+
+    def _restore_database(
+        self,
+        location: ServerLocation,
+        database: str,
+        dump_file: Path,
+        passphrase: str | None,
+        owner: str | None,
+        schema: str | None,
+    ) -> str:
+        aside = f"{database[:40]}__pgfleet_prev"
+        plain = self._plain_dump(dump_file, passphrase)  # a wrong passphrase changes nothing
+        try:
+            entries = self._contents(location, plain, schema)
+            with self._connect(location) as conn:
+                roles = RestoreRoles.resolve(conn, entries, owner)  # refuses before any change
+                host = restore_logins.tcp_host(conn)
+                if schema is None:
+                    self._database_aside(conn, database, aside, roles.fallback)
+            if schema is not None:
+                with self._connect(location, database) as conn:
+                    self._schema_aside(conn, schema, aside)
+            try:
+                with self._connect(location, database) as conn:
+                    if schema is None:
+                        # template0's defaults let PUBLIC write large objects: the server's policy.
+                        large_objects.restrict(conn, writers=large_objects.owner_writers(conn))
+                    self._create_schemas(conn, entries, roles, schema)
+                skipped = self._restore_runs(location, host, database, plain, entries, roles)
+            except (EngineError, psycopg.Error):
+                self._put_back(location, database, aside, schema)
+                raise
+        finally:
+            if plain != dump_file:
+                plain.unlink(missing_ok=True)
         if schema is None:
             with self._connect(location) as conn:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(aside)))
@@ -389,38 +464,129 @@ class LocalRestoreHost(RestoreHost):
             with self._connect(location, database) as conn:
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(aside)))
         what = f"schema {schema} of {database}" if schema else f"database {database}"
-        note = f"; {skipped} ownership or privilege statement(s) skipped (role gone)" if skipped else ""
-        return f"{what} restored from {dump_file.name}{note}"
+        note = f"; {skipped} privilege statement(s) skipped (role gone)" if skipped else ""
+        as_whom = ", ".join(sorted({role for role, _ in logical_dump.restore_runs(entries, roles.run_as)}))
+        return f"{what} restored from {dump_file.name} as {as_whom or 'nobody (empty dump)'}{note}"
+
+    def _plain_dump(self, dump_file: Path, passphrase: str | None) -> Path:
+        """The dump as pg_restore reads it: decrypted beside it when encrypted (the caller
+        removes that copy)."""
+        if passphrase is None:
+            return dump_file
+        plain = dump_file.with_name(dump_file.name + ".restoring")
+        logical_dump.decrypt(dump_file, plain, passphrase)
+        return plain
+
+    def _contents(self, location: ServerLocation, plain: Path, schema: str | None) -> list[TocEntry]:
+        """The entries of the dump to restore: all of them, or those that make `schema`."""
+        pg_restore = str(pg.bin_dir_for(pg.data_dir_version(location.data_dir)) / "pg_restore")
+        entries = logical_dump.parse_toc(process.run([pg_restore, "-l", str(plain)], timeout=600).stdout)
+        if schema is None:
+            return entries
+        inside = process.run([pg_restore, "-l", "-n", schema, str(plain)], timeout=600).stdout
+        chosen = logical_dump.of_schema(entries, {e.dump_id for e in logical_dump.parse_toc(inside)}, schema)
+        if not chosen:
+            raise EngineError(f"the dump holds nothing of schema {schema}")
+        return chosen
+
+    @staticmethod
+    def _create_schemas(
+        conn: psycopg.Connection, entries: list[TocEntry], roles: RestoreRoles, schema: str | None
+    ) -> None:
+        """Create the dump's schemas (or give the existing ones, like `public`, their owner) as
+        the superuser: no role that restores needs CREATE on the database, and no tenant code
+        runs in this. A schema restore whose dump lacks the schema's entry still gets it."""
+        wanted = {e.schema: roles.schema_owner(e.owner) for e in entries if e.schema is not None}
+        if schema is not None and schema not in wanted:
+            wanted[schema] = roles.run_as("")
+        for name, owner in wanted.items():
+            row = conn.execute(
+                "SELECT pg_catalog.pg_get_userbyid(nspowner) FROM pg_catalog.pg_namespace"
+                " WHERE nspname OPERATOR(pg_catalog.=) %s::pg_catalog.name",
+                (name,),
+            ).fetchone()
+            ident, role = sql.Identifier(name), sql.Identifier(owner)
+            if row is None:
+                conn.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(ident, role))
+            elif row[0] != owner:
+                conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(ident, role))
+
+    def _restore_runs(
+        self,
+        location: ServerLocation,
+        host: str,
+        database: str,
+        plain: Path,
+        entries: list[TocEntry],
+        roles: RestoreRoles,
+    ) -> int:
+        """Restore `entries` in dump order, each run of them through the login of the role that
+        owns it (see `restore_logins`); the logins are dropped however it ends. Returns how
+        many privilege statements were skipped because their grantee no longer exists."""
+        skipped = 0
+        used: list[str] = []
+        try:
+            for role, run in logical_dump.restore_runs(entries, roles.run_as):
+                with self._connect(location) as conn:
+                    login, password = restore_logins.arm(conn, role, database)
+                used.append(login)
+                skipped += self._pg_restore(location, host, database, plain, run, login, password, role)
+        finally:
+            self._drop_logins(location, database, used)
+        return skipped
+
+    def _drop_logins(self, location: ServerLocation, database: str, logins: list[str]) -> None:
+        """Drop the restore logins; one that cannot be dropped now is logged (by name) and
+        expires on its own within restore_logins.LOGIN_VALIDITY."""
+        if not logins:
+            return
+        try:
+            with contextlib.suppress(EngineError, psycopg.Error), self._connect(location, database) as conn:
+                restore_logins.release(conn, logins)
+            with self._connect(location) as conn:
+                restore_logins.drop(conn, logins)
+        except (EngineError, psycopg.Error) as exc:
+            log.warning(
+                "restore logins %s not dropped (they expire on their own): %s", ", ".join(logins), exc
+            )
 
     def _pg_restore(
         self,
         location: ServerLocation,
+        host: str,
         database: str,
-        dump_file: Path,
-        passphrase: str | None,
-        schema: str | None,
+        plain: Path,
+        run: list[TocEntry],
+        login: str,
+        password: str,
+        role: str,
     ) -> int:
-        """pg_restore the (decrypted) dump into `database`. Objects keep their owners; a
-        statement that fails only because its role no longer exists is tolerated and counted.
-        Raises EngineError for any other error."""
+        """pg_restore the entries of `run` into `database`, connected as `login` acting as
+        `role` (`--role`, and `--no-owner`: what it creates is the role's). A statement that
+        fails only because its grantee no longer exists is tolerated and counted. Raises
+        EngineError for any other error."""
         bin_dir = pg.bin_dir_for(pg.data_dir_version(location.data_dir))
-        argv = [str(bin_dir / "pg_restore"), *self._client_args(location), "-d", database]
-        if schema:
-            argv += ["-n", schema]
-        plain = dump_file
-        if passphrase is not None:
-            plain = dump_file.with_name(dump_file.name + ".restoring")
-            logical_dump.decrypt(dump_file, plain, passphrase)
+        listing = plain.with_name(plain.name + ".list")
+        process.write_owned_file(listing, "".join(f"{entry.line}\n" for entry in run))
+        argv = [
+            str(bin_dir / "pg_restore"), "-h", host, "-p", str(location.port), "-U", login, "-w",
+            f"--role={role}", "--no-owner", "-d", database, "-L", str(listing), str(plain),
+        ]  # fmt: skip
+        # The password reaches libpq through the environment, never a command line.
+        env = {
+            "PGPASSWORD": password,
+            "PGCONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
+            "PGAPPNAME": "pgfleet-restore",
+        }
         try:
-            proc = process.run([*argv, str(plain)], timeout=logical_dump.TIMEOUT, check=False)
+            proc = process.run(argv, timeout=logical_dump.TIMEOUT, env=env, check=False)
         finally:
-            if plain != dump_file:
-                plain.unlink(missing_ok=True)
+            listing.unlink(missing_ok=True)
         errors = [line for line in proc.stderr.splitlines() if line.startswith("pg_restore: error:")]
         fatal = [e for e in errors if not ('role "' in e and "does not exist" in e)]
         if fatal or (proc.returncode != 0 and not errors):
             detail = " | ".join(fatal[:3]) or proc.stderr.strip()[-300:]
-            raise EngineError(f"pg_restore into {database} failed: {detail}")
+            raise EngineError(f"pg_restore into {database} (as {role}) failed: {detail}")
         return len(errors)
 
     def _put_back(self, location: ServerLocation, database: str, aside: str, schema: str | None) -> None:
@@ -464,30 +630,58 @@ class LocalRestoreHost(RestoreHost):
     @staticmethod
     def _database_aside(conn: psycopg.Connection, database: str, aside: str, owner: str | None) -> None:
         """Rename the current database aside (once) and create an empty one to restore into;
-        an earlier partial restore is dropped."""
+        an earlier partial restore is dropped. The new database keeps what the replaced one
+        had besides its content: owner, comment, connection limit and privileges (a tenant's
+        database stays the platform's, marked as the tenant's). Without one to replace, it
+        belongs to `owner` when given (closed to PUBLIC), else to the superuser."""
 
         def exists(name: str) -> bool:
             return (
-                conn.execute("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (name,)).fetchone()
+                conn.execute(
+                    "SELECT 1 FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) %s::pg_catalog.name",
+                    (name,),
+                ).fetchone()
                 is not None
             )
 
         db, prev = sql.Identifier(database), sql.Identifier(aside)
+        original = aside if exists(aside) else database if exists(database) else None
+        kept = _database_attributes(conn, original) if original else None
         if exists(database):
             conn.execute(
-                "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE datname = %s",
+                "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
+                " WHERE datname OPERATOR(pg_catalog.=) %s::pg_catalog.name",
                 (database,),
             )
             if exists(aside):
                 conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(db))
             else:
                 conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(db, prev))
+        new_owner = kept.owner if kept else owner
         statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(db)
-        if owner:
-            statement = sql.SQL("{} OWNER {}").format(statement, sql.Identifier(owner))
+        if new_owner:
+            statement = sql.SQL("{} OWNER {}").format(statement, sql.Identifier(new_owner))
         conn.execute(statement)
-        if owner:
-            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
+        if kept is None:
+            if owner:
+                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
+            return
+        if kept.comment:
+            conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(db, sql.Literal(kept.comment)))
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} CONNECTION LIMIT {}").format(db, sql.Literal(kept.connection_limit))
+        )
+        if kept.grants is None:  # the defaults, as a new database has them
+            return
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
+        for grantee, privilege, grantable in kept.grants:
+            who = sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)
+            option = sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL("")
+            conn.execute(
+                sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+                    DATABASE_PRIVILEGES[privilege], db, who, option
+                )
+            )
 
     @staticmethod
     def _schema_aside(conn: psycopg.Connection, schema: str, aside: str) -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psycopg
 
-from pgfleet.adapters.engines.local import process
+from pgfleet.adapters.engines.local import host_capacity, process
 from pgfleet.adapters.engines.local.cgroups import CgroupLimits, LimitsOutcome
 from pgfleet.adapters.engines.local.database_admin import AdminServer, LocalDatabaseAdmin
 from pgfleet.adapters.engines.local.ports import port_is_free
@@ -76,6 +76,7 @@ from pgfleet.core.errors import EngineError
 from pgfleet.ports.database_admin import DatabaseAdmin
 from pgfleet.ports.engine import (
     Engine,
+    HostCapacity,
     LogLine,
     ReplicaLag,
     ServerSpec,
@@ -127,6 +128,10 @@ class LocalPostgresEngine(Engine):
 
     def port_available(self, port: int) -> bool:
         return port_is_free(self._host, port)
+
+    def host_capacity(self) -> HostCapacity:
+        """Free memory of this host and free disk under `home` (every server's data)."""
+        return host_capacity.measure(self._home)
 
     def supported_versions(self) -> list[str]:
         """Major versions with binaries installed here, lowest first."""
@@ -420,10 +425,10 @@ class LocalPostgresEngine(Engine):
             if hba.read_text() == wanted:
                 return
             process.write_owned_file(hba, wanted)
-        query = "SELECT pg_conf_load_time()"
+        query = "SELECT pg_catalog.pg_conf_load_time()"
         with self.administer(source.root.name, "reloading pg_hba.conf") as conn:
             loaded = conn.execute(query).fetchone()
-            conn.execute("SELECT pg_reload_conf()")
+            conn.execute("SELECT pg_catalog.pg_reload_conf()")
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         # New sessions inherit the postmaster's load time: a later one means the rule is live.
         while time.monotonic() < deadline:

@@ -19,7 +19,8 @@ SLOT_RELEASE_TIMEOUT_S = 10
 def hot_standby_minimums(conn: psycopg.Connection) -> dict[str, int]:
     """The source's values of the settings a hot standby may not set lower."""
     rows = conn.execute(
-        "SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY(%s)", (list(HOT_STANDBY_MINIMUMS),)
+        "SELECT name, setting FROM pg_catalog.pg_settings WHERE name OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.text[])",
+        (list(HOT_STANDBY_MINIMUMS),),
     ).fetchall()
     return {str(name): int(value) for name, value in rows}
 
@@ -27,7 +28,9 @@ def hot_standby_minimums(conn: psycopg.Connection) -> dict[str, int]:
 def ensure_physical_slot(conn: psycopg.Connection, slot: str) -> str:
     """Create the physical slot `slot`, reserving WAL from now on, unless it exists."""
     try:
-        conn.execute("SELECT pg_catalog.pg_create_physical_replication_slot(%s, true)", (slot,))
+        conn.execute(
+            "SELECT pg_catalog.pg_create_physical_replication_slot(%s::pg_catalog.name, true)", (slot,)
+        )
     except pg_errors.DuplicateObject:
         return f"slot {slot} exists"
     return f"created slot {slot}"
@@ -40,9 +43,10 @@ def replica_lag(conn: psycopg.Connection) -> list[ReplicaLag]:
     """
     rows = conn.execute(
         "SELECT s.slot_name, coalesce(r.application_name, ''), coalesce(r.state, 'disconnected'),"
-        " coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), coalesce(r.replay_lsn, s.restart_lsn)), 0)::bigint,"
-        " CASE WHEN r.pid IS NOT NULL THEN coalesce(extract(epoch FROM r.replay_lag), 0) END::float8"
-        " FROM pg_catalog.pg_replication_slots s FULL JOIN pg_catalog.pg_stat_replication r ON r.pid = s.active_pid"
+        " coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), coalesce(r.replay_lsn, s.restart_lsn)), 0)::pg_catalog.int8,"
+        " CASE WHEN r.pid IS NOT NULL THEN coalesce(extract(epoch FROM r.replay_lag), 0) END::pg_catalog.float8"
+        " FROM pg_catalog.pg_replication_slots s FULL JOIN pg_catalog.pg_stat_replication r"
+        " ON r.pid OPERATOR(pg_catalog.=) s.active_pid"
         " WHERE s.slot_type IS DISTINCT FROM 'logical'"
         " ORDER BY s.slot_name, r.application_name"
     ).fetchall()
@@ -64,14 +68,15 @@ def drop_physical_slot(conn: psycopg.Connection, slot: str) -> str:
     deadline = time.monotonic() + SLOT_RELEASE_TIMEOUT_S
     while True:
         row = conn.execute(
-            "SELECT active_pid FROM pg_catalog.pg_replication_slots WHERE slot_name = %s", (slot,)
+            "SELECT active_pid FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) %s::pg_catalog.name",
+            (slot,),
         ).fetchone()
         if row is None:
             return f"slot {slot} already dropped"
         if row[0] is not None:
-            conn.execute("SELECT pg_catalog.pg_terminate_backend(%s)", (row[0],))
+            conn.execute("SELECT pg_catalog.pg_terminate_backend(%s::pg_catalog.int4)", (row[0],))
         try:
-            conn.execute("SELECT pg_catalog.pg_drop_replication_slot(%s)", (slot,))
+            conn.execute("SELECT pg_catalog.pg_drop_replication_slot(%s::pg_catalog.name)", (slot,))
             return f"dropped slot {slot}"
         except pg_errors.UndefinedObject:
             return f"slot {slot} already dropped"

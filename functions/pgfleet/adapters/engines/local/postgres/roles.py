@@ -3,17 +3,29 @@ with the Patroni engine)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from pgfleet.adapters.engines.local import large_objects
+from pgfleet.adapters.engines.local.sql import AdminSocket, connect
 from pgfleet.core.errors import EngineError
+from pgfleet.core.models import reserved_database, reserved_role
 
 
 def ensure_role_and_database(conn: psycopg.Connection, database: str, username: str, password: str) -> str:
     """Create or update the LOGIN role `username` (SCRAM verifier computed here, so the password
     never reaches the server) and the database it owns, over a superuser connection `conn`.
-    Returns what changed. Raises EngineError for a superuser role, psycopg.Error otherwise."""
+    Large objects may be written by `username` in its database only (see `large_objects`).
+    Returns what changed. Raises EngineError for a role or database the platform uses, or a
+    role with privileges beyond an application's; psycopg.Error otherwise."""
+    # The API refuses these names already; a server must not depend on that.
+    if reserved_role(username):
+        raise EngineError(f"refusing to manage role {username!r}: the platform uses that name")
+    if reserved_database(database):
+        raise EngineError(f"refusing to manage database {database!r}: every server has it")
     # A failing statement must not be echoed into the server log, and no logging of
     # statements may catch it either.
     for statement in (
@@ -23,9 +35,19 @@ def ensure_role_and_database(conn: psycopg.Connection, database: str, username: 
         "SET pg_stat_statements.track_utility = off",
     ):
         conn.execute(statement)
-    role = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = %s", (username,)).fetchone()
+    role = conn.execute(
+        "SELECT r.rolsuper, r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls"
+        "  OR coalesce(pg_catalog.shobj_description(r.oid, 'pg_authid'), '') LIKE 'pgfleet:%%'"
+        " FROM pg_catalog.pg_roles r WHERE r.rolname = %s::pg_catalog.name",
+        (username,),
+    ).fetchone()
     if role is not None and role[0]:
         raise EngineError(f"refusing to manage superuser role {username!r}")
+    if role is not None and role[1]:
+        raise EngineError(f"refusing to manage role {username!r}: it is not an application's role")
+    for shared in large_objects.SERVER_DATABASES:
+        with _session(conn, shared) as other:
+            large_objects.restrict(other)
     verifier = conn.pgconn.encrypt_password(password.encode(), username.encode(), b"scram-sha-256")
     options = sql.SQL("WITH LOGIN PASSWORD {}").format(sql.Literal(verifier.decode()))
     ident = sql.Identifier(username)
@@ -57,4 +79,13 @@ def ensure_role_and_database(conn: psycopg.Connection, database: str, username: 
     if owner is not None and owner[0] != username:
         conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, ident))
         actions.append("changed database owner")
+    with _session(conn, database) as own:
+        large_objects.restrict(own, writers=[username])
     return ", ".join(actions) if actions else "unchanged"
+
+
+def _session(conn: psycopg.Connection, database: str) -> psycopg.Connection:
+    """A privileged session (pinned, as `sql.connect` makes it) on another database of the
+    server `conn` is connected to, as the same role over the same socket."""
+    info = conn.info
+    return connect(AdminSocket(Path(info.host), info.port, info.user), database)

@@ -14,7 +14,9 @@ def collect_stats(conn: psycopg.Connection, database: str) -> ServerStats:
     """Live statistics of the server behind `conn`, sized for `database`. Raises EngineError
     for a missing database, psycopg.Error otherwise."""
     size = conn.execute(
-        "SELECT pg_catalog.pg_database_size(oid) FROM pg_catalog.pg_database WHERE datname = %s", (database,)
+        "SELECT pg_catalog.pg_database_size(oid) FROM pg_catalog.pg_database"
+        " WHERE datname OPERATOR(pg_catalog.=) %s::pg_catalog.name",
+        (database,),
     ).fetchone()
     if size is None:
         raise EngineError(f"database {database!r} does not exist")
@@ -23,16 +25,16 @@ def collect_stats(conn: psycopg.Connection, database: str) -> ServerStats:
         "SELECT pg_catalog.count(*) FILTER (WHERE state = 'active'),"
         " pg_catalog.count(*) FILTER (WHERE state = 'idle'), pg_catalog.count(*)"
         " FROM pg_catalog.pg_stat_activity"
-        " WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid()"
+        " WHERE backend_type = 'client backend' AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()"
     ).fetchone() or (0, 0, 0)
     max_connections = int(
         (conn.execute("SELECT pg_catalog.current_setting('max_connections')").fetchone() or ("0",))[0]
     )
     uptime, commits, rollbacks, deadlocks, hits, reads = conn.execute(
-        "SELECT extract(epoch FROM pg_catalog.now() - pg_catalog.pg_postmaster_start_time())::float8,"
-        " coalesce(pg_catalog.sum(xact_commit), 0)::bigint, coalesce(pg_catalog.sum(xact_rollback), 0)::bigint,"
-        " coalesce(pg_catalog.sum(deadlocks), 0)::bigint, coalesce(pg_catalog.sum(blks_hit), 0)::bigint,"
-        " coalesce(pg_catalog.sum(blks_read), 0)::bigint FROM pg_catalog.pg_stat_database"
+        "SELECT extract(epoch FROM pg_catalog.now() - pg_catalog.pg_postmaster_start_time())::pg_catalog.float8,"
+        " coalesce(pg_catalog.sum(xact_commit), 0)::pg_catalog.int8, coalesce(pg_catalog.sum(xact_rollback), 0)::pg_catalog.int8,"
+        " coalesce(pg_catalog.sum(deadlocks), 0)::pg_catalog.int8, coalesce(pg_catalog.sum(blks_hit), 0)::pg_catalog.int8,"
+        " coalesce(pg_catalog.sum(blks_read), 0)::pg_catalog.int8 FROM pg_catalog.pg_stat_database"
     ).fetchone() or (0.0, 0, 0, 0, 0, 0)
     return ServerStats(
         connections_active=int(active),
