@@ -366,7 +366,7 @@ def test_a_running_backup_can_be_cancelled(
     source.query(
         "CREATE TABLE filler AS SELECT g AS id, md5(g::text) AS pad FROM generate_series(1, 1000000) g"
     )
-    assert "no backup" in engine.cancel_backup(STANZA)
+    assert engine.cancel_backup(STANZA) is None  # nothing runs
     outcome: dict[str, Any] = {}
 
     def back_up() -> None:
@@ -383,7 +383,7 @@ def test_a_running_backup_can_be_cancelled(
         time.sleep(0.01)
     reason = engine.cancel_backup(STANZA)
     thread.join(60)
-    assert reason.startswith("cancelled the running backup"), reason
+    assert reason is not None and reason.startswith("cancelled the running backup"), reason
     assert "error" in outcome and "info" not in outcome, outcome
     assert engine.backup_progress(STANZA) is None and engine.list_backups(STANZA) == []
     # Commands are accepted again: archiving and the next backup work.

@@ -137,13 +137,13 @@ class BackupEngine(abc.ABC):
         """
 
     @abc.abstractmethod
-    def cancel_backup(self, stanza: str) -> str:
+    def cancel_backup(self, stanza: str) -> str | None:
         """Terminate the backup of the stanza running now, if one runs, and wait (up to about
         a minute) until it has stopped; the caller whose `backup` call it was gets EngineError.
         Commands of the stanza are refused while it stops (archive_command too: PostgreSQL
         keeps the WAL and retries), and accepted again afterwards. For a delete that keeps no
         backup: it need not wait for one nobody will restore. Idempotent; returns a short
-        reason saying whether a backup was cancelled."""
+        reason when it cancelled one, None when none ran."""
 
     @abc.abstractmethod
     def backup_progress(self, stanza: str) -> int | None:

@@ -11,10 +11,9 @@ records on the resource once it is restorable (`settle_first_backup`).
 
 Delete: no backup may run while the server or the stanza goes (`settle_backups_step`: one
 still waiting for a worker is cancelled; one running is cancelled too unless the delete keeps
-backups, else waited for). With `final_backup`, a
-last full backup is taken before the server goes, and the backups are kept for their
-retention (still restorable into a new resource); without it, the stanza, its backups and
-its passphrase go with the resource.
+backups, else waited for). With `final_backup`, a last full backup is taken before the server
+goes, and the backups are kept for their retention (still restorable into a new resource);
+without it, the stanza, its backups and its passphrase go with the resource.
 """
 
 from __future__ import annotations
@@ -250,31 +249,37 @@ def settle_backups_step(rtype: ResourceType) -> Callable[[StepContext], str]:
 
 def _settle(ctx: StepContext, record: dict[str, Any], kind: str) -> str:
     op_id = str(record["operation_id"])
+    op = ctx.ports.store.get(operations.KIND, op_id)
+    # Only a backup's own operation (backup.run, backup.initial: its resource is the backup)
+    # is cancelled or finished here; one taken as a step of another workflow is waited for.
+    own = op is not None and op.get("resource_id") == record["id"]
     # A worker id of its own: the lease of another thread of this process is not ours.
     me = f"settle:{ctx.operation['id']}"
-    if backup_records.cancel_pending(ctx.ports, record, f"cancelled: the {kind} is being deleted"):
+    if own and backup_records.cancel_pending(ctx.ports, record, f"cancelled: the {kind} is being deleted"):
         operations.run(ctx.ports, op_id, worker_id=me)  # ends it now: it refuses the cancelled record
         return f"cancelled backup {record['id']} (it had not begun)"
     keep = bool(ctx.params.get("final_backup"))
-    cancelled = ""
+    cancelled: str | None = None
     deadline = time.monotonic() + BACKUP_WAIT_SECONDS
     with lease_kept(ctx):
-        while True:
-            op = ctx.ports.store.get(operations.KIND, op_id)
-            if op is None or op["status"] in operations.TERMINAL:
-                break
+        while op is not None and op["status"] not in operations.TERMINAL:
             if operations.is_stale(op):
+                if not own:
+                    break  # its workflow lost its worker: nothing runs it any more
                 operations.run(ctx.ports, op_id, worker_id=me)  # its worker is gone: finish it here
-                continue
-            if not keep and not cancelled.startswith("cancelled"):
+            elif own and not keep and cancelled is None:
                 # Until pgBackRest runs there is nothing to cancel: ask again next time round.
                 cancelled = ctx.ports.backup_engine.cancel_backup(record["stanza"])
             if time.monotonic() > deadline:
                 raise EngineError(f"backup {record['id']} is still running after {BACKUP_WAIT_SECONDS:.0f}s")
             time.sleep(WAIT_POLL_SECONDS)
+            op = ctx.ports.store.get(operations.KIND, op_id)
     final = ctx.ports.store.get(backup_records.KIND, record["id"])
+    if final is not None and final["status"] in backup_records.ACTIVE:
+        backup_records.mark_failed(ctx.ports, final["id"], "its operation ended without completing it")
+        final = ctx.ports.store.get(backup_records.KIND, record["id"])
     outcome = final["status"] if final else "gone"
-    if cancelled.startswith("cancelled"):
+    if cancelled is not None:
         return f"{cancelled} (backup {record['id']}, operation {op_id}: {outcome})"
     return f"waited for backup {record['id']} (operation {op_id}) to end: {outcome}"
 

@@ -627,9 +627,9 @@ class LocalPgBackRest(BackupEngine):
         log.info("stanza %s: %s backup %s complete", stanza, new[-1].type, new[-1].backup_id)
         return self._backup(stanza, new[-1].backup_id)
 
-    def cancel_backup(self, stanza: str) -> str:
+    def cancel_backup(self, stanza: str) -> str | None:
         if not self.config_path(stanza).exists() or self.backup_progress(stanza) is None:
-            return f"no backup of stanza {stanza!r} runs"
+            return None
         # stop --force signals every process holding a lock of the stanza (the backup, and an
         # archive-push PostgreSQL retries); start accepts commands again.
         self._run(stanza, "stop", "--force")
