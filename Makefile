@@ -4,11 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PGFLEET_HOME ?= $(HOME)/.pgfleet
 export PGFLEET_HOME
-# Debian packages the data plane needs: PostgreSQL 15, etcd (Patroni's DCS), pgBackRest, PgBouncer.
-APT_PACKAGES := postgresql-15 postgresql-client-15 etcd-server pgbackrest pgbouncer util-linux
-REQUIRED_BINARIES := /usr/lib/postgresql/15/bin/postgres /usr/bin/etcd /usr/bin/pgbackrest /usr/sbin/pgbouncer /usr/sbin/runuser
+# Debian packages the data plane needs: PostgreSQL 15, etcd (Patroni's DCS), pgBackRest, PgBouncer;
+# and Prometheus, which the tests scrape /api/metrics with.
+APT_PACKAGES := postgresql-15 postgresql-client-15 etcd-server pgbackrest pgbouncer util-linux prometheus
+REQUIRED_BINARIES := /usr/lib/postgresql/15/bin/postgres /usr/bin/etcd /usr/bin/pgbackrest /usr/sbin/pgbouncer /usr/sbin/runuser /usr/bin/prometheus
 
-.PHONY: help install system-packages up down status token test unit lint bench clean provider
+.PHONY: help install system-packages up down status token test unit lint bench clean provider node-tools postman
 
 help:
 	@echo "make up      start the local stack (moto, gateway, worker, ticker) in the background"
@@ -16,13 +17,14 @@ help:
 	@echo "make test    install what is needed and run the whole suite"
 	@echo "make provider  install the Terraform provider into a local mirror (offline terraform init)"
 	@echo "make bench   run the benchmarks under bench/"
+	@echo "make postman regenerate the Postman collection (tests/postman) from the OpenAPI document"
 
 # Debian starts the services of a package it installs. When pgfleet installs a package, its
 # services stay down (a policy-rc.d for the length of the install, unless one exists) and are
 # disabled at boot (systemctl, for the packages pgfleet itself installed): pgfleet runs its own
 # etcd and servers on other ports. It never stops anything it did not start: an etcd or a
 # PostgreSQL cluster already on the machine is left running (see README, "Next to your own").
-SERVICES_OF := postgresql-15:postgresql etcd-server:etcd pgbouncer:pgbouncer
+SERVICES_OF := postgresql-15:postgresql etcd-server:etcd pgbouncer:pgbouncer prometheus:prometheus prometheus:prometheus-node-exporter
 POLICY_RC_D := /usr/sbin/policy-rc.d
 
 system-packages:
@@ -52,7 +54,22 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-install: system-packages $(VENV)/.installed
+# newman and the OpenAPI -> Postman converter (tests/postman), pinned, in a prefix of the venv.
+# The stamp names the versions: nothing runs when they are installed already.
+NODE_PREFIX := $(VENV)/node
+NODE_TOOLS := newman@6.2.2 openapi-to-postmanv2@6.3.3
+
+node-tools:
+	@[ "$$(cat $(NODE_PREFIX)/.installed 2>/dev/null)" = "$(NODE_TOOLS)" ] && exit 0; \
+	if ! command -v npm >/dev/null; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "npm is missing -- install as root: apt-get install nodejs npm" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null || exit 1; \
+	fi; \
+	echo "installing $(NODE_TOOLS) under $(NODE_PREFIX)"; \
+	npm install --prefix $(NODE_PREFIX) --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
+	  $(NODE_TOOLS) >/dev/null && echo "$(NODE_TOOLS)" > $(NODE_PREFIX)/.installed
+
+install: system-packages $(VENV)/.installed node-tools
 
 up: install
 	$(VENV)/bin/pgfleet up
@@ -66,6 +83,9 @@ status:
 # The Terraform provider in a filesystem mirror under PGFLEET_HOME, and a CLI config using it.
 provider: install
 	$(PY) -m pgfleet.provider.install --home $(PGFLEET_HOME)
+
+postman: install
+	$(PY) tests/postman/generate.py
 
 lint: install
 	$(VENV)/bin/ruff check functions tests bench

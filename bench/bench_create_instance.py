@@ -41,33 +41,50 @@ def main() -> None:
         status, warm = stack.request("POST", "/api/v1/postgres/single", {"name": "warm-up"}, token)
         assert status == 202, warm
         stack.wait_operation(warm["operation_id"], token)
-        connected, running, ids, ops = [], [], [warm["id"]], []
-        for i in range(CREATES):
-            started = time.perf_counter()
-            status, body = stack.request("POST", "/api/v1/postgres/single", {"name": f"bench-{i:02d}"}, token)
-            assert status == 202, body
-            seen_connect = None
-            while True:
-                if seen_connect is None and _connectable(body["credentials"]["uri"]):
-                    seen_connect = time.perf_counter() - started
-                _, op = stack.request("GET", f"/api/v1/operations/{body['operation_id']}", token=token)
-                if op["status"] in ("succeeded", "failed"):
-                    assert op["status"] == "succeeded", op
-                    break
-                time.sleep(POLL_SECONDS)
-            running.append(time.perf_counter() - started)
-            if seen_connect is None:  # running implies accepting connections
-                assert _connectable(body["credentials"]["uri"]), body["id"]
-                seen_connect = running[-1]
-            connected.append(seen_connect)
-            ids.append(body["id"])
-            ops.append(op)
+        ids = [warm["id"]]
+        # 1. Back to back, as `terraform apply` sends them: each create's first backup runs
+        #    while the next create is provisioned.
+        connected, running, ops = _creates(stack, token, "bench", ids)
         print(summary("create -> accepting connections", connected))
         print(summary("create -> running (operation succeeded)", running))
         _print_steps(ops)
         print(_first_backups(stack, token, ops))
+        # 2. The same path with no backup in flight: each create waits for the previous one's
+        #    first backup (the figure of the create path itself on this 2-core machine).
+        connected, running, ops = _creates(stack, token, "quiet", ids, settle=True)
+        print(summary("create -> running, no backup in flight", running))
+        _print_steps(ops)
         for iid in ids:
             stack.request("DELETE", f"/api/v1/postgres/single/{iid}", token=token)
+
+
+def _creates(
+    stack: Any, token: str, prefix: str, ids: list[str], settle: bool = False
+) -> tuple[list[float], list[float], list[dict[str, Any]]]:
+    connected, running, ops = [], [], []
+    for i in range(CREATES):
+        started = time.perf_counter()
+        status, body = stack.request("POST", "/api/v1/postgres/single", {"name": f"{prefix}-{i:02d}"}, token)
+        assert status == 202, body
+        seen_connect = None
+        while True:
+            if seen_connect is None and _connectable(body["credentials"]["uri"]):
+                seen_connect = time.perf_counter() - started
+            _, op = stack.request("GET", f"/api/v1/operations/{body['operation_id']}", token=token)
+            if op["status"] in ("succeeded", "failed"):
+                assert op["status"] == "succeeded", op
+                break
+            time.sleep(POLL_SECONDS)
+        running.append(time.perf_counter() - started)
+        if seen_connect is None:  # running implies accepting connections
+            assert _connectable(body["credentials"]["uri"]), body["id"]
+            seen_connect = running[-1]
+        connected.append(seen_connect)
+        ids.append(body["id"])
+        ops.append(op)
+        if settle:
+            _first_backups(stack, token, [op])
+    return connected, running, ops
 
 
 def _seconds(step: dict[str, Any]) -> float:
@@ -85,6 +102,21 @@ def _print_steps(ops: list[dict[str, Any]]) -> None:
         f"{n} {statistics.median(_seconds(o['steps'][i]) for o in ops):.3f}s" for i, n in enumerate(names)
     ]
     print("create steps (median): " + ", ".join(parts))
+
+    def parse(text: str) -> float:
+        from datetime import datetime
+
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+    pickup = [parse(o["started_at"]) - parse(o["created_at"]) for o in ops]
+    in_steps = [sum(_seconds(s) for s in o["steps"]) for o in ops]
+    total = [parse(o["finished_at"]) - parse(o["created_at"]) for o in ops]
+    between = [t - p - s for t, p, s in zip(total, pickup, in_steps, strict=True)]
+    print(
+        f"create operation (median): queued -> picked up {statistics.median(pickup):.3f}s, "
+        f"in steps {statistics.median(in_steps):.3f}s, between steps {statistics.median(between):.3f}s, "
+        f"queued -> succeeded {statistics.median(total):.3f}s"
+    )
 
 
 def _first_backups(stack: Any, token: str, ops: list[dict[str, Any]]) -> str:

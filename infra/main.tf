@@ -66,6 +66,14 @@ locals {
     PGFLEET_STRANDED_AFTER_SECONDS = "120"
     # A cluster node further behind its primary (bytes of WAL) is refused promotion (409).
     PGFLEET_PROMOTE_MAX_LAG_BYTES = "1048576"
+    # The API platform (core/rate_limits.py, core/audit.py): counters, plans, retention, EMF.
+    PGFLEET_RATE_LIMIT_TABLE           = aws_dynamodb_table.rate_limits.name
+    PGFLEET_TENANT_PLANS               = var.tenant_plans
+    PGFLEET_RATE_LIMITS                = "" # the seed's: standard 1000/h, premium 5000/h, system 10000/h; 100/min burst
+    PGFLEET_AUDIT_RETENTION_DAYS       = "365"
+    PGFLEET_API_METRICS_RETENTION_DAYS = "30"
+    PGFLEET_API_MIDDLEWARE             = "on"
+    PGFLEET_EMF_METRICS                = "on"
   }
 
   # Each function gets only what its code calls.
@@ -83,7 +91,12 @@ locals {
   }
   own_statements = {
     api = [
-      { Effect = "Allow", Action = ["sqs:GetQueueUrl", "sqs:SendMessage"], Resource = aws_sqs_queue.operations.arn },
+      # rate limits: one atomic counter update per request
+      { Effect = "Allow", Action = ["dynamodb:UpdateItem"], Resource = aws_dynamodb_table.rate_limits.arn },
+      # send operations; its depth for /api/health/detailed and /api/metrics
+      { Effect = "Allow", Action = ["sqs:GetQueueUrl", "sqs:SendMessage", "sqs:GetQueueAttributes"], Resource = aws_sqs_queue.operations.arn },
+      # /api/health/detailed: the platform's schedules exist and are enabled
+      { Effect = "Allow", Action = ["scheduler:GetSchedule"], Resource = "arn:${local.partition}:scheduler:${local.region}:${local.account}:schedule/${aws_scheduler_schedule_group.pgfleet.name}/*" },
       # create an instance's password; read it back for an idempotent replay
       { Effect = "Allow", Action = ["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue"], Resource = local.secrets_arn },
     ]
@@ -181,6 +194,28 @@ resource "aws_dynamodb_table" "history" {
     hash_key        = "gsi3pk"
     range_key       = "expires_at"
     projection_type = "KEYS_ONLY"
+  }
+
+  ttl {
+    attribute_name = "expires_at"
+    enabled        = true
+  }
+
+  server_side_encryption {
+    enabled = true
+  }
+}
+
+resource "aws_dynamodb_table" "rate_limits" {
+  # As RATE_LIMIT_TABLE_SCHEMA (functions/pgfleet/adapters/rate_limits.py): one item per user
+  # and hour, forgotten by TTL.
+  name         = "${var.name}-rate-limits"
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key     = "pk"
+
+  attribute {
+    name = "pk"
+    type = "S"
   }
 
   ttl {
@@ -370,6 +405,12 @@ resource "aws_apigatewayv2_stage" "default" {
   api_id      = aws_apigatewayv2_api.http.id
   name        = "$default"
   auto_deploy = true
+
+  # The outer guard: API Gateway refuses (429) beyond this, before any Lambda runs.
+  default_route_settings {
+    throttling_rate_limit  = var.api_throttle_rate
+    throttling_burst_limit = var.api_throttle_burst
+  }
 }
 
 resource "aws_lambda_permission" "api" {

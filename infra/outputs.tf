@@ -22,3 +22,7 @@ output "schedule_group_name" {
 output "function_names" {
   value = { for key, fn in aws_lambda_function.function : key => fn.function_name }
 }
+
+output "rate_limit_table_name" {
+  value = aws_dynamodb_table.rate_limits.name
+}

@@ -31,6 +31,24 @@ variable "engine" {
   }
 }
 
+variable "tenant_plans" {
+  description = "Rate-limit plan of each tenant not on the standard plan, e.g. \"acme=premium,ops=system\" (PGFLEET_TENANT_PLANS)."
+  type        = string
+  default     = ""
+}
+
+variable "api_throttle_rate" {
+  description = "Stage throttling, requests per second over the whole API (the outer guard; per-user limits are the API's own)."
+  type        = number
+  default     = 200
+}
+
+variable "api_throttle_burst" {
+  description = "Stage throttling, burst of requests over the whole API."
+  type        = number
+  default     = 400
+}
+
 variable "schedule_group_name" {
   description = "EventBridge Scheduler group holding pgfleet's schedules (PGFLEET_SCHEDULE_GROUP)."
   type        = string

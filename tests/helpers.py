@@ -81,6 +81,11 @@ class LocalStack:
             "PGFLEET_ETCD_PORT": str(self.etcd_port),
             "PGFLEET_ETCD_PEER_PORT": str(self.etcd_peer_port),
             "PYTHONPATH": str(REPO / "functions"),
+            # Tests poll far faster than a person: limits that polling never reaches, except
+            # where a test sets the seed's (tests/e2e/test_api_platform_stack.py).
+            "PGFLEET_RATE_LIMITS": os.environ.get(
+                "PGFLEET_RATE_LIMITS", "standard=1000000/100000,premium=1000000/100000,system=1000000/100000"
+            ),
         }
         self.env.pop("AWS_ENDPOINT_URL", None)
 

@@ -14,7 +14,20 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop everything 'up' started (state is kept)")
     sub.add_parser("status", help="which local services run")
     token = sub.add_parser("token", help="print a JWT for the local stack")
-    token.add_argument("--role", required=True, help="admin, operator or viewer")
+    token.add_argument(
+        "--role",
+        required=True,
+        action="append",
+        help="admin, tenant_admin, operator, viewer, security_analyst, compliance_officer or user; "
+        "repeat for several roles",
+    )
+    token.add_argument(
+        "--permission",
+        action="append",
+        default=[],
+        help="an explicit permission added to the roles' (area:action, e.g. backup:create); repeatable",
+    )
+    token.add_argument("--plan", default=None, help="rate-limit plan: standard, premium or system")
     token.add_argument(
         "--tenant",
         default=None,
@@ -53,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         from pgfleet.core.auth import LocalTokens
 
         try:
-            print(LocalTokens(settings.home).mint(args.role, args.tenant, args.sub, args.ttl))
+            print(
+                LocalTokens(settings.home).mint(
+                    args.role, args.tenant, args.sub, args.ttl, permissions=args.permission, plan=args.plan
+                )
+            )
         except ValueError as exc:
             print(str(exc), file=sys.stderr)
             return 2

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pgfleet.ports.history import HistoryStore
     from pgfleet.ports.metadata import MetadataStore
     from pgfleet.ports.queue import Queue
+    from pgfleet.ports.rate_limits import RateCounter
     from pgfleet.ports.restore_host import RestoreHost
     from pgfleet.ports.scheduler import Scheduler
     from pgfleet.ports.secrets import Secrets
@@ -51,6 +52,12 @@ class Dependencies:
 
             return LocalPatroniEngine(self.settings.data_dir, self.settings.etcd_endpoint)
         raise ValueError(f"unknown engine {self.settings.engine!r}")
+
+    @functools.cached_property
+    def rate_counter(self) -> RateCounter:
+        from pgfleet.adapters.rate_limits import DynamoDBRateCounter
+
+        return DynamoDBRateCounter(self.settings.rate_limit_table_name)
 
     # --- backups -----------------------------------------------------------------------------
     @functools.cached_property

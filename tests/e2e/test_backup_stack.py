@@ -114,7 +114,7 @@ def test_running_before_its_first_backup_which_starts_the_restorable_window(
     iid, uri = body["id"], body["credentials"]["uri"]
     created = stack.wait_created(body["operation_id"], token)
     assert [s["name"] for s in created["steps"]] == [
-        "configure_archiving", "provision", "start", "create_database_and_stanza", "mark_running",
+        "configure_archiving", "provision", "start", "create_database", "mark_running",
     ]  # fmt: skip
     # The worker held, the first backup cannot complete while we look.
     with stack.worker_held():

@@ -39,7 +39,7 @@ def cluster(stack: LocalStack, token: str) -> dict[str, Any]:
     assert status == 202, body
     cid = body["id"]
     created = stack.wait_created(body["operation_id"], token, timeout=300)
-    assert [s["name"] for s in created["steps"]][-2:] == ["create_database_and_stanza", "mark_running"]
+    assert [s["name"] for s in created["steps"]][-2:] == ["create_database", "mark_running"]
     with stack.worker_held():  # the first backup cannot complete while we look
         _, got = stack.request("GET", f"{CLUSTERS}/{cid}", token=token)
         assert got["status"] == "running" and got["backup_status"] in ("pending", "running"), got

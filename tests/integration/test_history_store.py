@@ -10,7 +10,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -65,27 +67,36 @@ def _reset_clients() -> None:
     aws._client.cache_clear()
 
 
-@pytest.fixture(scope="module")
-def store(aws: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HistoryStore]:
-    """The store on a history table made by `ensure_resources`, as `pgfleet up` makes it."""
-    from pgfleet.adapters.bootstrap import ensure_resources
-    from pgfleet.adapters.history import DynamoDBHistoryStore
+@contextmanager
+def _aws_settings(aws: str, home: Path, **env_vars: str) -> Iterator[Any]:
+    """The settings of a process pointed at the moto server `aws` (clients made afresh)."""
     from pgfleet.core.settings import get_settings
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AWS_ENDPOINT_URL", aws)
         env.setenv("AWS_ACCESS_KEY_ID", "test")
         env.setenv("AWS_SECRET_ACCESS_KEY", "test")
-        env.setenv("PGFLEET_HOME", str(tmp_path_factory.mktemp("home")))
-        env.setenv("PGFLEET_HISTORY_TABLE", "pgfleet-history-test")
+        env.setenv("PGFLEET_HOME", str(home))
+        for name, value in env_vars.items():
+            env.setenv(name, value)
         _reset_clients()
         try:
-            settings = get_settings()
-            done = ensure_resources(settings)
-            assert "table pgfleet-history-test: created" in done
-            yield DynamoDBHistoryStore(settings.history_table_name)
+            yield get_settings()
         finally:
             _reset_clients()
+
+
+@pytest.fixture(scope="module")
+def store(aws: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HistoryStore]:
+    """The store on a history table made by `ensure_resources`, as `pgfleet up` makes it."""
+    from pgfleet.adapters.bootstrap import ensure_resources
+    from pgfleet.adapters.history import DynamoDBHistoryStore
+
+    home = tmp_path_factory.mktemp("home")
+    with _aws_settings(aws, home, PGFLEET_HISTORY_TABLE="pgfleet-history-test") as settings:
+        done = ensure_resources(settings)
+        assert "table pgfleet-history-test: created" in done
+        yield DynamoDBHistoryStore(settings.history_table_name)
 
 
 @pytest.fixture(scope="module")
@@ -253,3 +264,54 @@ def test_the_scheduled_task_sweeps_through_the_ports(store: HistoryStore) -> Non
 
     assert expire_history(Ports(), {"task": "history_expiry"}) == ["deleted 1 expired history records"]  # type: ignore[arg-type]
     assert expire_history(Ports(), {"task": "history_expiry"}) == ["no expired history records"]  # type: ignore[arg-type]
+
+
+# --- the API platform's writes: one batch across streams, and the rate counters -------------
+
+
+def test_append_all_writes_several_streams_in_one_batch(store: HistoryStore) -> None:
+    at = NOW - timedelta(minutes=1)
+    audit = HistoryRecord(
+        "audit", "pgi-z", "acme", at, {"action": "GET /x", "result": "SUCCESS"}, ttl_seconds=3600
+    )
+    metric = HistoryRecord("api_metrics", "pgi-z", "acme", at, {"status_code": 200}, ttl_seconds=3600)
+    store.append_all([audit, metric])
+    seen: list[HistoryRecord] = []
+    for stream, record in (("audit", audit), ("api_metrics", metric)):
+        page = store.query(
+            stream, start=at - timedelta(seconds=1), end=NOW, target_id="pgi-z", visit=seen.append
+        )
+        assert [r.id for r in page.items] == [record.id]
+    assert {r.stream for r in seen} == {"audit", "api_metrics"}
+
+
+def test_rate_counters_are_atomic_across_threads_and_expire(
+    aws: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pgfleet.adapters.aws import client
+    from pgfleet.adapters.bootstrap import ensure_resources
+    from pgfleet.adapters.rate_limits import DynamoDBRateCounter
+
+    home = tmp_path_factory.mktemp("rate-home")
+    with _aws_settings(aws, home, PGFLEET_RATE_LIMIT_TABLE="pgfleet-rate-test") as settings:
+        done = ensure_resources(settings)
+        assert (
+            "table pgfleet-rate-test: created" in done
+            and "table pgfleet-rate-test: TTL on expires_at enabled" in done
+        )
+        counter = DynamoDBRateCounter(settings.rate_limit_table_name)
+        hour = 1_800_000_000
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            counts = list(pool.map(lambda i: counter.hit("acme|u", hour, i % 2, hour + 7200), range(200)))
+        # every increment counted once: the hour's counts are 1..200, each minute's 1..100
+        assert sorted(c.hour for c in counts) == list(range(1, 201))
+        assert sorted(c.minute for c in counts if c.hour) == sorted(list(range(1, 101)) * 2)
+        assert counter.hit("acme|other", hour, 0, hour + 7200).hour == 1  # a key of its own
+        item = client("dynamodb").get_item(
+            TableName="pgfleet-rate-test", Key={"pk": {"S": f"acme|u#{hour}"}}
+        )["Item"]
+        assert item["expires_at"] == {"N": str(hour + 7200)} and item["n"] == {"N": "200"}
+        ttl = client("dynamodb").describe_time_to_live(TableName="pgfleet-rate-test")["TimeToLiveDescription"]
+        assert ttl["AttributeName"] == "expires_at" and ttl["TimeToLiveStatus"] == "ENABLED"

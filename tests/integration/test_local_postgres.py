@@ -132,6 +132,8 @@ def test_configuration_from_spec(engine: LocalPostgresEngine, spec: ServerSpec) 
     assert rules == [
         ["local", "all", "postgres", "trust"],
         ["local", "replication", "postgres", "trust"],
+        # a standby cluster (a migration) only: no server has this role until one is migrated
+        ["host", "replication", "replicator", "127.0.0.1/32", "scram-sha-256"],
         ["host", "all", "all", "127.0.0.1/32", "scram-sha-256"],
     ]
 

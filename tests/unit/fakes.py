@@ -14,6 +14,7 @@ from pgfleet.core.settings import Settings
 from pgfleet.ports.cluster_engine import (
     ClusterEngine,
     ClusterSpec,
+    DcsStatus,
     NodeSpec,
     NodeState,
     ReplicaStatus,
@@ -47,7 +48,8 @@ from pgfleet.ports.metadata import (
     Update,
     Write,
 )
-from pgfleet.ports.queue import Queue
+from pgfleet.ports.queue import Queue, QueueDepth
+from pgfleet.ports.rate_limits import RateCounter, WindowCounts
 from pgfleet.ports.scheduler import Schedule, Scheduler
 from pgfleet.ports.secrets import Secrets
 from tests.unit.backup_fakes import FakeBackupEngine, FakeRestoreHost
@@ -208,9 +210,13 @@ def _passes(value: Any, wanted: Any) -> bool:
 class FakeQueue(Queue):
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
+        self.in_flight = 0  # what a worker would be running now; tests set it
 
     def send(self, message: dict[str, Any], delay_seconds: int = 0) -> None:
         self.messages.append(message)
+
+    def depth(self) -> QueueDepth:
+        return QueueDepth(waiting=len(self.messages), in_flight=self.in_flight, delayed=0)
 
 
 class FakeSecrets(Secrets):
@@ -239,6 +245,22 @@ class FakeScheduler(Scheduler):
 
     def list(self, prefix: str = "") -> list[Schedule]:
         return [s for n, s in self.schedules.items() if n.startswith(prefix)]
+
+    def get(self, name: str) -> Schedule | None:
+        return self.schedules.get(name)
+
+
+class FakeRateCounter(RateCounter):
+    """Counts in a dict, as the DynamoDB item does (one per key and hour, minutes inside)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[str, int]] = {}
+
+    def hit(self, key: str, hour_start: int, minute: int, expires_at: int) -> WindowCounts:
+        item = self.counts.setdefault(f"{key}#{hour_start}", {})
+        item["n"] = item.get("n", 0) + 1
+        item[f"m{minute:02d}"] = item.get(f"m{minute:02d}", 0) + 1
+        return WindowCounts(hour=item["n"], minute=item[f"m{minute:02d}"])
 
 
 class FakeHistoryStore(HistoryStore):
@@ -273,6 +295,7 @@ class FakeHistoryStore(HistoryStore):
         page: int = 1,
         page_size: int = 50,
         newest_first: bool = True,
+        visit: Any = None,
     ) -> HistoryPage:
         check_stream(stream)
         check_query(start, end, page, page_size)
@@ -293,6 +316,8 @@ class FakeHistoryStore(HistoryStore):
             r for r in scope if (tenant_id is None or r.tenant_id == tenant_id) and r.matches(filters)
         ]
         matching.sort(key=lambda r: (r.at, r.id), reverse=newest_first)
+        for record in matching if visit is not None else ():
+            visit(copy.deepcopy(record))
         offset = (page - 1) * page_size
         items = [copy.deepcopy(r) for r in matching[offset : offset + page_size]]
         return HistoryPage(items=items, total_items=len(matching), scanned_count=len(scope))
@@ -375,6 +400,7 @@ class FakeEngine(Engine):
         self.admins: dict[str, FakeDatabaseAdmin] = {}
         self.limits: dict[str, tuple[int, float]] = {}  # server id -> (memory MB, cpu) applied
         self.fail_on: set[str] = set()
+        self.missing: list[str] = []  # programs missing on the host; tests set them
         self._pids = itertools.count(1000)
         # What the host has free; tests shrink it to see admission refuse.
         self.capacity: HostCapacity | None = HostCapacity(
@@ -387,6 +413,9 @@ class FakeEngine(Engine):
 
     def host_capacity(self) -> HostCapacity | None:
         return self.capacity
+
+    def missing_tools(self) -> list[str]:
+        return list(self.missing)
 
     def supported_versions(self) -> list[str]:
         return ["15"]
@@ -467,6 +496,25 @@ class FakeEngine(Engine):
             for slot in sorted(self.slots.get(source_server_id, ()))
         ]
 
+    def allow_replication(self, server_id: str, username: str, password: str, slot: str) -> str:
+        self._check("allow_replication")
+        self._running_source(server_id)
+        self.slots.setdefault(server_id, set()).add(slot)
+        self.servers[server_id]["replication_role"] = (username, password)
+        return f"role {username} and slot {slot} ready"
+
+    def wal_position(self, server_id: str) -> int:
+        """A server's "wal" (tests raise it to play writes the cluster has not replayed)."""
+        self._check("wal_position")
+        self._running_source(server_id)
+        return int(self.servers[server_id].get("wal", 0))
+
+    def set_read_only(self, server_id: str, read_only: bool) -> int:
+        self._check("set_read_only")
+        self._running_source(server_id)
+        self.servers[server_id]["read_only"] = read_only
+        return int(self.servers[server_id].get("wal", 0))
+
     def drop_replication_slot(self, source_server_id: str, slot: str) -> str:
         self._check("drop_replication_slot")
         self._running_source(source_server_id)
@@ -502,8 +550,18 @@ class FakeClusterEngine(ClusterEngine):
         self.limits: dict[str, tuple[int, float]] = {}
         self.restarts: list[tuple[str, str]] = []  # (cluster id, node id) in restart order
         self.reconfigured: list[ClusterSpec] = []
+        self.dcs_healthy = True  # tests stop the DCS by setting it False
+        self.replayed: dict[str, int] = {}  # cluster id -> WAL position its leader replayed
+        self.promoted: list[str] = []  # standby clusters promoted, in order
+        self.upstreams: dict[str, Any] = {}  # cluster id -> the Upstream it was provisioned to follow
+
+    def dcs_status(self, timeout: float = 2.0) -> DcsStatus:
+        if self.dcs_healthy:
+            return DcsStatus("etcd", "http://127.0.0.1:0", True, "etcd is healthy (fake)")
+        return DcsStatus("etcd", "http://127.0.0.1:0", False, "etcd is not reachable (fake)")
 
     def provision_node(self, spec: ClusterSpec, node: NodeSpec) -> str:
+        self.upstreams[spec.cluster_id] = spec.standby_of
         self.nodes.setdefault(spec.cluster_id, {}).setdefault(
             node.node_id, {"running": False, "port": node.port}
         )
@@ -552,6 +610,19 @@ class FakeClusterEngine(ClusterEngine):
     def switchover(self, cluster_id: str, candidate: str) -> str:
         self.leader[cluster_id] = candidate
         return f"{candidate} is the primary"
+
+    def replication_credentials(self, cluster_id: str) -> tuple[str, str]:
+        return "replicator", f"repl-secret-{cluster_id}"
+
+    def replay_position(self, cluster_id: str) -> int | None:
+        """`replayed` of the cluster (0 unless a test sets it); None without a running leader."""
+        if not any(v["running"] for v in self.nodes.get(cluster_id, {}).values()):
+            return None
+        return self.replayed.get(cluster_id, 0)
+
+    def promote_standby_cluster(self, cluster_id: str) -> str:
+        self.promoted.append(cluster_id)
+        return f"promoted {self.leader.get(cluster_id)}"
 
     def set_replication_mode(self, spec: ClusterSpec) -> str:
         return "set"
@@ -613,6 +684,7 @@ class FakePorts:
         self.secrets = FakeSecrets()
         self.scheduler = FakeScheduler()
         self.history = FakeHistoryStore()
+        self.rate_counter = FakeRateCounter()
         self.engine = FakeEngine()
         self.cluster_engine = FakeClusterEngine()
         # backups (tests/unit/backup_fakes.py)

@@ -31,8 +31,9 @@ def test_cluster_runs_before_its_first_backup(call, fake_ports):
     fake_ports.queue.messages.clear()  # the create alone
     assert "succeeded" in operations.run(fake_ports, body["operation_id"])
     _, op = call("GET", f"/api/v1/operations/{body['operation_id']}")
-    assert [s["name"] for s in op["steps"]][-2:] == ["create_database_and_stanza", "mark_running"]
-    assert fake_ports.backup_engine.stanzas[body["id"]]["created"]  # archiving works from creation
+    assert [s["name"] for s in op["steps"]][-2:] == ["create_database", "mark_running"]
+    # the stanza comes with the first backup, as its own operation
+    assert not fake_ports.backup_engine.stanzas.get(body["id"], {}).get("created")
     _, got = call("GET", f"{CLUSTERS}/{body['id']}")
     assert got["status"] == "running" and got["backup_status"] == "pending", got
     (backup_op,) = [m["operation_id"] for m in fake_ports.queue.messages]
@@ -47,6 +48,7 @@ def test_cluster_runs_before_its_first_backup(call, fake_ports):
     fake_ports.drain()
     _, got = call("GET", f"{CLUSTERS}/{body['id']}")
     assert got["backup_status"] == "completed"
+    assert fake_ports.backup_engine.stanzas[body["id"]]["created"]
     _, listing = call("GET", CLUSTERS)
     assert listing["clusters"][0]["backup_status"] == "completed"
 

@@ -17,13 +17,13 @@ def test_create_returns_202_with_credentials_once(call, fake_ports):
     assert "credentials" not in got
     status, op = call("GET", f"/api/v1/operations/{body['operation_id']}")
     assert status == 200 and op["status"] == "succeeded" and op["progress"] == 100
-    # No backup on the way to running: the stanza is created beside the database (archiving
-    # works from the start) and the first backup is an operation of its own.
+    # No backup on the way to running: the stanza and the first backup are an operation of
+    # their own.
     assert [s["name"] for s in op["steps"]] == [
-        "configure_archiving", "provision", "start", "create_database_and_stanza", "mark_running",
+        "configure_archiving", "provision", "start", "create_database", "mark_running",
     ]  # fmt: skip
     assert all(s["reason"] for s in op["steps"])
-    assert "stanza" in op["steps"][3]["reason"] and "first backup" in op["steps"][4]["reason"]
+    assert "first backup" in op["steps"][4]["reason"]
 
 
 def test_running_before_its_first_backup(call, fake_ports):

@@ -44,16 +44,20 @@ def test_the_handler_runs_one_event_at_a_time(gateway: int, monkeypatch: pytest.
     inside, most = [0], [0]
     lock = threading.Lock()
 
-    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def handler(event: dict[str, Any], context: Any) -> tuple[dict[str, Any], Any]:
         with lock:
             inside[0] += 1
             most[0] = max(most[0], inside[0])
         time.sleep(0.05)
         with lock:
             inside[0] -= 1
-        return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": "{}"}
+        return {
+            "statusCode": 200,
+            "headers": {"Content-Type": "application/json"},
+            "body": "{}",
+        }, lambda: None
 
-    monkeypatch.setattr(api, "lambda_handler", handler)
+    monkeypatch.setattr(api, "handle", handler)
     statuses: list[int] = []
     clients = [threading.Thread(target=lambda: statuses.append(_request(gateway, "GET", "/api/health")[0]))
                for _ in range(6)]  # fmt: skip

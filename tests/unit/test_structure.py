@@ -46,7 +46,7 @@ def test_a_route_without_a_permission_is_refused(call):
     def undeclared() -> dict[str, str]:
         return {"reached": "yes"}
 
-    api.route_permissions.cache_clear()
+    api.routes.cache_clear()
     try:
         for role in ("admin", "operator", "viewer"):
             status, body = call("GET", path, role=role)
@@ -55,7 +55,7 @@ def test_a_route_without_a_permission_is_refused(call):
         assert call("GET", path, role=None)[0] == 401
     finally:
         del api.app._static_routes[before:]
-        api.route_permissions.cache_clear()
+        api.routes.cache_clear()
 
 
 def test_a_declared_permission_is_enforced_by_role(call):

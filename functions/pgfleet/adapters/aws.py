@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import time
 from typing import Any
 
+from pgfleet.core import request_context
 from pgfleet.core.settings import get_settings
 
 _creating = threading.Lock()
@@ -41,7 +43,25 @@ def _client(service: str) -> Any:
         connect_timeout=3,
         read_timeout=30,
     )
-    return boto3.session.Session().client(service, endpoint_url=settings.aws_endpoint_url, config=config)
+    made = boto3.session.Session().client(service, endpoint_url=settings.aws_endpoint_url, config=config)
+    if service == "dynamodb":  # the metadata store's calls count as the request's database work
+        made.meta.events.register("before-call.dynamodb", _call_started)
+        made.meta.events.register("after-call.dynamodb", _call_ended)
+    return made
+
+
+_calls = threading.local()
+
+
+def _call_started(**_: Any) -> None:
+    _calls.started = time.perf_counter()
+
+
+def _call_ended(**_: Any) -> None:
+    started = getattr(_calls, "started", None)
+    if started is not None:
+        _calls.started = None
+        request_context.count_database(time.perf_counter() - started)
 
 
 def error_code(exc: Exception) -> str:

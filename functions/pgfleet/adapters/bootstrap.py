@@ -13,6 +13,8 @@ from typing import Any
 from pgfleet.adapters.aws import client, error_code
 from pgfleet.adapters.dynamodb import TABLE_KEY_SCHEMA
 from pgfleet.adapters.history import HISTORY_TABLE_SCHEMA, TTL_ATTRIBUTE
+from pgfleet.adapters.rate_limits import RATE_LIMIT_TABLE_SCHEMA
+from pgfleet.adapters.rate_limits import TTL_ATTRIBUTE as RATE_TTL_ATTRIBUTE
 from pgfleet.core.settings import Settings
 
 QUEUE_VISIBILITY_TIMEOUT = 120
@@ -24,6 +26,8 @@ def ensure_resources(settings: Settings) -> list[str]:
     done = [_ensure_table(settings.table_name), *_ensure_queues(settings.queue_name)]
     done.append(_ensure_table(settings.history_table_name, HISTORY_TABLE_SCHEMA))
     done.append(_ensure_ttl(settings.history_table_name, TTL_ATTRIBUTE))
+    done.append(_ensure_table(settings.rate_limit_table_name, RATE_LIMIT_TABLE_SCHEMA))
+    done.append(_ensure_ttl(settings.rate_limit_table_name, RATE_TTL_ATTRIBUTE))
     done.append(_ensure_schedule_group(settings.schedule_group))
     return done
 

@@ -28,7 +28,7 @@ import heapq
 import json
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -158,15 +158,22 @@ class DynamoDBHistoryStore(HistoryStore):
 
     def append(self, stream: str, records: Sequence[HistoryRecord]) -> None:
         check_stream(stream)
-        items: dict[tuple[str, str], dict[str, Any]] = {}
         for record in records:
             if record.stream != stream:
                 raise ValueError(f"record {record.id} is of stream {record.stream!r}, not {stream!r}")
+        self.append_all(records)
+
+    def append_all(self, records: Sequence[HistoryRecord]) -> None:
+        items: dict[tuple[str, str], dict[str, Any]] = {}
+        for record in records:
+            check_stream(record.stream)
             item = _item(record)
             items[(item["pk"]["S"], item["sk"]["S"])] = item  # one batch may not name a key twice
         puts = [{"PutRequest": {"Item": item}} for item in items.values()]
         for i in range(0, len(puts), _BATCH):
-            self._write_batch(puts[i : i + _BATCH], f"append to {stream}")
+            self._write_batch(
+                puts[i : i + _BATCH], f"append to {', '.join(sorted({r.stream for r in records}))}"
+            )
 
     def _write_batch(self, requests: list[dict[str, Any]], what: str) -> None:
         pending = {self._table: requests}
@@ -193,6 +200,7 @@ class DynamoDBHistoryStore(HistoryStore):
         page: int = 1,
         page_size: int = 50,
         newest_first: bool = True,
+        visit: Callable[[HistoryRecord], None] | None = None,
     ) -> HistoryPage:
         check_stream(stream)
         check_query(start, end, page, page_size)
@@ -215,6 +223,8 @@ class DynamoDBHistoryStore(HistoryStore):
                 continue
             if not record.matches(filters):
                 continue
+            if visit is not None:
+                visit(record)
             if offset <= total < offset + page_size:
                 items.append(record)
             total += 1

@@ -65,6 +65,15 @@ class EventBridgeScheduler(Scheduler):
             if error_code(exc) != "ResourceNotFoundException":
                 raise StoreError(f"could not delete schedule {name}: {exc}") from exc
 
+    def get(self, name: str) -> Schedule | None:
+        try:
+            full = client("scheduler").get_schedule(Name=name, GroupName=self._group)
+        except Exception as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise StoreError(f"could not read schedule {name}: {exc}") from exc
+        return _schedule(full)
+
     def list(self, prefix: str = "") -> list[Schedule]:
         sched = client("scheduler")
         out: list[Schedule] = []
@@ -74,16 +83,17 @@ class EventBridgeScheduler(Scheduler):
         while True:
             resp = sched.list_schedules(**kwargs)
             for summary in resp.get("Schedules", []):
-                full = sched.get_schedule(Name=summary["Name"], GroupName=self._group)
-                event = json.loads(full["Target"].get("Input") or "{}")
-                out.append(
-                    Schedule(
-                        name=full["Name"],
-                        expression=full["ScheduleExpression"],
-                        payload=event.get("detail", {}),
-                        enabled=full.get("State", "ENABLED") == "ENABLED",
-                    )
-                )
+                out.append(_schedule(sched.get_schedule(Name=summary["Name"], GroupName=self._group)))
             if not resp.get("NextToken"):
                 return out
             kwargs["NextToken"] = resp["NextToken"]
+
+
+def _schedule(full: dict[str, Any]) -> Schedule:
+    event = json.loads(full["Target"].get("Input") or "{}")
+    return Schedule(
+        name=full["Name"],
+        expression=full["ScheduleExpression"],
+        payload=event.get("detail", {}),
+        enabled=full.get("State", "ENABLED") == "ENABLED",
+    )

@@ -8,7 +8,7 @@ from typing import Any
 
 from pgfleet.adapters.aws import client
 from pgfleet.core.errors import StoreError
-from pgfleet.ports.queue import Queue
+from pgfleet.ports.queue import Queue, QueueDepth
 
 
 class SQSQueue(Queue):
@@ -26,3 +26,13 @@ class SQSQueue(Queue):
             )
         except Exception as exc:
             raise StoreError(f"could not enqueue: {exc}") from exc
+
+    def depth(self) -> QueueDepth:
+        names = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                 "ApproximateNumberOfMessagesDelayed")  # fmt: skip
+        try:
+            attributes = client("sqs").get_queue_attributes(QueueUrl=self.url, AttributeNames=list(names))
+        except Exception as exc:
+            raise StoreError(f"could not read the queue's depth: {exc}") from exc
+        waiting, in_flight, delayed = (int(attributes["Attributes"].get(n, 0)) for n in names)
+        return QueueDepth(waiting=waiting, in_flight=in_flight, delayed=delayed)

@@ -14,8 +14,10 @@ shared default tenant.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +30,42 @@ ALL = "*"
 PLATFORM = ALL
 TOKEN_TTL_SECONDS = 12 * 3600
 
-# Role -> permissions. "area:*" grants every action of an area; "*" grants everything and
-# every tenant.
+# The areas of a tenant's own resources and their operation: what operators change and viewers
+# read. Security, compliance, audit and system areas are granted by the roles below that name them.
+RESOURCE_AREAS = (
+    "postgres", "operations", "backup", "monitoring", "locks", "performance", "maintenance",
+    "capacity", "notifications",
+)  # fmt: skip
+
+# Role -> permissions (the seed's RBAC section). "area:*" grants every action of an area; "*"
+# grants everything. Scope is not a permission: every role but a platform admin (admin, no
+# tenant in the token) is confined to the tenant its token names.
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    # System administrator: every API; with no tenant in the token, every tenant.
     "admin": frozenset({ALL}),
-    "operator": frozenset({"postgres:*", "operations:read", "backup:*", "monitoring:*"}),
-    "viewer": frozenset({"postgres:read", "operations:read", "backup:read", "monitoring:read"}),
+    # Tenant administrator: every API within its tenant, its users' audit trail included.
+    "tenant_admin": frozenset({ALL}),
+    "operator": frozenset(
+        {f"{area}:*" for area in RESOURCE_AREAS if area != "operations"}
+        | {"operations:read", "incidents:read"}
+    ),
+    "viewer": frozenset({f"{area}:read" for area in RESOURCE_AREAS} | {"incidents:read"}),
+    # Security analyst: threats and investigations, incidents, vulnerabilities, the audit trail.
+    "security_analyst": frozenset(
+        {"security:*", "incidents:*", "audit:read", "monitoring:read", "postgres:read", "operations:read"}
+    ),
+    # Compliance officer: frameworks, assessments, reports, remediation tasks, the audit trail.
+    "compliance_officer": frozenset(
+        {"compliance:*", "audit:read", "postgres:read", "operations:read", "backup:read"}
+    ),
+    # Regular user: read-only, the basic monitoring dashboard, its own audit events.
+    "user": frozenset({"postgres:read", "operations:read", "monitoring:read", "audit:read_own"}),
 }
+# Roles that may act across every tenant when the token names none.
+PLATFORM_ROLES = frozenset({"admin"})
+# A permission a wider one implies: whoever reads the audit trail reads their own part of it.
+IMPLIED_BY: dict[str, frozenset[str]] = {"audit:read_own": frozenset({"audit:read"})}
+PERMISSION_PATTERN = re.compile(r"^[a-z][a-z0-9_]*:(\*|[a-z][a-z0-9_]*)$")
 
 
 @dataclass(frozen=True)
@@ -43,15 +74,19 @@ class Principal:
     tenant_id: str  # the tenant the token names; PLATFORM for a platform token
     roles: tuple[str, ...]
     permissions: frozenset[str] = field(default_factory=frozenset)
+    plan: str | None = None  # the rate-limit plan the token claims (see core.rate_limits)
 
     @property
     def is_platform_admin(self) -> bool:
         """Every permission in every tenant: an admin whose token names no tenant."""
-        return self.tenant_id == PLATFORM and ALL in self.permissions
+        return (
+            self.tenant_id == PLATFORM and ALL in self.permissions and bool(PLATFORM_ROLES & set(self.roles))
+        )
 
     def can(self, permission: str) -> bool:
-        area = permission.split(":", 1)[0]
-        return bool({ALL, permission, f"{area}:*"} & self.permissions)
+        wanted = {permission, *IMPLIED_BY.get(permission, ())}
+        granting = {ALL} | wanted | {f"{p.split(':', 1)[0]}:*" for p in wanted}
+        return bool(granting & self.permissions)
 
     def sees_tenant(self, tenant_id: str) -> bool:
         return self.is_platform_admin or tenant_id == self.tenant_id
@@ -68,39 +103,58 @@ def claim_list(value: Any) -> list[str]:
             text = text[1:-1]
         return [item for item in text.replace(",", " ").split() if item]
     if isinstance(value, list | tuple):
-        return [item for item in value if isinstance(item, str) and item]
+        if not all(isinstance(item, str) for item in value):
+            raise Unauthorized("invalid token: a list claim holds something other than strings")
+        return [item for item in value if item]
     raise Unauthorized(f"invalid token: a list claim is a {type(value).__name__}")
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    """The principal of verified claims. No roles, a claim of the wrong type, or a permission
+    that is not `area:action`: 401 (a malformed token). A role this API does not know: 403,
+    naming it."""
     roles = claim_list(claims.get("roles")) or claim_list(claims.get("role"))
     if not roles:
         raise Unauthorized("token has no roles")
     unknown = [r for r in roles if r not in ROLE_PERMISSIONS]
-    if len(unknown) == len(roles):
-        raise Forbidden(f"unknown role(s): {', '.join(map(str, unknown))}")
+    if unknown:
+        raise Forbidden(
+            f"unknown role(s): {', '.join(unknown)}; known: {', '.join(ROLE_PERMISSIONS)}",
+            details={"unknown_roles": unknown},
+        )
     perms: set[str] = set()
     for role in roles:
-        perms |= ROLE_PERMISSIONS.get(role, frozenset())
-    # Explicit permissions in a token may narrow-grant more, never "*".
-    perms |= {p for p in claim_list(claims.get("permissions")) if p != ALL}
+        perms |= ROLE_PERMISSIONS[role]
+    # Explicit permissions in a token add to its roles', in the seed's strings; never "*".
+    explicit = claim_list(claims.get("permissions"))
+    malformed = [p for p in explicit if not PERMISSION_PATTERN.match(p)]
+    if malformed:
+        raise Unauthorized(
+            f"invalid token: permissions {', '.join(repr(p) for p in malformed[:5])} are not "
+            "of the form 'area:action' (e.g. backup:create)"
+        )
+    perms |= set(explicit)
     tenant = claims.get("tenant_id")
     if tenant is not None and not isinstance(tenant, str):
         raise Unauthorized("invalid token: tenant_id is not a string")
     tenant = (tenant or "").strip()
     if tenant in ("", ALL):
-        if ALL not in perms:
+        if not PLATFORM_ROLES & set(roles):
             raise Forbidden(
                 "the token names no tenant: only a platform token (role admin, no tenant_id) acts "
                 "across tenants; use a token with your tenant_id",
                 details={"roles": roles},
             )
         tenant = PLATFORM
+    plan = claims.get("plan")
+    if plan is not None and not isinstance(plan, str):
+        raise Unauthorized("invalid token: plan is not a string")
     return Principal(
         sub=str(claims.get("sub", "")),
         tenant_id=tenant,
         roles=tuple(roles),
         permissions=frozenset(perms),
+        plan=plan or None,
     )
 
 
@@ -159,29 +213,46 @@ class LocalTokens:
 
     def mint(
         self,
-        role: str,
+        role: str | Sequence[str],
         tenant_id: str | None = None,
         sub: str = "local-user",
         ttl: int = TOKEN_TTL_SECONDS,
+        permissions: Sequence[str] = (),
+        plan: str | None = None,
     ) -> str:
-        """A token for `role` confined to `tenant_id`; an admin token without one is a
-        platform token. Other roles need a tenant (ValueError)."""
+        """A token for `role` (one or several) confined to `tenant_id`, with explicit
+        `permissions` added; an admin token without a tenant is a platform token. Other roles
+        need a tenant, and every role and permission must be known and well formed
+        (ValueError)."""
         import jwt
 
-        if role not in ROLE_PERMISSIONS:
-            raise ValueError(f"unknown role {role!r}; known: {', '.join(ROLE_PERMISSIONS)}")
-        if tenant_id in (None, "", ALL) and ALL not in ROLE_PERMISSIONS[role]:
-            raise ValueError(f"a {role} token needs a tenant (--tenant); only admin tokens may name none")
+        roles = [role] if isinstance(role, str) else list(role)
+        unknown = [r for r in roles if r not in ROLE_PERMISSIONS]
+        if not roles or unknown:
+            raise ValueError(
+                f"unknown role(s) {', '.join(unknown) or '(none)'}; known: {', '.join(ROLE_PERMISSIONS)}"
+            )
+        malformed = [p for p in permissions if not PERMISSION_PATTERN.match(p)]
+        if malformed:
+            raise ValueError(f"permission(s) {', '.join(malformed)} are not of the form area:action")
+        if tenant_id in (None, "", ALL) and not PLATFORM_ROLES & set(roles):
+            raise ValueError(
+                f"a {'/'.join(roles)} token needs a tenant (--tenant); only admin tokens may name none"
+            )
         now = int(time.time())
         claims: dict[str, Any] = {
             "sub": sub,
-            "roles": [role],
+            "roles": roles,
             "iss": self.issuer,
             "iat": now,
             "exp": now + ttl,
         }
         if tenant_id:
             claims["tenant_id"] = tenant_id
+        if permissions:
+            claims["permissions"] = list(permissions)
+        if plan:
+            claims["plan"] = plan
         return jwt.encode(claims, self.secret(), algorithm="HS256")
 
     def verify(self, token: str) -> dict[str, Any]:

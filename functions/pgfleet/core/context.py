@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from pgfleet.ports.history import HistoryStore
     from pgfleet.ports.metadata import MetadataStore
     from pgfleet.ports.queue import Queue
+    from pgfleet.ports.rate_limits import RateCounter
     from pgfleet.ports.restore_host import RestoreHost
     from pgfleet.ports.scheduler import Scheduler
     from pgfleet.ports.secrets import Secrets
@@ -39,6 +40,10 @@ class Ports(Protocol):
 
     @property
     def restore_host(self) -> RestoreHost: ...
+
+    # --- the API platform: rate-limit counters (pgfleet.core.rate_limits) ---
+    @property
+    def rate_counter(self) -> RateCounter: ...
 
     # --- SQL inside managed servers (privileged sessions; see pgfleet.ports.sql) ---
     @property

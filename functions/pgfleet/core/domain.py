@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from datetime import time as dt_time
+from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -49,6 +52,53 @@ def requires(permission: str) -> Callable[[F], F]:
         return fn
 
     return mark
+
+
+DEPRECATION_ATTRIBUTE = "__pgfleet_deprecation__"
+# Seed 003's versioning policy: a deprecated route is announced at least six months before it
+# goes (its Sunset).
+MIN_NOTICE_DAYS = 182
+
+
+@dataclass(frozen=True)
+class Deprecation:
+    """When a route was deprecated and when it goes, as response headers: `Deprecation`
+    (RFC 9745: `@<epoch seconds>`), `Sunset` (RFC 8594: an HTTP date) and, with `link`, a
+    `Link: <...>; rel="deprecation"` to what replaces it."""
+
+    since: date
+    sunset: date
+    link: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        since = datetime.combine(self.since, dt_time(), UTC)
+        sunset = datetime.combine(self.sunset, dt_time(), UTC)
+        headers = {
+            "Deprecation": f"@{int(since.timestamp())}",
+            "Sunset": format_datetime(sunset, usegmt=True),
+        }
+        if self.link:
+            headers["Link"] = f'<{self.link}>; rel="deprecation"'
+        return headers
+
+
+def deprecated(since: date, sunset: date, link: str | None = None) -> Callable[[F], F]:
+    """Mark a route deprecated: every answer of it carries the Deprecation and Sunset headers.
+    The sunset must leave the seed's six months of notice (ValueError otherwise)."""
+    if (sunset - since).days < MIN_NOTICE_DAYS:
+        raise ValueError(f"sunset {sunset} is less than {MIN_NOTICE_DAYS} days after {since}")
+    notice = Deprecation(since, sunset, link)
+
+    def mark(fn: F) -> F:
+        setattr(fn, DEPRECATION_ATTRIBUTE, notice)
+        return fn
+
+    return mark
+
+
+def deprecation_of(fn: Callable[..., Any]) -> Deprecation | None:
+    value = getattr(fn, DEPRECATION_ATTRIBUTE, None)
+    return value if isinstance(value, Deprecation) else None
 
 
 def permission_of(fn: Callable[..., Any]) -> str | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pgfleet.core import audit, request_context
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import Conflict, NotFound
@@ -105,6 +106,8 @@ def new_operation(
         "resource_id": resource_id,
         "tenant_id": tenant_id,
         "parent_id": resource_id,
+        # Who asked: the API caller, or none for the control plane's own (reconcile, schedules).
+        "requested_by": request_context.current_user(),
         "status": "pending",
         "progress": 0,
         "steps": [{"name": name, "status": "pending", "reason": None} for name, _ in workflow.steps],
@@ -195,7 +198,6 @@ def run(ports: Ports, operation_id: str, worker_id: str | None = None) -> str:
     while op["current_step"] < total:
         index = op["current_step"]
         name, fn = workflow.steps[index]
-        op = _save_step(ports, op, index, status="running", started_at=utcnow_iso())
         try:
             reason = fn(StepContext(ports, op))
         except Exception as exc:  # a step failing for good ends the operation
@@ -203,21 +205,26 @@ def run(ports: Ports, operation_id: str, worker_id: str | None = None) -> str:
             log.warning(
                 "operation %s step %s failed: %s\n%s", op["id"], name, message, traceback.format_exc()
             )
-            op = _save_step(ports, op, index, status="failed", reason=message, finished_at=utcnow_iso())
-            op = ports.store.update(
-                KIND,
-                op["id"],
-                {
+            op = _save_step(
+                ports,
+                op,
+                index,
+                status="failed",
+                reason=message,
+                finished_at=utcnow_iso(),
+                also={
                     "status": "failed",
                     "error": f"{name}: {message}",
                     "finished_at": utcnow_iso(),
                     "lease_until": 0,
                 },
-                op["revision"],
             )
+            _audit_step(ports, op, name, False, message)
             if workflow.on_failure:
                 workflow.on_failure(StepContext(ports, op), f"{name}: {message}")
             return f"operation {op['id']}: failed at {name}: {message}"
+        # One write per step: this step's end, and the next step's start (or the operation's).
+        last = index + 1 == total
         op = _save_step(
             ports,
             op,
@@ -227,11 +234,28 @@ def run(ports: Ports, operation_id: str, worker_id: str | None = None) -> str:
             finished_at=utcnow_iso(),
             advance=True,
             progress=int(100 * (index + 1) / total),
+            also={"status": "succeeded", "finished_at": utcnow_iso(), "lease_until": 0} if last else None,
+            next_started_at=None if last else utcnow_iso(),
         )
-    ports.store.update(
-        KIND, op["id"], {"status": "succeeded", "finished_at": utcnow_iso(), "lease_until": 0}, op["revision"]
-    )
+        _audit_step(ports, op, name, True, reason)
+    if op["status"] != "succeeded":  # an operation resumed with every step done
+        ports.store.update(
+            KIND,
+            op["id"],
+            {"status": "succeeded", "finished_at": utcnow_iso(), "lease_until": 0},
+            op["revision"],
+        )
     return f"operation {op['id']}: succeeded"
+
+
+def _audit_step(ports: Ports, op: dict[str, Any], step: str, succeeded: bool, reason: str | None) -> None:
+    """One audit event per step. The trail must not stop the work: a failed write is logged
+    with the event, so the log holds it."""
+    event = audit.step_event(op, step, succeeded, reason, ports.settings.audit_retention_days)
+    try:
+        ports.history.append(audit.STREAM, [event])
+    except Exception as exc:  # the step is done; its record goes to the log instead
+        log.error("audit event not stored (%s): %s", exc, event.data)
 
 
 def _take_lease(ports: Ports, op: dict[str, Any], worker_id: str) -> dict[str, Any] | None:
@@ -246,6 +270,11 @@ def _take_lease(ports: Ports, op: dict[str, Any], worker_id: str) -> dict[str, A
     }
     if not op.get("started_at"):
         changes["started_at"] = utcnow_iso()
+    index = op["current_step"]
+    if index < len(op["steps"]):  # the step it resumes at starts now
+        steps = [dict(s) for s in op["steps"]]
+        steps[index].update(status="running", started_at=utcnow_iso())
+        changes["steps"] = steps
     try:
         return ports.store.update(KIND, op["id"], changes, op["revision"])
     except Conflict:
@@ -259,13 +288,19 @@ def _save_step(
     *,
     advance: bool = False,
     progress: int | None = None,
+    also: dict[str, Any] | None = None,
+    next_started_at: str | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
+    """Write step `index`'s `fields` (and, with `next_started_at`, the next step's start, and
+    `also` on the operation) in one update."""
     # Steps may update the operation record themselves (e.g. to store an id they created):
     # re-read so this write carries their changes and keeps the version check honest.
     fresh = ports.store.get(KIND, op["id"]) or op
     steps = [dict(s) for s in fresh["steps"]]
     steps[index].update(fields)
+    if next_started_at is not None and index + 1 < len(steps):
+        steps[index + 1].update(status="running", started_at=next_started_at)
     changes: dict[str, Any] = {
         "steps": steps,
         "updated_at": utcnow_iso(),
@@ -275,4 +310,5 @@ def _save_step(
         changes["current_step"] = index + 1
     if progress is not None:
         changes["progress"] = progress
+    changes.update(also or {})
     return ports.store.update(KIND, fresh["id"], changes, fresh["revision"])

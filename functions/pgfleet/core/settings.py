@@ -76,6 +76,21 @@ class Settings:
     # beyond its maximum_lag_on_failover (1 MiB, ports.cluster_engine.HEALTHY_LAG_BYTES), so a
     # larger value only moves the refusal into the operation.
     promote_max_lag_bytes: int = 1024 * 1024
+    # The API platform (handlers/api.py): audit events and API-metrics records live this long
+    # in the history store (DynamoDB TTL); an audit query may not reach further back.
+    audit_retention_days: int = 365
+    api_metrics_retention_days: int = 30
+    # Rate limits (core/rate_limits.py): counters in their own table (TTL), the plan of each
+    # tenant that is not on the default one ("acme=premium,ops=system"), and a switch for the
+    # request middleware (rate limits, audit and metrics records; authentication stays).
+    rate_limit_table_name: str = "pgfleet-rate-limits"
+    tenant_plans: tuple[tuple[str, str], ...] = ()
+    # Limits of a plan other than the seed's ("standard=2000/100,system=20000/400": per hour /
+    # per minute); the plans not named keep theirs.
+    plan_limits: tuple[tuple[str, str], ...] = ()
+    api_middleware: bool = True
+    # In AWS: each request's metrics also go to CloudWatch as EMF (Powertools Metrics).
+    emf_metrics: bool = False
 
     @property
     def runtime_dir(self) -> Path:
@@ -93,6 +108,19 @@ class Settings:
     @property
     def log_dir(self) -> Path:
         return self.home / "logs"
+
+
+def _pairs(text: str, name: str) -> tuple[tuple[str, str], ...]:
+    """`a=x,b=y` as ((a, x), (b, y)); a malformed entry is a configuration error."""
+    pairs = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        key, sep, value = entry.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{name}: {entry!r} is not key=value")
+        pairs.append((key.strip(), value.strip()))
+    return tuple(pairs)
 
 
 @functools.cache
@@ -120,6 +148,14 @@ def get_settings() -> Settings:
         host_disk_headroom_gb=int(os.environ.get("PGFLEET_HOST_DISK_HEADROOM_GB", "5")),
         stranded_after_seconds=int(os.environ.get("PGFLEET_STRANDED_AFTER_SECONDS", "120")),
         promote_max_lag_bytes=int(os.environ.get("PGFLEET_PROMOTE_MAX_LAG_BYTES", str(1024 * 1024))),
+        audit_retention_days=int(os.environ.get("PGFLEET_AUDIT_RETENTION_DAYS", "365")),
+        api_metrics_retention_days=int(os.environ.get("PGFLEET_API_METRICS_RETENTION_DAYS", "30")),
+        rate_limit_table_name=os.environ.get("PGFLEET_RATE_LIMIT_TABLE", "pgfleet-rate-limits"),
+        tenant_plans=_pairs(os.environ.get("PGFLEET_TENANT_PLANS", ""), "PGFLEET_TENANT_PLANS"),
+        plan_limits=_pairs(os.environ.get("PGFLEET_RATE_LIMITS", ""), "PGFLEET_RATE_LIMITS"),
+        api_middleware=os.environ.get("PGFLEET_API_MIDDLEWARE", "on").strip().lower()
+        not in ("off", "0", "false"),
+        emf_metrics=os.environ.get("PGFLEET_EMF_METRICS", "off").strip().lower() in ("on", "1", "true"),
         queue_name=os.environ.get("PGFLEET_QUEUE", "pgfleet-operations"),
         schedule_group=os.environ.get("PGFLEET_SCHEDULE_GROUP", "pgfleet"),
         engine=os.environ.get("PGFLEET_ENGINE", "local"),

@@ -16,6 +16,7 @@ from pgfleet.domains import (
     backups,
     clusters,
     instances,
+    migrations,
     monitoring,
     platform,
     quotas,
@@ -23,6 +24,7 @@ from pgfleet.domains import (
     replicas,
     servers,
     sizing,
+    system,
     tenants,
 )
 from pgfleet.domains import (
@@ -37,6 +39,7 @@ DOMAINS: tuple[Domain, ...] = (
     instances.DOMAIN,
     replicas.DOMAIN,
     clusters.DOMAIN,
+    migrations.DOMAIN,
     servers.DOMAIN,
     tenants.DOMAIN,
     monitoring.DOMAIN,
@@ -44,6 +47,7 @@ DOMAINS: tuple[Domain, ...] = (
     sizing.DOMAIN,
     backups.DOMAIN,
     reconcile.DOMAIN,
+    system.DOMAIN,
 )
 
 

@@ -78,11 +78,7 @@ class EtcdServer:
 
     def healthy(self) -> bool:
         """Whether etcd answers `/health` with health true."""
-        try:
-            with urllib.request.urlopen(self.endpoint + "/health", timeout=HTTP_TIMEOUT) as resp:
-                return json.load(resp).get("health") in ("true", True)
-        except (OSError, ValueError):
-            return False
+        return probe(self.endpoint, HTTP_TIMEOUT)[0]
 
     def start(self) -> str:
         """Start etcd (if it is not running) and wait until it is healthy. Idempotent."""
@@ -170,6 +166,22 @@ class EtcdServer:
             _wait_gone(pid, STOP_TIMEOUT)
         self.pid_file.unlink(missing_ok=True)
         return "etcd stopped"
+
+
+def probe(endpoint: str, timeout: float = HTTP_TIMEOUT) -> tuple[bool, str]:
+    """Whether the etcd at `endpoint` answers `/health` with health true within `timeout`
+    seconds, and what it said (or why it did not answer). Never raises."""
+    url = endpoint.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback)
+            answer = json.load(resp)
+    except urllib.error.HTTPError as exc:  # 503 with a body when etcd has no quorum
+        return False, f"etcd at {endpoint} answered {exc.code}: {exc.read()[:200]!r}"
+    except (OSError, ValueError) as exc:
+        return False, f"etcd at {endpoint} is not reachable: {exc}"
+    if answer.get("health") in ("true", True):
+        return True, f"etcd at {endpoint} is healthy"
+    return False, f"etcd at {endpoint} is not healthy: {answer.get('reason') or answer}"
 
 
 # --- keys, over the v3 JSON gateway ----------------------------------------------------------

@@ -98,7 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "pgfleet-gateway"
 
     def _serve(self) -> None:
-        from pgfleet.handlers.api import lambda_handler
+        from pgfleet.handlers.api import handle
 
         length = _content_length(self.headers.get("Content-Length"))
         if length is None or length > MAX_BODY_BYTES:
@@ -114,14 +114,21 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         event = build_event(self.command, self.path, dict(self.headers.items()), body, self.client_address[0])
+        after = None
         try:
             with _INVOKE:
-                result = lambda_handler(event, LocalLambdaContext("pgfleet-api", timeout_seconds=30))
+                result, after = handle(event, LocalLambdaContext("pgfleet-api", timeout_seconds=30))
         except Exception:
             log.exception("api handler crashed")
             result = {"statusCode": 502, "headers": {"Content-Type": "application/json"},
                       "body": '{"error": {"code": "bad_gateway", "message": "handler crashed"}}'}  # fmt: skip
-        self._write(result)
+        try:
+            self._write(result)
+        finally:
+            # The request's audit event and metrics record: stored once the client has its
+            # answer, outside the one-event-at-a-time lock (in Lambda, before it returns).
+            if after is not None:
+                after()
 
     def _write(self, result: dict[str, Any]) -> None:
         payload = result.get("body") or ""

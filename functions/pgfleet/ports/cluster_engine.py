@@ -30,6 +30,16 @@ class NodeSpec:
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """A server outside the cluster that a standby cluster follows (Patroni's standby_cluster):
+    the cluster's leader is a standby of it, its other nodes standbys of that leader."""
+
+    host: str
+    port: int
+    slot: str  # the physical replication slot on the upstream that keeps its WAL for the cluster
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     cluster_id: str  # also the Patroni scope / DCS namespace key
     version: str
@@ -39,6 +49,8 @@ class ClusterSpec:
     memory_mb: int = 1024
     storage_gb: int = 10
     settings: dict[str, str] = field(default_factory=dict)
+    # A standby cluster: it copies and follows `standby_of` until `promote_standby_cluster`.
+    standby_of: Upstream | None = None
 
     def node(self, node_id: str) -> NodeSpec:
         for n in self.nodes:
@@ -101,6 +113,17 @@ class ReplicationStatus:
     replicas: list[ReplicaStatus]
 
 
+@dataclass(frozen=True)
+class DcsStatus:
+    """Whether the DCS holding every cluster's leader keys answers: while it does not, no
+    leader key is renewed, so Patroni demotes the primaries (a DCS outage stops writes)."""
+
+    name: str  # what it is, e.g. "etcd"
+    endpoint: str
+    healthy: bool
+    reason: str  # what it answered, or why it did not
+
+
 class ClusterEngine(abc.ABC):
     """Runs Patroni clusters. See the module docstring for the contract."""
 
@@ -134,6 +157,12 @@ class ClusterEngine(abc.ABC):
         synchronous standby chosen. What it checks is what `members` shows right after it
         returns. Raises EngineError on timeout, naming each node that is not ready and why."""
 
+    def dcs_status(self, timeout: float = 2.0) -> DcsStatus | None:
+        """Ask the DCS of this engine's clusters whether it is healthy, waiting at most
+        `timeout` seconds. Never raises: an unreachable DCS is `healthy=False` with the reason.
+        None for engines without a DCS of their own (a managed service keeps its own quorum)."""
+        return None
+
     @abc.abstractmethod
     def members(self, cluster_id: str) -> list[NodeState]:
         """The nodes as Patroni sees them now. Never raises for a stopped cluster (returns
@@ -149,6 +178,26 @@ class ClusterEngine(abc.ABC):
     @abc.abstractmethod
     def set_replication_mode(self, spec: ClusterSpec) -> str:
         """Apply spec.replication_mode to the running cluster's dynamic configuration."""
+
+    # --- standby clusters (a migration into a cluster) ---
+
+    @abc.abstractmethod
+    def replication_credentials(self, cluster_id: str) -> tuple[str, str]:
+        """(role, password) the cluster's nodes replicate with, created once for the cluster.
+        The upstream of a standby cluster must let this role in (`Engine.allow_replication`);
+        the copied role then serves the cluster's own replication. Never log the password."""
+
+    @abc.abstractmethod
+    def replay_position(self, cluster_id: str) -> int | None:
+        """How far the cluster's leader has replayed WAL, in bytes from 0/0 (for a standby
+        cluster: how far it has followed its upstream; compare with
+        `Engine.wal_position`). None when no leader answers. Never raises for that."""
+
+    @abc.abstractmethod
+    def promote_standby_cluster(self, cluster_id: str) -> str:
+        """Stop following the upstream: remove standby_cluster from the dynamic configuration
+        so the standby leader promotes itself, and return once it accepts writes (the other
+        nodes keep following it). Idempotent: a promoted cluster is left alone."""
 
     @abc.abstractmethod
     def replication_status(self, cluster_id: str) -> ReplicationStatus:

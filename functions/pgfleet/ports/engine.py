@@ -118,6 +118,12 @@ class Engine(abc.ABC):
         (RDS): admission then checks only the tenant's limits."""
         return None
 
+    def missing_tools(self) -> list[str]:
+        """The programs this engine runs on its host that are not there (their paths), [] when
+        every one is. Cheap: the filesystem is looked at, nothing is run. Engines that run no
+        program themselves (RDS) keep this default."""
+        return []
+
     @abc.abstractmethod
     def supported_versions(self) -> list[str]:
         """Major versions this engine can run, e.g. ["15"]."""
@@ -192,6 +198,25 @@ class Engine(abc.ABC):
         """The standbys of `source_server_id` as it sees them: one entry per physical slot
         (connected or not) and per connected standby without a slot. Raises EngineError when
         the source is not running."""
+
+    @abc.abstractmethod
+    def allow_replication(self, server_id: str, username: str, password: str, slot: str) -> str:
+        """Let a standby outside this engine (a standby cluster) copy and follow the running
+        server: a REPLICATION LOGIN role `username` with `password` (created or updated), the
+        access rule it connects through over TCP, and the physical slot `slot` that keeps WAL
+        for it. Idempotent. Raises EngineError when the server is not running."""
+
+    @abc.abstractmethod
+    def wal_position(self, server_id: str) -> int:
+        """The server's current WAL write position in bytes from 0/0 (pg_current_wal_lsn)."""
+
+    @abc.abstractmethod
+    def set_read_only(self, server_id: str, read_only: bool) -> int:
+        """Refuse (or accept again) writes on the running server: default_transaction_read_only
+        set persistently (ALTER SYSTEM, which is not replicated) and reloaded; when refusing,
+        every client session is terminated too, so no transaction begun before keeps writing.
+        Returns the WAL position after that (`wal_position`): every commit acknowledged before
+        the call is below it. Idempotent."""
 
     @abc.abstractmethod
     def drop_replication_slot(self, source_server_id: str, slot: str) -> str:

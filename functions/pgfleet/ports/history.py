@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -104,6 +104,15 @@ class HistoryStore(abc.ABC):
         may then be stored: retry the whole batch).
         """
 
+    def append_all(self, records: Sequence[HistoryRecord]) -> None:
+        """Store records of several streams in one call where the backend can (an API call's
+        audit event and its metrics record: one write). Same guarantees as `append`."""
+        streams: dict[str, list[HistoryRecord]] = {}
+        for record in records:
+            streams.setdefault(record.stream, []).append(record)
+        for stream, batch in streams.items():
+            self.append(stream, batch)
+
     @abc.abstractmethod
     def query(
         self,
@@ -117,6 +126,7 @@ class HistoryStore(abc.ABC):
         page: int = 1,
         page_size: int = 50,
         newest_first: bool = True,
+        visit: Callable[[HistoryRecord], None] | None = None,
     ) -> HistoryPage:
         """The records of `stream` with `start <= at < end` that have not expired, ordered by
         `at` (newest first unless `newest_first=False`; ties by id), page `page` of
@@ -126,6 +136,8 @@ class HistoryStore(abc.ABC):
         tenant's records only; both read the target's records and keep those of the tenant
         (another tenant's target yields nothing); neither reads the whole stream.
         `filters` keeps records whose `data[key]` equals the value (or is one of a list's).
+        `visit`, when given, is called with every matching record, on the page or not, in
+        order: a summary of the whole range costs no second read.
 
         Raises ValueError for naive datetimes or `page`/`page_size` below 1; StoreError when
         the backend fails. A page past the end is empty, with the right `total_items`.

@@ -32,3 +32,7 @@ class Scheduler(abc.ABC):
     @abc.abstractmethod
     def list(self, prefix: str = "") -> list[Schedule]:
         """Every schedule whose name starts with `prefix`."""
+
+    @abc.abstractmethod
+    def get(self, name: str) -> Schedule | None:
+        """The schedule `name`, or None when there is none (one read: no listing)."""

@@ -1,10 +1,11 @@
 """Backup steps of the create and delete workflows of instances and clusters.
 
-Create: archiving is configured before the server is provisioned and the stanza exists
-before the resource is called running (see `archiving`), so the archive holds every WAL
-segment from creation on. The resource is running as soon as it accepts connections: its
-first full backup then runs as its own operation (`FIRST_BACKUP`, started by the create's
-last step), and the restorable window starts when that backup completes. Until then the
+Create: archiving is configured before the server is provisioned (see `archiving`). The
+resource is running as soon as it accepts connections: its stanza and its first full backup
+then come as their own operation (`FIRST_BACKUP`, started by the create's last step). Until
+the stanza exists, archive_command fails and PostgreSQL keeps the WAL and retries it; the
+restorable window starts when the first backup completes, and every segment from then on is
+in the archive. Until then the
 resource's view says so (`backup_state`) and a restore is refused with the reason
 (`not_restorable_reason`); reconcile hands a first backup that lost its worker back, and
 records on the resource once it is restorable (`settle_first_backup`).
@@ -96,6 +97,16 @@ def start_first_backup(ctx: StepContext, resource: dict[str, Any]) -> dict[str, 
     if stored is not None and stored["status"] not in operations.TERMINAL:
         operations.resume(ctx.ports, stored["id"])
     return existing
+
+
+def _create_stanza(ctx: StepContext) -> str:
+    """The stanza of the backup's resource, in the repository (idempotent: stanza-create
+    checks an existing one)."""
+    backup = backup_records.get(ctx.ports, ctx.resource_id)
+    resource = ctx.ports.store.get(backup["resource_kind"], backup["parent_id"])
+    if resource is None:
+        raise Conflict(f"{backup['parent_id']} is gone; its first backup is not taken")
+    return archiving.create_stanza(ctx.ports, resource)
 
 
 def _run_first_backup(ctx: StepContext) -> str:
@@ -326,5 +337,7 @@ def keep_backups(ports: Ports, record: dict[str, Any]) -> str:
 
 # Declared in this domain's manifest; the handlers register them.
 WORKFLOWS: tuple[Workflow, ...] = (
-    Workflow(FIRST_BACKUP, (("backup", _run_first_backup),), _first_backup_failed),
+    Workflow(
+        FIRST_BACKUP, (("create_stanza", _create_stanza), ("backup", _run_first_backup)), _first_backup_failed
+    ),
 )

@@ -151,6 +151,21 @@ def of_resource(ports: Ports, resource_id: str) -> list[dict[str, Any]]:
     return list(every(ports, parent_id=resource_id))
 
 
+def latest_completed(ports: Ports, resource_id: str) -> dict[str, Any] | None:
+    """The physical backup of the resource that completed last, or None: the newest created
+    of those completed (one backup of a resource runs at a time, so they complete in the order
+    they were created). One page of one record, filtered in the store."""
+    found, _ = ports.store.page(
+        KIND,
+        parent_id=resource_id,
+        filters={"status": "completed", "logical": False},
+        page=1,
+        page_size=1,
+        newest_first=True,
+    )
+    return found[0] if found else None
+
+
 def active_backup(ports: Ports, resource_id: str) -> dict[str, Any] | None:
     return next(
         (r for r in of_resource(ports, resource_id) if r["status"] in ACTIVE and not r["logical"]), None

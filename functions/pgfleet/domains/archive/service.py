@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pgfleet.core import resources
@@ -157,20 +156,3 @@ def create_stanza_step(rtype: ResourceType) -> Callable[[StepContext], str]:
         return create_stanza(ctx.ports, resources.step_record(ctx, rtype))
 
     return step
-
-
-def with_stanza_created(
-    rtype: ResourceType, step: Callable[[StepContext], str]
-) -> Callable[[StepContext], str]:
-    """Step: `step` (which needs the running server, as stanza-create does) while the stanza
-    is created beside it. The stanza must exist before the resource is called running: until
-    then archive_command fails and PostgreSQL keeps the WAL and retries; from then on every
-    segment since creation reaches the repository, whenever the first backup runs."""
-
-    def both(ctx: StepContext) -> str:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            stanza = pool.submit(create_stanza, ctx.ports, resources.step_record(ctx, rtype))
-            done = step(ctx)
-            return f"{done}; {stanza.result()}"
-
-    return both

@@ -2,7 +2,13 @@
 
 from pgfleet.core.domain import Domain, Mount
 from pgfleet.domains.clusters import routes, workflows
-from pgfleet.domains.clusters.models import Cluster, ClusterCreate, ClusterCreated, ClusterCredentials
+from pgfleet.domains.clusters.models import (
+    Cluster,
+    ClusterCreate,
+    ClusterCreated,
+    ClusterCredentials,
+    NodeCount,
+)
 from pgfleet.domains.clusters.routes import ClusterId
 from pgfleet.domains.clusters.service import (
     CLUSTER,
@@ -10,6 +16,7 @@ from pgfleet.domains.clusters.service import (
     KIND,
     cluster_spec,
     create,
+    credentials,
     public_view,
     reconcile,
     refresh_topology,
@@ -17,6 +24,7 @@ from pgfleet.domains.clusters.service import (
 )
 from pgfleet.domains.clusters.workflows import (
     create_database_step,
+    mark_created_step,
     mark_running_step,
     provision_step,
     start_nodes_step,
@@ -40,9 +48,12 @@ __all__ = [
     "ClusterId",
     "HEALTHY_TIMEOUT",
     "KIND",
+    "NodeCount",
     "cluster_spec",
     "create",
     "create_database_step",
+    "credentials",
+    "mark_created_step",
     "mark_running_step",
     "provision_step",
     "public_view",

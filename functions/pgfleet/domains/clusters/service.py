@@ -20,7 +20,7 @@ from pgfleet.core.models import new_id, utcnow_iso
 from pgfleet.core.resources import ResourceType
 from pgfleet.domains import archive, instances
 from pgfleet.domains.clusters.models import ClusterCreate
-from pgfleet.ports.cluster_engine import ClusterSpec, NodeSpec, NodeState
+from pgfleet.ports.cluster_engine import ClusterSpec, NodeSpec, NodeState, Upstream
 from pgfleet.ports.metadata import Create
 
 CLUSTER = ResourceType(
@@ -80,6 +80,8 @@ def cluster_spec(record: dict[str, Any]) -> ClusterSpec:
         storage_gb=record["storage"],
         # backups: every node carries the same archive settings (pgfleet.domains.archive.service).
         settings={**record.get("settings", {}), **record.get("archive_settings", {})},
+        # a standby cluster (a migration into a cluster) until its promotion clears it
+        standby_of=Upstream(**record["standby_of"]) if record.get("standby_of") else None,
     )
 
 
@@ -126,8 +128,12 @@ def create(
     *,
     workflow: str = "cluster.create",
     params: dict[str, Any] | None = None,
+    password: str | None = None,
+    standby_of: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Accept a create request (a restore into a new cluster runs its own `workflow`)."""
+    """Accept a create request (a restore into a new cluster runs its own `workflow`). A
+    migration passes the `password` its copied role already has and the upstream
+    (`standby_of`: host, port, slot) the cluster follows until its promotion."""
     tenant = principal.tenant_id
     body_fingerprint = resources.fingerprint(body)
     earlier = resources.replayed_create(ports, CLUSTER, tenant, idempotency_key, body_fingerprint)
@@ -171,8 +177,10 @@ def create(
         "operation_id": op["id"],
         "created_by": principal.sub,
     }
+    if standby_of is not None:
+        record["standby_of"] = standby_of
     # As for instances: the password, then the record, its name and its operation at once.
-    password = secrets.token_urlsafe(24)
+    password = password or secrets.token_urlsafe(24)
     try:
         ports.secrets.put(secret_name(record), password)
         record = operations.submit_with(

@@ -102,7 +102,7 @@ def _mark_running(ctx: StepContext, record: dict[str, Any], reason: str, **chang
     return f"cluster is running; primary {record['primary']}"
 
 
-def _mark_created(ctx: StepContext) -> str:
+def mark_created_step(ctx: StepContext) -> str:
     """Running once the primary takes writes and the replicas stream: the first full backup
     follows as its own operation (see archive.lifecycle), so nobody waits for it."""
     record = _record(ctx)
@@ -230,11 +230,8 @@ WORKFLOWS: tuple[Workflow, ...] = (
             ("provision", provision_step),
             ("start_nodes", start_nodes_step),
             ("wait_healthy", wait_healthy_step),
-            (
-                "create_database_and_stanza",
-                archive.service.with_stanza_created(CLUSTER, create_database_step),
-            ),
-            ("mark_running", _mark_created),
+            ("create_database", create_database_step),
+            ("mark_running", mark_created_step),
         ),
         _failed,
     ),

@@ -96,10 +96,7 @@ WORKFLOWS: tuple[Workflow, ...] = (
             ("configure_archiving", archive.service.configure_step(INSTANCE)),
             ("provision", provision_step),
             ("start", start_step),
-            (
-                "create_database_and_stanza",
-                archive.service.with_stanza_created(INSTANCE, create_database_step),
-            ),
+            ("create_database", create_database_step),
             ("mark_running", _mark_created),
         ),
         _failed,

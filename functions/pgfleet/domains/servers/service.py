@@ -52,12 +52,13 @@ def get(ports: Ports, kind: str, resource_id: str) -> Server | None:
     return Server(kind, record) if record is not None else None
 
 
-def all_servers(ports: Ports) -> Iterator[Server]:
-    """Every instance and cluster, of every tenant (scheduled tasks)."""
+def all_servers(ports: Ports, tenant_id: str | None = None) -> Iterator[Server]:
+    """Every instance and cluster, of every tenant (scheduled tasks) or of `tenant_id`;
+    instances first, each kind oldest first, read a page at a time as the caller goes on."""
     for kind in TYPES:
         token = None
         while True:
-            page, token = ports.store.list(kind, limit=100, next_token=token)
+            page, token = ports.store.list(kind, tenant_id=tenant_id, limit=100, next_token=token)
             yield from (Server(kind, record) for record in page)
             if not token:
                 break

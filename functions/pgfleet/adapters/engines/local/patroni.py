@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from pgfleet.adapters.engines.local import patroni_config as cfg
 from pgfleet.adapters.engines.local import patroni_process as proc
@@ -44,6 +45,7 @@ from pgfleet.ports.cluster_engine import (
     HEALTHY_LAG_BYTES,
     ClusterEngine,
     ClusterSpec,
+    DcsStatus,
     NodeSpec,
     NodeState,
     ReplicaStatus,
@@ -246,7 +248,7 @@ class LocalPatroniEngine(ClusterEngine):
             waiting = []
             if primary is None:
                 waiting.append(f"primary ({len(primaries)} found)")
-            elif not self._writable(spec.cluster_id, primary.node_id):
+            elif spec.standby_of is None and not self._writable(spec.cluster_id, primary.node_id):
                 waiting.append(f"{primary.node_id}: primary not accepting writes")
             for n in spec.nodes:
                 m = members.get(n.node_id)
@@ -271,6 +273,11 @@ class LocalPatroniEngine(ClusterEngine):
             time.sleep(0.25)
 
     # -- port: observation --
+
+    def dcs_status(self, timeout: float = 2.0) -> DcsStatus:
+        """The local etcd every node's Patroni keeps its leader key in (the first endpoint)."""
+        healthy, reason = etcd.probe(self._etcd, timeout)
+        return DcsStatus(name="etcd", endpoint=self._etcd, healthy=healthy, reason=reason)
 
     def members(self, cluster_id: str) -> list[NodeState]:
         """Members from GET /cluster, plus provisioned nodes Patroni does not list (stopped).
@@ -390,6 +397,49 @@ class LocalPatroniEngine(ClusterEngine):
             if time.monotonic() >= deadline:
                 raise EngineError(f"configuration change ({what}) was not applied in time")
             time.sleep(0.2)
+
+    # -- port: standby clusters --
+
+    def replication_credentials(self, cluster_id: str) -> tuple[str, str]:
+        self.cluster_dir(cluster_id).mkdir(mode=0o711, exist_ok=True)
+        return cfg.REPLICATION_USER, self._secrets(cluster_id).replication
+
+    def replay_position(self, cluster_id: str) -> int | None:
+        leader = next((m for m in self.members(cluster_id) if m.role == "primary" and m.running), None)
+        if leader is None:
+            return None
+        try:
+            with self._connect(cluster_id, leader.node_id) as conn:
+                row = conn.execute(
+                    "SELECT pg_catalog.pg_wal_lsn_diff(CASE WHEN pg_catalog.pg_is_in_recovery()"
+                    " THEN pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_lsn() END,"
+                    " '0/0')::pg_catalog.int8"
+                ).fetchone()
+        except (EngineError, psycopg.Error):
+            return None
+        return int(row[0]) if row and row[0] is not None else None
+
+    def promote_standby_cluster(self, cluster_id: str) -> str:
+        """PATCH /config {"standby_cluster": null} until GET /config shows it gone, wait for
+        the leader to accept writes, then give it the rewind role Patroni creates only when it
+        bootstraps a new cluster (pg_rewind of a former primary needs it)."""
+        started = time.monotonic()
+        if self._dcs_config(cluster_id).get("standby_cluster") is not None:
+            self._apply_config(cluster_id, {"standby_cluster": None}, "promotion of the standby cluster")
+        deadline = time.monotonic() + PROMOTION_TIMEOUT
+        while True:
+            leader = next((m for m in self.members(cluster_id) if m.role == "primary" and m.running), None)
+            if leader is not None and self._writable(cluster_id, leader.node_id):
+                break
+            if time.monotonic() >= deadline:
+                raise EngineError(f"the leader of {cluster_id} did not accept writes in time after promotion")
+            time.sleep(0.25)
+        with self._connect(cluster_id, leader.node_id) as conn:
+            try:
+                _ensure_rewind_role(conn, self._secrets(cluster_id).rewind)
+            except psycopg.Error as exc:
+                raise EngineError(f"rewind role on {cluster_id} failed: {first_line(exc)}") from exc
+        return f"promoted: {leader.node_id} accepts writes after {time.monotonic() - started:.1f}s"
 
     def replication_status(self, cluster_id: str) -> ReplicationStatus:
         """Replicas from Patroni, with lag and state from pg_stat_replication on the primary."""
@@ -629,6 +679,27 @@ class LocalPatroniEngine(ClusterEngine):
                 seen = f"{m.role}/{m.state}" if m else "absent"
                 raise EngineError(f"{candidate} did not become a writable primary in time ({seen})")
             time.sleep(0.25)
+
+
+def _ensure_rewind_role(conn: psycopg.Connection, password: str) -> None:
+    """The role pg_rewind connects as, with the grants Patroni gives it (PostgreSQL 11+)."""
+    for statement in ("SET log_statement = 'none'", "SET log_min_error_statement = 'panic'"):
+        conn.execute(statement)
+    user = cfg.REWIND_USER
+    verifier = conn.pgconn.encrypt_password(password.encode(), user.encode(), b"scram-sha-256")
+    exists = conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (user,)).fetchone()
+    verb = "ALTER" if exists else "CREATE"
+    ident = sql.Identifier(user)
+    conn.execute(
+        sql.SQL(verb + " ROLE {} WITH LOGIN PASSWORD {}").format(ident, sql.Literal(verifier.decode()))
+    )
+    for function in (
+        "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+        "pg_catalog.pg_stat_file(text, boolean)",
+        "pg_catalog.pg_read_binary_file(text)",
+        "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+    ):
+        conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION " + function + " TO {}").format(ident))
 
 
 def _synchronous(mode: Any) -> bool:

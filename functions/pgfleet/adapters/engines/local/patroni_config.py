@@ -261,6 +261,7 @@ def render(
                 "maximum_lag_on_failover": MAXIMUM_LAG_ON_FAILOVER,
                 **replication_flags(spec.replication_mode),
                 "postgresql": {"use_pg_rewind": True, "use_slots": True, "parameters": dcs_parameters},
+                **standby_cluster(spec),
             },
             # initdb takes ~1 s here; its fsync is kept: the result is a live primary, not a
             # throwaway template.
@@ -287,6 +288,23 @@ def render(
             "remove_data_directory_on_diverged_timelines": True,
         },
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
+    }
+
+
+def standby_cluster(spec: ClusterSpec) -> dict[str, Any]:
+    """Patroni's standby_cluster section for a cluster that follows an upstream (its leader
+    copies the upstream with pg_basebackup, as the replication user, then streams from its
+    slot), or nothing. Only read at bootstrap; promotion removes it from the DCS."""
+    if spec.standby_of is None:
+        return {}
+    up = spec.standby_of
+    return {
+        "standby_cluster": {
+            "host": up.host,
+            "port": up.port,
+            "primary_slot_name": up.slot,
+            "create_replica_methods": ["basebackup"],
+        }
     }
 
 

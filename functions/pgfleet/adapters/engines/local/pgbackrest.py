@@ -56,6 +56,8 @@ COMPRESS_PREFERENCE = ("zst", "lz4", "gz")
 # this build was compiled without.
 OPTION_INVALID_VALUE = 32
 COMMAND_TIMEOUT = 120.0
+# Backups run below the work a user waits for (creates, restores): nice, as backup tools are run.
+BACKGROUND_NICE = 10
 # How long a cancelled backup may take to stop once signalled.
 CANCEL_TIMEOUT = 60.0
 LONG_TIMEOUT = 6 * 3600.0
@@ -521,6 +523,7 @@ class LocalPgBackRest(BackupEngine):
         *options: str,
         arguments: Sequence[str] = (),
         timeout: float = COMMAND_TIMEOUT,
+        background: bool = False,
     ) -> subprocess.CompletedProcess[str]:
         config = self.config_path(stanza)
         if not config.exists():
@@ -529,7 +532,9 @@ class LocalPgBackRest(BackupEngine):
             self._binary, command, options, config=config, stanza=stanza, arguments=arguments
         )
         try:
-            return process.run(argv, timeout=timeout, cwd=self.config_dir)
+            return process.run(
+                argv, timeout=timeout, cwd=self.config_dir, nice=BACKGROUND_NICE if background else 0
+            )
         except EngineError as exc:
             raise EngineError(f"pgBackRest {command} of stanza {stanza!r}: {exc}") from exc
 
@@ -608,7 +613,7 @@ class LocalPgBackRest(BackupEngine):
         existed = (self._info(stanza).get("status") or {}).get("code") != 1
         # stanza-create is itself idempotent and checks that an existing stanza belongs to
         # this server (system identifier and version).
-        self._run(stanza, "stanza-create")
+        self._run(stanza, "stanza-create", background=True)
         return f"stanza {stanza!r} {'already existed' if existed else 'created'} in the repository"
 
     def check(self, stanza: str) -> str:
@@ -620,7 +625,7 @@ class LocalPgBackRest(BackupEngine):
         if compress_level is not None:
             options.append(f"--compress-level={int(compress_level)}")
         before = {backup.backup_id for backup in self.list_backups(stanza)}
-        self._run(stanza, "backup", *options, timeout=self._long_timeout)
+        self._run(stanza, "backup", *options, timeout=self._long_timeout, background=True)
         new = [backup for backup in self.list_backups(stanza) if backup.backup_id not in before]
         if not new:
             raise EngineError(f"pgBackRest reported success but stanza {stanza!r} has no new backup")

@@ -80,8 +80,12 @@ def run(
     env: Mapping[str, str] | None = None,
     check: bool = True,
     cwd: str | Path | None = None,
+    nice: int = 0,
 ) -> subprocess.CompletedProcess[str]:
     """Run a data-plane command as the data-plane user and return its result.
+
+    `nice` lowers the CPU priority of background work (backups) below the work a user waits
+    for (a create, a restore).
 
     The command gets `child_env(env)` and its own process group: when it outlives `timeout`,
     the whole group is killed (pg_dump or pgBackRest as well as the runuser running it) and
@@ -89,6 +93,8 @@ def run(
     is true. Never pass secrets on the command line: they would show in `ps`; use `env` or files.
     """
     full = as_data_plane_user(argv)
+    if nice:
+        full = ["nice", "-n", str(int(nice)), *full]
     name = Path(argv[0]).name
     with subprocess.Popen(
         full,

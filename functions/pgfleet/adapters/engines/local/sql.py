@@ -14,6 +14,7 @@ cluster's primary or named node to its socket and port.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import errors as pg_errors
 
+from pgfleet.core import request_context
 from pgfleet.core.errors import EngineError, InvalidState, NotFound
 from pgfleet.ports.sql import (
     DEFAULT_LOCK_TIMEOUT_MS,
@@ -127,6 +129,7 @@ class LocalSqlSession(SqlSession):
         return cur.fetchone() if cur.description else None
 
     def _run(self, query: Query, params: Params | None) -> psycopg.Cursor[tuple[Any, ...]]:
+        started = time.perf_counter()
         try:
             return self._conn.execute(query, params)
         except pg_errors.LockNotAvailable as exc:
@@ -141,6 +144,8 @@ class LocalSqlSession(SqlSession):
             ) from exc
         except psycopg.Error as exc:
             raise EngineError(f"statement on {self._label} failed: {first_line(exc)}") from exc
+        finally:
+            request_context.count_database(time.perf_counter() - started)
 
 
 class LocalSqlTarget(SqlTarget):

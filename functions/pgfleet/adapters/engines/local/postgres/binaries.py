@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from pgfleet.core.errors import EngineError
 
 DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
+# What the engine, its replicas, the database admin and the restore host run of each version.
+PROGRAMS = ("postgres", "initdb", "pg_ctl", "pg_basebackup", "pg_dump", "pg_restore")
 
 
 def installed_binaries() -> dict[str, Path]:
@@ -31,3 +35,21 @@ def bin_dir_for(version: str) -> Path:
         have = ", ".join(sorted(binaries, key=int)) or "none"
         raise EngineError(f"PostgreSQL {version} is not installed on this machine (installed: {have})")
     return binaries[version]
+
+
+def missing_programs() -> list[str]:
+    """The programs the local engine needs that are not here: of each installed version, and
+    `runuser` when the control plane is root (servers run as the data-plane user). With no
+    version installed at all, the directory that should hold one."""
+    binaries = installed_binaries()
+    if not binaries:
+        return [f"{DEBIAN_PG_ROOT}/<version>/bin/postgres"]
+    missing = [
+        str(bin_dir / name)
+        for _, bin_dir in sorted(binaries.items())
+        for name in PROGRAMS
+        if not os.access(bin_dir / name, os.X_OK)
+    ]
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        missing.append("runuser")
+    return missing

@@ -154,6 +154,11 @@ def render_config(
     return "".join(lines)
 
 
+# The role a standby outside this engine (a Patroni standby cluster) replicates with. No server
+# has it until `allow_replication` creates it, so its pg_hba.conf line admits nobody before.
+REMOTE_STANDBY_ROLE = "replicator"
+
+
 def render_hba(host: str) -> str:
     """pg_hba.conf: the superuser over the private socket only (standbys of the server
     replicate that way too); everyone else with SCRAM over TCP on the engine host only."""
@@ -163,6 +168,7 @@ def render_hba(host: str) -> str:
         "# TYPE  DATABASE     USER      ADDRESS             METHOD\n"
         f"local   all          {ADMIN_USER}                      trust\n"
         f"local   replication  {ADMIN_USER}                      trust\n"
+        f"host    replication  {REMOTE_STANDBY_ROLE} {host}/{prefix:<10} scram-sha-256\n"
         f"host    all          all       {host}/{prefix:<10} scram-sha-256\n"
     )
 

@@ -39,7 +39,7 @@ from pgfleet.adapters.engines.local.cgroups import CgroupLimits, LimitsOutcome
 from pgfleet.adapters.engines.local.database_admin import AdminServer, LocalDatabaseAdmin
 from pgfleet.adapters.engines.local.ports import port_is_free
 from pgfleet.adapters.engines.local.postgres import logs, postmaster
-from pgfleet.adapters.engines.local.postgres.binaries import bin_dir_for, installed_binaries
+from pgfleet.adapters.engines.local.postgres.binaries import bin_dir_for, installed_binaries, missing_programs
 from pgfleet.adapters.engines.local.postgres.commands import (
     PG_CTL_TIMEOUT_S,
     copy_argv,
@@ -48,6 +48,7 @@ from pgfleet.adapters.engines.local.postgres.commands import (
     pg_ctl_argv,
 )
 from pgfleet.adapters.engines.local.postgres.config import (
+    REMOTE_STANDBY_ROLE,
     StandbySource,
     configured_port,
     ensure_include,
@@ -64,10 +65,13 @@ from pgfleet.adapters.engines.local.postgres.paths import (
     remove_tree,
 )
 from pgfleet.adapters.engines.local.postgres.replication import (
+    apply_read_only,
     drop_physical_slot,
     ensure_physical_slot,
+    ensure_replication_role,
     hot_standby_minimums,
     replica_lag,
+    wal_position,
 )
 from pgfleet.adapters.engines.local.postgres.roles import ensure_role_and_database
 from pgfleet.adapters.engines.local.postgres.stats import collect_stats
@@ -136,6 +140,9 @@ class LocalPostgresEngine(Engine):
     def supported_versions(self) -> list[str]:
         """Major versions with binaries installed here, lowest first."""
         return sorted(installed_binaries(), key=int)
+
+    def missing_tools(self) -> list[str]:
+        return missing_programs()
 
     def paths(self, server_id: str) -> ServerPaths:
         """Where the files of `server_id` live (whether or not it exists)."""
@@ -373,6 +380,30 @@ class LocalPostgresEngine(Engine):
         """Standbys of the source from pg_stat_replication and pg_replication_slots."""
         with self.administer(source_server_id, "replica_status") as conn:
             return replica_lag(conn)
+
+    def allow_replication(self, server_id: str, username: str, password: str, slot: str) -> str:
+        """The role (only REMOTE_STANDBY_ROLE: pg_hba.conf admits that one over TCP), the rule
+        and the slot a standby cluster copies and follows the server through."""
+        if username != REMOTE_STANDBY_ROLE:
+            raise EngineError(
+                f"standbys outside this engine replicate as {REMOTE_STANDBY_ROLE}, not {username!r}"
+            )
+        _check_identifier("slot", slot)
+        paths = self.paths(server_id)
+        if not postmaster.running_pid(paths):
+            raise EngineError(f"server {server_id} is not running")
+        self._allow_replication(paths)
+        with self.administer(server_id, "allowing a standby cluster") as conn:
+            role = ensure_replication_role(conn, username, password)
+            return f"{role}; {ensure_physical_slot(conn, slot)}"
+
+    def wal_position(self, server_id: str) -> int:
+        with self.administer(server_id, "wal_position") as conn:
+            return wal_position(conn)
+
+    def set_read_only(self, server_id: str, read_only: bool) -> int:
+        with self.administer(server_id, "read-only" if read_only else "read-write") as conn:
+            return apply_read_only(conn, read_only)
 
     def drop_replication_slot(self, source_server_id: str, slot: str) -> str:
         """Drop the slot, terminating a walsender that still holds it."""

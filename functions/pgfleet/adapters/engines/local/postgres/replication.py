@@ -7,6 +7,7 @@ import time
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import sql
 
 from pgfleet.adapters.engines.local.postgres.config import HOT_STANDBY_MINIMUMS
 from pgfleet.core.errors import EngineError
@@ -23,6 +24,61 @@ def hot_standby_minimums(conn: psycopg.Connection) -> dict[str, int]:
         (list(HOT_STANDBY_MINIMUMS),),
     ).fetchall()
     return {str(name): int(value) for name, value in rows}
+
+
+def ensure_replication_role(conn: psycopg.Connection, username: str, password: str) -> str:
+    """Create or update the REPLICATION LOGIN role `username` with `password` (SCRAM verifier
+    computed here, statement logging off, so neither reaches a log)."""
+    for statement in (
+        "SET log_min_error_statement = 'panic'",
+        "SET log_statement = 'none'",
+        "SET log_min_duration_statement = -1",
+        "SET pg_stat_statements.track_utility = off",
+    ):
+        conn.execute(statement)
+    verifier = conn.pgconn.encrypt_password(password.encode(), username.encode(), b"scram-sha-256")
+    exists = conn.execute(
+        "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s::pg_catalog.name", (username,)
+    ).fetchone()
+    verb = "ALTER" if exists else "CREATE"
+    conn.execute(
+        sql.SQL(verb + " ROLE {} WITH REPLICATION LOGIN PASSWORD {}").format(
+            sql.Identifier(username), sql.Literal(verifier.decode())
+        )
+    )
+    return f"{'updated' if exists else 'created'} replication role {username}"
+
+
+def apply_read_only(conn: psycopg.Connection, enabled: bool) -> int:
+    """default_transaction_read_only on (or reset) persistently, reloaded; when on, every client
+    session but this one terminated (waiting for each to exit). The WAL position after."""
+    if enabled:
+        conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+    else:
+        conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+    loaded = conn.execute("SELECT pg_catalog.pg_conf_load_time()").fetchone()
+    conn.execute("SELECT pg_catalog.pg_reload_conf()")
+    # The postmaster reloads asynchronously: wait until it has (a session's load time is the
+    # postmaster's at fork), so no session forked from now on starts read-write.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with psycopg.connect(conn.info.dsn, autocommit=True) as probe:
+            if probe.execute("SELECT pg_catalog.pg_conf_load_time()").fetchone() != loaded:
+                break
+        time.sleep(0.05)
+    if enabled:
+        conn.execute(
+            "SELECT pg_catalog.pg_terminate_backend(pid, 5000) FROM pg_catalog.pg_stat_activity"
+            " WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid()"
+        )
+    return wal_position(conn)
+
+
+def wal_position(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), '0/0')::pg_catalog.int8"
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def ensure_physical_slot(conn: psycopg.Connection, slot: str) -> str:

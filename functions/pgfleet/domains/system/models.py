@@ -1,0 +1,65 @@
+"""The audit trail's wire shapes (seed 003, "Audit Trail APIs"): camelCase, as the seed's
+AuditEvent; snake_case in storage (pgfleet.core.audit)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from pgfleet.core.paging import Pagination
+from pgfleet.core.wire import CamelModel
+
+AuditResult = Literal["SUCCESS", "FAILURE", "PARTIAL"]
+
+
+class AuditEvent(CamelModel):
+    event_id: str
+    timestamp: str
+    user_id: str = Field(
+        description="The token's subject; `anonymous` without a valid token, `system` for the control plane's own work."
+    )
+    tenant_id: str | None = Field(
+        description="The tenant of the caller's token (`*`: a platform token); null without a valid token."
+    )
+    action: str = Field(
+        description='"<METHOD> <route>" of an API call, "<operation type>/<step>" of an operation step.'
+    )
+    resource: str = Field(
+        description="The path called, or the id of the resource an operation step works on."
+    )
+    details: dict[str, Any] = Field(
+        description="Method, path, status code, query and body (secrets redacted), error code, duration."
+    )
+    ip_address: str | None
+    user_agent: str | None
+    result: AuditResult
+
+
+class CountItem(CamelModel):
+    name: str
+    count: int
+
+
+class TimeWindow(CamelModel):
+    start: str
+    end: str
+
+
+class AuditSummary(CamelModel):
+    """Over every event that matches the query, not only the page."""
+
+    total_events: int
+    by_result: dict[str, int] = Field(description="SUCCESS / FAILURE / PARTIAL counts.")
+    unauthenticated: int = Field(description="Calls answered 401 (no or invalid token).")
+    denied: int = Field(description="Calls answered 403 (the role may not).")
+    rate_limited: int = Field(description="Calls answered 429.")
+    unique_users: int
+    top_actions: list[CountItem] = Field(description="The most frequent actions, at most 10.")
+    time_range: TimeWindow
+
+
+class AuditTrailResponse(CamelModel):
+    events: list[AuditEvent]
+    pagination: Pagination
+    summary: AuditSummary

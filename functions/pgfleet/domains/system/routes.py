@@ -1,0 +1,54 @@
+"""/api/v1/system/audit: the audit trail of every API call and operation step (seed 003,
+"Audit Trail APIs"). Read-only: events are appended by the platform and never changed."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from pgfleet.core.domain import requires
+from pgfleet.core.paging import DEFAULT_PAGE_SIZE, PageNumber, PageQuery, PageSize
+from pgfleet.core.routing import ports, principal
+from pgfleet.core.time_range import FORMS
+from pgfleet.domains.system import service
+from pgfleet.domains.system.models import AuditTrailResponse
+
+router = Router()
+
+
+@router.get(
+    "/audit",
+    summary="The audit trail: every API call (401s and 403s included) and every operation step",
+)
+@requires("audit:read_own")
+def audit_trail(
+    tenant_id: Annotated[str | None, Query(alias="tenantId", max_length=128)] = None,
+    user_id: Annotated[str | None, Query(alias="userId", max_length=256)] = None,
+    action: Annotated[
+        str | None,
+        Query(
+            max_length=256, description='e.g. "POST /api/v1/postgres/single" or "instance.create/provision".'
+        ),
+    ] = None,
+    resource: Annotated[
+        str | None, Query(max_length=512, description="A resource id (pgi-..., op-...) or a path called.")
+    ] = None,
+    time_range: Annotated[
+        str | None,
+        Query(alias="timeRange", max_length=128, description=f"{FORMS}; default: the last 24 hours."),
+    ] = None,
+    page: PageNumber = 1,
+    page_size: PageSize = DEFAULT_PAGE_SIZE,
+) -> AuditTrailResponse:
+    return service.audit_trail(
+        ports(),
+        principal(router),
+        tenant_id=tenant_id,
+        user_id=user_id,
+        action=action,
+        resource=resource,
+        time_range_text=time_range,
+        query=PageQuery(page=page, page_size=page_size),
+    )
