@@ -189,19 +189,29 @@ def stop_data_plane(settings: Settings) -> list[str]:
     lines = []
     engine = LocalPostgresEngine(settings.data_dir)
     servers = settings.data_dir / "servers"
-    for server_dir in sorted(servers.iterdir()) if servers.exists() else []:
-        if engine.state(server_dir.name).running:
-            engine.stop(server_dir.name)
-            lines.append(f"postgres {server_dir.name}: stopped")
+    # A directory being deleted (".<id>.deleting") belongs to a delete in progress, not a server.
+    for server_dir in (
+        sorted(p for p in servers.iterdir() if not p.name.startswith(".")) if servers.exists() else []
+    ):
+        try:
+            if engine.state(server_dir.name).running:
+                engine.stop(server_dir.name)
+                lines.append(f"postgres {server_dir.name}: stopped")
+        except Exception as exc:  # one server must not keep the rest (and the services) up
+            lines.append(f"postgres {server_dir.name}: not stopped: {exc}")
     clusters = settings.data_dir / "clusters"
     if clusters.exists():
         patroni = LocalPatroniEngine(settings.data_dir, settings.etcd_endpoint)
-        for cluster_dir in sorted(p for p in clusters.iterdir() if p.is_dir()):
-            members = {m.node_id: m for m in patroni.members(cluster_dir.name)}
-            nodes = sorted((p.parent.name for p in cluster_dir.glob("*/patroni.yml")),
-                           key=lambda n: members[n].role == "primary" if n in members else False)  # fmt: skip
-            for node_id in nodes:
-                patroni.stop_node(cluster_dir.name, node_id)
+        for cluster_dir in sorted(p for p in clusters.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            try:
+                members = {m.node_id: m for m in patroni.members(cluster_dir.name)}
+                nodes = sorted((p.parent.name for p in cluster_dir.glob("*/patroni.yml")),
+                               key=lambda n: members[n].role == "primary" if n in members else False)  # fmt: skip
+                for node_id in nodes:
+                    patroni.stop_node(cluster_dir.name, node_id)
+            except Exception as exc:
+                lines.append(f"cluster {cluster_dir.name}: not stopped: {exc}")
+                continue
             if nodes:
                 lines.append(f"cluster {cluster_dir.name}: stopped {len(nodes)} node(s)")
     return lines

@@ -101,7 +101,13 @@ def _wait_replayed(ctx: StepContext) -> str:
     while time.monotonic() - started < REPLAY_TIMEOUT:
         replayed = ctx.ports.cluster_engine.replay_position(ctx.resource_id)
         if replayed is not None and replayed >= final:
-            _set(ctx, lag_bytes=0)
+            # A session that overrode read-only (BEGIN READ WRITE) may have written since the
+            # block: the source's position now is the one to reach before promoting.
+            now = ctx.ports.engine.wal_position(_source(ctx))
+            if now > final:
+                final = now
+                continue
+            _set(ctx, lag_bytes=0, final_position=final)
             return f"the leader replayed the source's last WAL ({final}) in {time.monotonic() - started:.1f}s"
         time.sleep(POLL)
     raise EngineError(f"the cluster did not replay the source's WAL up to {final} in time (at {replayed})")
