@@ -58,10 +58,17 @@ def _get(stack: LocalStack, token: str, cid: str) -> dict:
 
 def test_write_and_replication_status(stack: LocalStack, token: str, cluster: dict) -> None:
     _write(cluster["credentials"]["uri"], 1)
-    status, rs = stack.request("GET", f"{CLUSTERS}/{cluster['id']}/replication/status", token=token)
-    assert status == 200, rs
-    assert rs["primary"] and len(rs["replicas"]) == 2
-    assert all(r["state"] == "streaming" and r["is_healthy"] for r in rs["replicas"])
+
+    def streaming() -> dict | None:
+        status, rs = stack.request("GET", f"{CLUSTERS}/{cluster['id']}/replication/status", token=token)
+        assert status == 200, rs
+        assert rs["primary"] and len(rs["replicas"]) == 2
+        healthy = all(r["state"] == "streaming" and r["is_healthy"] for r in rs["replicas"])
+        return rs if healthy else None
+
+    # The first backup starts as the cluster turns running: its WAL switch shows as lag until
+    # Patroni publishes the replicas' positions again (once a loop, 10 s).
+    rs = wait_for(streaming, 30, interval=0.5, what="both replicas streaming and healthy")
     assert all(r["lag_bytes"] < 1024 * 1024 for r in rs["replicas"])
     assert _count(cluster["credentials"]["read_only_uri"]) == 1
 
