@@ -436,6 +436,8 @@ class LocalPgBackRest(BackupEngine):
         if repo_type not in REPO_TYPES:
             raise ValueError(f"unknown repo_type {repo_type!r}: use one of {', '.join(REPO_TYPES)}")
         self._home = Path(home)
+        # stanza -> (execId of the backup, the last percentage read of it)
+        self._last_percent: dict[str, tuple[Any, int]] = {}
         self._passphrase_for = cipher_passphrase_for
         self._repo_type = repo_type
         self._encrypt = encrypt
@@ -653,6 +655,7 @@ class LocalPgBackRest(BackupEngine):
     def backup_progress(self, stanza: str) -> int | None:
         lock = ((self._info(stanza).get("status") or {}).get("lock") or {}).get("backup") or {}
         if not lock.get("held"):
+            self._last_percent.pop(stanza, None)
             return None
         # Newer pgBackRest releases put sizes in the JSON. 2.45 keeps the percentage only in
         # its lock file (which its text output quotes, but unreliably: see _lock_percent).
@@ -673,8 +676,15 @@ class LocalPgBackRest(BackupEngine):
             except json.JSONDecodeError:
                 time.sleep(0.005)
                 continue
-            return clamp_percent(float(content.get("pctCplt", 0)) / 100)
-        return 0
+            percent = clamp_percent(float(content.get("pctCplt", 0)) / 100)
+            execution, last = self._last_percent.get(stanza, (None, 0))
+            if execution == content.get("execId"):
+                percent = max(percent, last)
+            self._last_percent[stanza] = (content.get("execId"), percent)
+            return percent
+        # Caught mid-rewrite every time (a niced backup is preempted more often): the last
+        # figure read of this backup, never a lower one.
+        return self._last_percent.get(stanza, (None, 0))[1]
 
     def list_backups(self, stanza: str) -> list[BackupInfo]:
         return self._backups_of(stanza, self._info(stanza))
