@@ -51,7 +51,7 @@ system-packages:
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev,local]'
 	touch $@
 
 # newman and the OpenAPI -> Postman converter (tests/postman), pinned, in a prefix of the venv.

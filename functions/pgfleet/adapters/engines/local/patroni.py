@@ -262,6 +262,13 @@ class LocalPatroniEngine(ClusterEngine):
             if spec.replication_mode != "async" and len(spec.nodes) > 1 and not rest.sync_standbys(cluster):
                 waiting.append("no synchronous standby chosen yet")
             if not waiting and primary is not None:
+                # The same test replication_status applies: the primary itself must see each
+                # replica streaming (Patroni's view can run a loop ahead of a new walsender).
+                stats = self._streaming_stats(spec.cluster_id, primary.node_id)
+                for n in spec.nodes:
+                    if n.node_id != primary.node_id and stats.get(n.node_id, ("absent",))[0] != "streaming":
+                        waiting.append(f"{n.node_id}: not streaming in the primary's pg_stat_replication")
+            if not waiting and primary is not None:
                 return (
                     f"healthy: primary {primary.node_id} on timeline {primary.timeline},"
                     f" {len(spec.nodes) - 1} replica(s) streaming on it"
@@ -441,23 +448,27 @@ class LocalPatroniEngine(ClusterEngine):
                 raise EngineError(f"rewind role on {cluster_id} failed: {first_line(exc)}") from exc
         return f"promoted: {leader.node_id} accepts writes after {time.monotonic() - started:.1f}s"
 
+    def _streaming_stats(self, cluster_id: str, primary_node: str) -> dict[str, tuple[str, int, float]]:
+        """pg_stat_replication as the primary sees it: application_name -> (state, replay lag
+        in bytes, replay lag in seconds); empty when the primary cannot be reached."""
+        with (
+            contextlib.suppress(EngineError, psycopg.Error),
+            self._connect(cluster_id, primary_node) as conn,
+        ):
+            rows = conn.execute(
+                "SELECT application_name, state,"
+                " coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), replay_lsn), 0)::pg_catalog.int8,"
+                " coalesce(extract(epoch FROM replay_lag), 0)::pg_catalog.float8"
+                " FROM pg_catalog.pg_stat_replication"
+            ).fetchall()
+            return {str(r[0]): (str(r[1]), int(r[2]), float(r[3])) for r in rows}
+        return {}
+
     def replication_status(self, cluster_id: str) -> ReplicationStatus:
         """Replicas from Patroni, with lag and state from pg_stat_replication on the primary."""
         members = self.members(cluster_id)
         primary = next((m for m in members if m.role == "primary" and m.running), None)
-        stats: dict[str, tuple[str, int, float]] = {}
-        if primary is not None:
-            with (
-                contextlib.suppress(EngineError, psycopg.Error),
-                self._connect(cluster_id, primary.node_id) as conn,
-            ):
-                rows = conn.execute(
-                    "SELECT application_name, state,"
-                    " coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), replay_lsn), 0)::pg_catalog.int8,"
-                    " coalesce(extract(epoch FROM replay_lag), 0)::pg_catalog.float8"
-                    " FROM pg_catalog.pg_stat_replication"
-                ).fetchall()
-                stats = {str(r[0]): (str(r[1]), int(r[2]), float(r[3])) for r in rows}
+        stats = self._streaming_stats(cluster_id, primary.node_id) if primary is not None else {}
         replicas = []
         for m in members:
             if primary is not None and m.node_id == primary.node_id:

