@@ -6,7 +6,7 @@ PGFLEET_HOME ?= $(HOME)/.pgfleet
 export PGFLEET_HOME
 # Debian packages the data plane needs: PostgreSQL 15, etcd (Patroni's DCS), pgBackRest, PgBouncer;
 # and Prometheus, which the tests scrape /api/metrics with.
-APT_PACKAGES := postgresql-15 postgresql-client-15 etcd-server pgbackrest pgbouncer util-linux prometheus
+APT_PACKAGES := postgresql-15 postgresql-client-15 etcd-server pgbackrest pgbouncer util-linux prometheus haproxy
 REQUIRED_BINARIES := /usr/lib/postgresql/15/bin/postgres /usr/bin/etcd /usr/bin/pgbackrest /usr/sbin/pgbouncer /usr/sbin/runuser /usr/bin/prometheus
 
 .PHONY: help install system-packages up down status token test unit lint bench clean provider node-tools postman

@@ -101,12 +101,16 @@ FIELD_VALUES: dict[str, Any] = {
     "max_connections": 50,
     "full_backup_cron": "0 3 * * ? *",
     "resolutionNote": "resolved from the Postman collection",
+    "target_version": "18",
 }
 # Concrete defaults the converter copied that would make a run needlessly heavy: a three-node
 # cluster; a second recovery into a new instance (Setup ran one: this one asks for the plan).
 BODY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/postgres/cluster"): {"node_count": 1},
     ("POST", "/api/v1/backup/recovery/initiate"): {"validateOnly": True},
+    # An upgrade changes the major version under the rest of the run: its pre-flight only.
+    ("POST", "/api/v1/postgres/single/{resource_id}/upgrade"): {"dry_run": True},
+    ("POST", "/api/v1/postgres/cluster/{resource_id}/upgrade"): {"dry_run": True},
 }
 PLACEHOLDER = re.compile(r"^<[a-zA-Z-]+>$")
 # The run order within a folder: its sub-folders first, then reads, writes, actions, deletes;
@@ -519,6 +523,11 @@ def _bind(openapi: dict[str, Any], item: dict[str, Any], names: list[str]) -> No
             print(f"postman: {method} {route}: no fixture for the path parameter {name!r}", file=sys.stderr)
             continue
         variable["value"] = "{{" + fixture + "}}"
+    for parameter in request["url"].get("query", []):
+        # A required query parameter the converter left as a placeholder gets its field value.
+        if isinstance(parameter.get("value"), str) and PLACEHOLDER.match(parameter["value"]):
+            if parameter["key"] in FIELD_VALUES:
+                parameter["value"] = str(FIELD_VALUES[parameter["key"]])
     body = request.get("body")
     if body and body.get("mode") == "raw" and body.get("raw"):
         schema = operation["requestBody"]["content"]["application/json"]["schema"]

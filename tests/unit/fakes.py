@@ -418,7 +418,7 @@ class FakeEngine(Engine):
         return list(self.missing)
 
     def supported_versions(self) -> list[str]:
-        return ["15"]
+        return ["15", "18"]
 
     def _check(self, method: str) -> None:
         from pgfleet.core.errors import EngineError
@@ -521,6 +521,45 @@ class FakeEngine(Engine):
         self.slots.get(source_server_id, set()).discard(slot)
         return "slot dropped"
 
+    # major-version upgrade in place: the version moves with the data; the old one is kept
+    # ("kept") until finish_upgrade.
+    def server_version(self, server_id: str) -> str:
+        self._check("server_version")
+        return f"{self.servers[server_id]['spec'].version}.0"
+
+    def upgrade_check(self, server_id: str, target_version: str, link: bool) -> list[str]:
+        self._check("upgrade_check")
+        return list(self.servers[server_id].get("upgrade_findings", []))
+
+    def upgrade_space(self, server_id: str) -> tuple[int, int]:
+        return int(self.servers[server_id].get("data_bytes", 10 << 20)), 1 << 40
+
+    def upgrade_data(self, spec: ServerSpec, link: bool) -> str:
+        self._check("upgrade_data")
+        server = self.servers[spec.server_id]
+        if server["running"]:
+            from pgfleet.core.errors import EngineError
+
+            raise EngineError("server must be stopped for pg_upgrade")
+        server.setdefault("kept", server["spec"])
+        server["spec"] = spec
+        return f"upgraded to {spec.version}"
+
+    def roll_back_upgrade(self, server_id: str, target_version: str) -> str:
+        server = self.servers[server_id]
+        server["running"] = False
+        if "kept" in server:
+            server["spec"] = server.pop("kept")
+        return "put back"
+
+    def finish_upgrade(self, server_id: str, target_version: str) -> str:
+        self.servers[server_id].pop("kept", None)
+        return "old data removed"
+
+    def after_upgrade(self, server_id: str) -> str:
+        self._check("after_upgrade")
+        return "analyzed"
+
     def apply_resources(self, spec: ServerSpec) -> str:
         self._check("apply_resources")
         self.limits[spec.server_id] = (spec.memory_mb, spec.cpu)
@@ -554,6 +593,10 @@ class FakeClusterEngine(ClusterEngine):
         self.replayed: dict[str, int] = {}  # cluster id -> WAL position its leader replayed
         self.promoted: list[str] = []  # standby clusters promoted, in order
         self.upstreams: dict[str, Any] = {}  # cluster id -> the Upstream it was provisioned to follow
+        self.forwarded: dict[int, str] = {}  # port -> the cluster whose primary it forwards to
+
+    def supported_versions(self) -> list[str]:
+        return ["15"]
 
     def dcs_status(self, timeout: float = 2.0) -> DcsStatus:
         if self.dcs_healthy:
@@ -670,6 +713,24 @@ class FakeClusterEngine(ClusterEngine):
         if not any(v["running"] for v in self.nodes.get(cluster_id, {}).values()):
             raise EngineError(f"cluster {cluster_id} has no running primary")
         return self.admins.setdefault(cluster_id, FakeDatabaseAdmin())
+
+    # forwarded endpoints: port -> cluster id
+    def forward_endpoint(self, spec: ClusterSpec, port: int) -> str:
+        owner = self.forwarded.get(port)
+        if owner is not None and owner != spec.cluster_id:
+            from pgfleet.core.errors import EngineError
+
+            raise EngineError(f"port {port} already forwards to cluster {owner}")
+        self.forwarded[port] = spec.cluster_id
+        return f"port {port} forwards to {self.leader.get(spec.cluster_id)}"
+
+    def stop_forwarding(self, cluster_id: str, port: int) -> str:
+        if self.forwarded.get(port) == cluster_id:
+            del self.forwarded[port]
+        return f"port {port} no longer forwarded"
+
+    def forwarded_to(self, cluster_id: str, port: int) -> str | None:
+        return self.leader.get(cluster_id) if self.forwarded.get(port) == cluster_id else None
 
 
 class FakePorts:

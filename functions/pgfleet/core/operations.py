@@ -155,6 +155,15 @@ def public_view(op: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in op.items() if k not in hidden}
 
 
+def report(ctx: StepContext, **detail: Any) -> dict[str, Any]:
+    """What the running step measures for the user to watch (a replication lag, a phase),
+    merged into the operation's `detail`: one store write; the step's own record stays as
+    it is."""
+    fresh = ctx.ports.store.get(KIND, ctx.operation["id"]) or ctx.operation
+    merged = {**(fresh.get("detail") or {}), **detail, "reported_at": utcnow_iso()}
+    return ctx.ports.store.update(KIND, fresh["id"], {"detail": merged}, fresh["revision"])
+
+
 def resume(ports: Ports, operation_id: str) -> None:
     """Re-enqueue an operation whose message may have been lost (reconcile calls this)."""
     ports.queue.send({"operation_id": operation_id})

@@ -80,7 +80,7 @@ def name_key(rtype: ResourceType, tenant: str, name: str) -> str:
 # Statuses a workflow leaves on its way: a record stays in one only while an operation works.
 TRANSITIONAL = (
     "creating", "starting", "stopping", "restarting", "deleting", "pausing", "resuming",
-    "resizing", "restoring", "scaling", "promoting",
+    "resizing", "restoring", "scaling", "promoting", "upgrading",
 )  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from pgfleet.domains import (
     sizing,
     system,
     tenants,
+    upgrades,
 )
 from pgfleet.domains import (
     operations as operations_domain,
@@ -45,6 +46,7 @@ DOMAINS: tuple[Domain, ...] = (
     monitoring.DOMAIN,
     quotas.DOMAIN,
     sizing.DOMAIN,
+    upgrades.DOMAIN,
     backups.DOMAIN,
     reconcile.DOMAIN,
     system.DOMAIN,

@@ -244,3 +244,40 @@ class Engine(abc.ABC):
     def database_admin(self, server_id: str) -> DatabaseAdmin:
         """Administration of the running server's roles, tenants and usage (see
         `pgfleet.ports.database_admin`). Raises EngineError when the server is not provisioned."""
+
+    # --- major-version upgrade in place (pg_upgrade) ---
+
+    @abc.abstractmethod
+    def server_version(self, server_id: str) -> str:
+        """The running server's version as it reports it (SHOW server_version, e.g. "18.6")."""
+
+    @abc.abstractmethod
+    def upgrade_check(self, server_id: str, target_version: str, link: bool) -> list[str]:
+        """Findings that would make an in-place upgrade of the server to `target_version` fail
+        (pg_upgrade --check against the server, live when it runs; extensions the target
+        lacks), one sentence each; empty when it would pass. Changes nothing."""
+
+    @abc.abstractmethod
+    def upgrade_space(self, server_id: str) -> tuple[int, int]:
+        """(bytes of the server's data directory, bytes free on the volume holding it)."""
+
+    @abc.abstractmethod
+    def upgrade_data(self, spec: ServerSpec, link: bool) -> str:
+        """pg_upgrade the stopped server's data directory to `spec.version` (with hard links
+        when `link`) and rewrite its configuration from `spec`; the old data directory is kept
+        as the way back until `finish_upgrade`. Idempotent. Does not start the server."""
+
+    @abc.abstractmethod
+    def roll_back_upgrade(self, server_id: str, target_version: str) -> str:
+        """Stop the server if it runs and put back the data directory kept by `upgrade_data`.
+        Idempotent. Raises EngineError when the old version cannot be put back (link mode after
+        the new server ran)."""
+
+    @abc.abstractmethod
+    def finish_upgrade(self, server_id: str, target_version: str) -> str:
+        """Remove the data directory kept by `upgrade_data` (the upgraded server is verified)."""
+
+    @abc.abstractmethod
+    def after_upgrade(self, server_id: str) -> str:
+        """On the running upgraded server: update every extension to the target's version in
+        every database, then refresh planner statistics (vacuumdb --analyze-in-stages)."""

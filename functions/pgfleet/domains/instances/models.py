@@ -22,6 +22,8 @@ InstanceStatus = Literal[
     "pausing", "paused", "resuming", "resizing",
     # backups: a restore in place
     "restoring",
+    # upgrades: a major-version upgrade
+    "upgrading",
 ]  # fmt: skip
 
 # The first full backup runs as its own operation once the server accepts connections; the

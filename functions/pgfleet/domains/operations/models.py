@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -27,6 +27,10 @@ class Operation(BaseModel):
     progress: int = Field(ge=0, le=100)
     steps: list[OperationStep]
     error: str | None = None
+    detail: dict[str, Any] | None = Field(
+        default=None,
+        description="What the running step measures, e.g. the replication lag of a blue/green upgrade.",
+    )
     created_at: str
     updated_at: str
     started_at: str | None = None

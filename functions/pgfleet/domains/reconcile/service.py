@@ -18,7 +18,7 @@ from pgfleet.core import operations, resources
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import PgfleetError
 from pgfleet.core.models import utcnow_iso
-from pgfleet.domains import archive, clusters, instances, replicas, tenants
+from pgfleet.domains import archive, clusters, instances, migrations, replicas, tenants
 from pgfleet.ports.scheduler import Schedule
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ TRANSITIONAL = (
     "resuming",
     "resizing",
     "restoring",  # backups: a restore in place
+    "upgrading",  # upgrades: a major-version upgrade
 )
 
 
@@ -59,6 +60,7 @@ def run(ports: Ports, detail: dict[str, Any] | None = None) -> list[str]:
                 actions.append(line)
     actions += replicas.reconcile(ports)
     actions += tenants.reconcile(ports)
+    actions += migrations.reconcile(ports)  # the old endpoints of migrated instances forward again
     return actions
 
 

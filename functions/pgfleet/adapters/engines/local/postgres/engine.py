@@ -26,6 +26,7 @@ import fcntl
 import ipaddress
 import logging
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -33,12 +34,13 @@ from datetime import datetime
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 
 from pgfleet.adapters.engines.local import host_capacity, process
 from pgfleet.adapters.engines.local.cgroups import CgroupLimits, LimitsOutcome
 from pgfleet.adapters.engines.local.database_admin import AdminServer, LocalDatabaseAdmin
 from pgfleet.adapters.engines.local.ports import port_is_free
-from pgfleet.adapters.engines.local.postgres import logs, postmaster
+from pgfleet.adapters.engines.local.postgres import logs, postmaster, upgrade
 from pgfleet.adapters.engines.local.postgres.binaries import bin_dir_for, installed_binaries, missing_programs
 from pgfleet.adapters.engines.local.postgres.commands import (
     PG_CTL_TIMEOUT_S,
@@ -75,7 +77,7 @@ from pgfleet.adapters.engines.local.postgres.replication import (
 )
 from pgfleet.adapters.engines.local.postgres.roles import ensure_role_and_database
 from pgfleet.adapters.engines.local.postgres.stats import collect_stats
-from pgfleet.adapters.engines.local.sql import AdminSocket, SessionLimits, connect, first_line
+from pgfleet.adapters.engines.local.sql import ADMIN_USER, AdminSocket, SessionLimits, connect, first_line
 from pgfleet.core.errors import EngineError
 from pgfleet.ports.database_admin import DatabaseAdmin
 from pgfleet.ports.engine import (
@@ -410,6 +412,99 @@ class LocalPostgresEngine(Engine):
         _check_identifier("slot", slot)
         with self.administer(source_server_id, "drop_replication_slot") as conn:
             return drop_physical_slot(conn, slot)
+
+    # -- port: major-version upgrade in place --
+
+    def _upgrade_dirs(self, server_id: str, target_version: str) -> upgrade.UpgradeDirs:
+        bin_dir_for(target_version)
+        return upgrade.UpgradeDirs(self.paths(server_id), target_version)
+
+    def _databases(self, server_id: str) -> list[str]:
+        with self.administer(server_id, "listing databases") as conn:
+            rows = conn.execute(
+                "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn ORDER BY datname"
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def _session_in(self, server_id: str, dbname: str) -> contextlib.AbstractContextManager[psycopg.Connection]:
+        return self._session(server_id, dbname, limits=SessionLimits())
+
+    def server_version(self, server_id: str) -> str:
+        with self.administer(server_id, "reading the server version") as conn:
+            row = conn.execute("SELECT pg_catalog.current_setting('server_version')").fetchone()
+        return str(row[0]).split()[0] if row else ""
+
+    def upgrade_check(self, server_id: str, target_version: str, link: bool) -> list[str]:
+        """pg_upgrade --check (live against the running server) and the extensions in use
+        that the target version does not ship."""
+        dirs = self._upgrade_dirs(server_id, target_version)
+        paths = dirs.paths
+        if not is_data_dir(paths.data):
+            raise EngineError(f"server {server_id} is not provisioned")
+        findings: list[str] = []
+        running = postmaster.running_pid(paths) is not None
+        if running:
+            available = upgrade.available_extensions(bin_dir_for(target_version))
+            for dbname in self._databases(server_id):
+                with self._session_in(server_id, dbname) as conn:
+                    rows = conn.execute("SELECT extname FROM pg_catalog.pg_extension ORDER BY extname").fetchall()
+                missing = [str(r[0]) for r in rows if str(r[0]) not in available]
+                if missing:
+                    findings.append(
+                        f"database {dbname}: extension(s) {', '.join(missing)} not available in "
+                        f"PostgreSQL {target_version}"
+                    )
+        with self._lock(f"upgrade-{server_id}"):
+            findings += upgrade.check(dirs, self._port(paths), link=link, running=running)
+        return findings
+
+    def upgrade_space(self, server_id: str) -> tuple[int, int]:
+        paths = self.paths(server_id)
+        return upgrade.data_bytes(paths.data), shutil.disk_usage(paths.root).free
+
+    def upgrade_data(self, spec: ServerSpec, link: bool) -> str:
+        dirs = self._upgrade_dirs(spec.server_id, spec.version)
+        with self._lock(f"server-{spec.server_id}"):
+            if postmaster.running_pid(dirs.paths):
+                raise EngineError(f"server {spec.server_id} must be stopped for pg_upgrade")
+            port = self._port(dirs.paths)
+            reason = upgrade.run(dirs, port, link=link)
+        self.provision(spec)  # the new data directory gets pgfleet.conf, the include and pg_hba
+        return reason
+
+    def roll_back_upgrade(self, server_id: str, target_version: str) -> str:
+        dirs = self._upgrade_dirs(server_id, target_version)
+        self.stop(server_id)
+        with self._lock(f"server-{server_id}"):
+            return upgrade.roll_back(dirs)
+
+    def finish_upgrade(self, server_id: str, target_version: str) -> str:
+        dirs = self._upgrade_dirs(server_id, target_version)
+        with self._lock(f"server-{server_id}"):
+            return upgrade.finish(dirs)
+
+    def after_upgrade(self, server_id: str) -> str:
+        updated: list[str] = []
+        for dbname in self._databases(server_id):
+            with self._session_in(server_id, dbname) as conn:
+                rows = conn.execute(
+                    "SELECT e.extname FROM pg_catalog.pg_extension e"
+                    " JOIN pg_catalog.pg_available_extensions a ON a.name = e.extname"
+                    " WHERE a.default_version IS DISTINCT FROM e.extversion ORDER BY e.extname"
+                ).fetchall()
+                for (name,) in rows:
+                    conn.execute(psycopg.sql.SQL("ALTER EXTENSION {} UPDATE").format(psycopg.sql.Identifier(name)))
+                    updated.append(f"{dbname}.{name}")
+        paths = self.paths(server_id)
+        bin_dir = bin_dir_for(data_dir_version(paths.data))
+        started = time.monotonic()
+        process.run(
+            [str(bin_dir / "vacuumdb"), "--all", "--analyze-in-stages", "-h", str(paths.socket),
+             "-p", str(self._port(paths)), "-U", ADMIN_USER],
+            timeout=3600,
+        )  # fmt: skip
+        ext = f"extensions updated: {', '.join(updated)}" if updated else "extensions already current"
+        return f"{ext}; statistics rebuilt (vacuumdb --analyze-in-stages) in {time.monotonic() - started:.1f}s"
 
     # -- internals: provisioning --
 
