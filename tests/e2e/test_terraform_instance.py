@@ -88,6 +88,30 @@ def test_resources_are_resized_in_place_and_renamed_by_replacement(
         (example / "main.tf").write_text(original)
 
 
+def test_a_higher_version_is_an_upgrade_in_place_not_a_replacement(
+    stack: LocalStack, operator: str, terraform: Terraform, example: Path
+) -> None:
+    original = (example / "main.tf").read_text()
+    before = terraform.outputs(example)
+    upgraded = re.sub(r'(version\s*=\s*)"15"', r'\g<1>"18"', original)
+    assert upgraded != original
+    (example / "main.tf").write_text(upgraded)
+    assert _planned_action(terraform, example) == ["update"]
+    terraform.apply(example)
+    after = terraform.outputs(example)
+    assert (after["id"], after["port"]) == (before["id"], before["port"])  # same instance, same endpoint
+    status, body = stack.request("GET", f"/api/v1/postgres/single/{after['id']}", token=operator)
+    assert status == 200 and body["version"] == "18" and body["status"] == "running", body
+    with psycopg.connect(str(before["uri"]), connect_timeout=5) as conn:
+        assert conn.execute("SHOW server_version").fetchone()[0].startswith("18.")
+    assert terraform.plan_is_empty(example)
+    # Back to 15 would be a downgrade: the plan is refused with the API's reason.
+    (example / "main.tf").write_text(original)
+    plan = terraform(example, "apply", "-auto-approve", "-no-color", check=False)
+    assert plan.returncode != 0 and "downgrades are not possible" in plan.stdout + plan.stderr
+    (example / "main.tf").write_text(upgraded)
+
+
 def test_import_of_an_instance_created_over_http(
     stack: LocalStack, operator: str, terraform: Terraform, tmp_path: Path
 ) -> None:

@@ -50,12 +50,9 @@ def test_instance_arguments_come_from_the_create_model() -> None:
             assert attribute.default == field.default
     assert "Between 256 and 262144" in attributes["memory"].description
     assert attributes["name"].required and attributes["name"].requires_replace
-    assert {n for n, a in attributes.items() if a.requires_replace} == {
-        "name",
-        "version",
-        "database",
-        "username",
-    }
+    # A higher version is an upgrade: an update in place, never a replace.
+    assert {n for n, a in attributes.items() if a.requires_replace} == {"name", "database", "username"}
+    assert not attributes["version"].requires_replace and attributes["upgrade_mode"].default == "in_place"
 
 
 def test_instance_computed_attributes_and_their_sensitivity() -> None:
@@ -83,7 +80,7 @@ def _flags(attribute: Any) -> set[str]:
 def test_a_cluster_is_an_instance_with_nodes_and_replication() -> None:
     attributes = _attributes(CLUSTER)
     assert {n for n, a in attributes.items() if a.requires_replace} == {
-        "name", "version", "database", "username", "replication_mode",
+        "name", "database", "username", "replication_mode",
     }  # fmt: skip
     assert not attributes["node_count"].requires_replace and attributes["node_count"].default == 3
     assert {n for n, a in attributes.items() if a.sensitive} == {"password", "uri", "read_only_uri"}
@@ -495,6 +492,33 @@ def test_scaling_a_cluster_plans_its_topology_as_known_after_apply() -> None:
     state = resource.update(UpdateContext(diags, "pgfleet_cluster"), current, {**planned, "node_count": 3})
     assert not diags.diagnostics and api.calls[0] == ("POST", f"{item}/scale", {"node_count": 3})
     assert [n["id"] for n in state["nodes"]] == ["n1", "n2", "n3"] and state["read_only_uri"] == "r"
+
+
+def test_a_higher_version_is_an_upgrade_update_with_the_chosen_mode() -> None:
+    item = "/api/v1/postgres/cluster/pgc-1"
+    api = ScriptedApi(
+        {
+            ("POST", f"{item}/upgrade"): [
+                {"resource_id": "pgc-1", "status": "upgrading", "operation_id": "op-u"}
+            ],
+            ("GET", "/api/v1/operations/op-u"): _succeeded("op-u"),
+            ("GET", item): [_cluster(version="18")],
+        }
+    )
+    resource = _resource(api, CLUSTER)
+    current = {**to_state(CLUSTER, _cluster(), {"password": "pw", "uri": "u"}), "upgrade_mode": "in_place"}
+    diags = Diagnostics()
+    # The mode alone changes nothing on the server: the state takes it.
+    moded = resource.update(
+        UpdateContext(diags, "pgfleet_cluster"), current, {**current, "upgrade_mode": "blue_green"}
+    )
+    assert not api.calls and moded["upgrade_mode"] == "blue_green"
+    state = resource.update(UpdateContext(diags, "pgfleet_cluster"), moded, {**moded, "version": "18"})
+    assert not diags.diagnostics, diags.diagnostics
+    assert api.calls[0] == ("POST", f"{item}/upgrade", {"target_version": "18", "mode": "blue_green"})
+    assert state["version"] == "18" and state["upgrade_mode"] == "blue_green" and state["password"] == "pw"
+    # Never sent on create.
+    assert "upgrade_mode" in CLUSTER.local
 
 
 def test_a_quota_is_put_on_its_parent_imported_by_its_id_and_reset_on_destroy() -> None:

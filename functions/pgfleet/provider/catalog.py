@@ -8,6 +8,10 @@ a cluster has a path for each, and a configuration sets exactly one of the two p
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from pgfleet.domains.archive import BackupScheduleUpdate, BackupScheduleView
 from pgfleet.domains.clusters import ClusterCreate, ClusterCreated
 from pgfleet.domains.instances import InstanceCreate, InstanceCreated
@@ -17,14 +21,42 @@ from pgfleet.domains.tenants import TenantCreate, TenantCreated
 from pgfleet.provider.hcl import Ref
 from pgfleet.provider.spec import Computed, DataSourceSpec, InPlaceUpdate, ResourceSpec, Singleton
 
+UPGRADE_MODE = Field(
+    default="in_place",
+    description=(
+        "How a change of `version` upgrades: `in_place` (pg_upgrade on the same servers, one planned "
+        "downtime) or `blue_green` (a new server fed by logical replication, then a cutover of seconds). "
+        "Read only when `version` changes; never sent on create."
+    ),
+)
+
+
+class InstanceArguments(InstanceCreate):
+    upgrade_mode: Literal["in_place", "blue_green"] = UPGRADE_MODE
+
+
+class ClusterArguments(ClusterCreate):
+    upgrade_mode: Literal["in_place", "blue_green"] = UPGRADE_MODE
+
+
+# A change of `version` is an upgrade, planned as an update (never a replace).
+UPGRADE = InPlaceUpdate(
+    "upgrade",
+    ("version",),
+    rename={"version": "target_version", "upgrade_mode": "mode"},
+    along=("upgrade_mode",),
+)
+UPGRADE_MODE_ONLY = InPlaceUpdate("", ("upgrade_mode",), method="")
+
 INSTANCE = ResourceSpec(
     name="instance",
     path="/api/v1/postgres/single",
-    create=InstanceCreate,
+    create=InstanceArguments,
     response=InstanceCreated,
     description=(
-        "A single PostgreSQL instance. `cpu`, `memory` and `storage` change in place (resize); "
-        "changing `name`, `version`, `database` or `username` replaces the instance and its data."
+        "A single PostgreSQL instance. `cpu`, `memory` and `storage` change in place (resize); a higher "
+        "`version` upgrades it in place or blue/green (`upgrade_mode`), keeping its endpoint and data; "
+        "changing `name`, `database` or `username` replaces the instance and its data."
     ),
     computed=(
         Computed("status", description="Observed status of the instance."),
@@ -33,21 +65,23 @@ INSTANCE = ResourceSpec(
         Computed("password", "credentials.password", sensitive=True, create_only=True),
         Computed("uri", "credentials.uri", sensitive=True, create_only=True),
     ),
-    in_place=(InPlaceUpdate("resize", ("cpu", "memory", "storage")),),
-    force_new=("name", "version", "database", "username"),
+    in_place=(InPlaceUpdate("resize", ("cpu", "memory", "storage")), UPGRADE, UPGRADE_MODE_ONLY),
+    force_new=("name", "database", "username"),
+    local=("upgrade_mode",),
     example={"name": "orders-db", "memory": 2048},
 )
 
 CLUSTER = ResourceSpec(
     name="cluster",
     path="/api/v1/postgres/cluster",
-    create=ClusterCreate,
+    create=ClusterArguments,
     response=ClusterCreated,
     description=(
         "An HA PostgreSQL cluster (Patroni): a primary and `node_count - 1` streaming replicas. "
         "`cpu`, `memory` and `storage` change in place (a rolling resize: replicas, then a "
-        "switchover), `node_count` too (scale); changing `name`, `version`, `database`, `username` "
-        "or `replication_mode` replaces the cluster and its data."
+        "switchover), `node_count` too (scale); a higher `version` upgrades it (`upgrade_mode`), keeping "
+        "its nodes' endpoints and data; changing `name`, `database`, `username` or `replication_mode` "
+        "replaces the cluster and its data."
     ),
     computed=(
         Computed("status", description="Observed status of the cluster."),
@@ -71,8 +105,11 @@ CLUSTER = ResourceSpec(
     in_place=(
         InPlaceUpdate("resize", ("cpu", "memory", "storage")),
         InPlaceUpdate("scale", ("node_count",)),
+        UPGRADE,
+        UPGRADE_MODE_ONLY,
     ),
-    force_new=("name", "version", "database", "username", "replication_mode"),
+    force_new=("name", "database", "username", "replication_mode"),
+    local=("upgrade_mode",),
     example={"name": "orders-ha", "node_count": 3, "memory": 2048},
 )
 

@@ -167,7 +167,11 @@ class ApiResource(Resource):
         client = self.provider.api_client(ctx.diagnostics)
         if client is None:
             return None
-        arguments = {name: known_value(planned[name]) for name in spec.arguments if _known(planned.get(name))}
+        arguments = {
+            name: known_value(planned[name])
+            for name in spec.arguments
+            if name not in spec.local and _known(planned.get(name))
+        }
         body = {**spec.fixed, **arguments}
         try:
             if spec.singleton:
@@ -207,7 +211,10 @@ class ApiResource(Resource):
         for change in spec.in_place:
             if all(current.get(a) == planned.get(a) for a in change.attributes):
                 continue
-            body = {a: known_value(planned[a]) for a in change.attributes if _known(planned.get(a))}
+            if not change.method:  # only the provider reads it: the new value is the state
+                state = {**state, **{a: planned.get(a) for a in change.attributes}}
+                continue
+            body = change.body({a: known_value(v) for a, v in planned.items() if _known(v)})
             path = spec.item_path(current)
             try:
                 answer = client.request(

@@ -64,7 +64,14 @@ class InPlaceUpdate:
 
     action: str  # "": the object's own path, e.g. a PUT of a whole document
     attributes: tuple[str, ...]
-    method: str = "POST"
+    method: str = "POST"  # "": no request (an argument only the provider reads)
+    # Body field names that differ from the attribute names (`version` -> `target_version`).
+    rename: Mapping[str, str] = field(default_factory=dict)
+    # Arguments sent along with the change without being a reason for it (`upgrade_mode`).
+    along: tuple[str, ...] = ()
+
+    def body(self, planned: Mapping[str, Any]) -> dict[str, Any]:
+        return {self.rename.get(a, a): planned[a] for a in (*self.attributes, *self.along) if a in planned}
 
     @classmethod
     def document(cls, model: type[BaseModel]) -> InPlaceUpdate:
@@ -122,6 +129,8 @@ class ResourceSpec:
     operation_field: str = "operation_id"
     example: Mapping[str, object] = field(default_factory=dict)  # values for the generated example
     timeout_seconds: float = 1800
+    # Arguments of `create` the API does not take on create (how a later change is made).
+    local: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         arguments = set(self.arguments)

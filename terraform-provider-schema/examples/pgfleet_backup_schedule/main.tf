@@ -11,13 +11,14 @@ terraform {
 provider "pgfleet" {}
 
 resource "pgfleet_instance" "example" {
-  name     = "orders-db"
-  version  = "15"
-  cpu      = 1
-  memory   = 2048
-  storage  = 10
-  database = "app"
-  username = "app_admin"
+  name         = "orders-db"
+  version      = "15"
+  cpu          = 1
+  memory       = 2048
+  storage      = 10
+  database     = "app"
+  username     = "app_admin"
+  upgrade_mode = "in_place"
 }
 
 resource "pgfleet_backup_schedule" "example" {

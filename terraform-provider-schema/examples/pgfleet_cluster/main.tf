@@ -20,6 +20,7 @@ resource "pgfleet_cluster" "example" {
   username         = "app_admin"
   node_count       = 3
   replication_mode = "async"
+  upgrade_mode     = "in_place"
 }
 
 data "pgfleet_cluster" "example" {

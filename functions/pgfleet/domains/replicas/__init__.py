@@ -6,6 +6,7 @@ from pgfleet.domains import instances
 from pgfleet.domains.replicas import routes, workflows
 from pgfleet.domains.replicas.models import Replica, ReplicaCreate
 from pgfleet.domains.replicas.service import reconcile
+from pgfleet.domains.replicas.workflows import rebuild_all_for_instance
 
 DOMAIN = Domain(
     name="replicas",
@@ -20,4 +21,5 @@ __all__ = [
     "Replica",
     "ReplicaCreate",
     "reconcile",
+    "rebuild_all_for_instance",
 ]

@@ -65,6 +65,25 @@ def destroy_all_for_instance(ctx: StepContext) -> str:
     return f"deleted {len(records)} replica(s)" if records else "no replicas"
 
 
+def rebuild_all_for_instance(ctx: StepContext, version: str) -> str:
+    """A step of an instance's major-version upgrade, once its server runs `version`: every
+    replica is copied again from it (a physical standby cannot follow across versions), on
+    its own endpoint. Idempotent: a replica already at `version` and running is left alone."""
+    rebuilt = []
+    for record in replicas_of(ctx.ports, ctx.resource_id):
+        if record.get("version") == version and ctx.ports.engine.state(record["id"]).running:
+            continue
+        ctx.ports.engine.destroy(record["id"])
+        record = ctx.ports.store.update(KIND, record["id"], {"version": version}, record["revision"])
+        spec = instances.server_spec(record)
+        ctx.ports.engine.provision_replica(spec, ctx.resource_id)
+        ctx.ports.engine.start(spec)
+        rebuilt.append(record["id"])
+    return (
+        f"rebuilt {len(rebuilt)} replica(s) on PostgreSQL {version}" if rebuilt else "no replicas to rebuild"
+    )
+
+
 # Declared in this domain's manifest; the handlers register them.
 WORKFLOWS: tuple[Workflow, ...] = (
     Workflow(

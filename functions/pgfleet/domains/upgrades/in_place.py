@@ -20,8 +20,8 @@ from pgfleet.core import operations, resources
 from pgfleet.core.errors import EngineError, NotFound
 from pgfleet.core.models import utcnow_iso
 from pgfleet.core.operations import StepContext, StepFn, Workflow
-from pgfleet.domains import archive, instances
-from pgfleet.domains.upgrades.service import workflow_type
+from pgfleet.domains import archive, instances, replicas
+from pgfleet.domains.upgrades.common import workflow_type
 
 INSTANCE = instances.INSTANCE
 # The steps after which the new version is the instance (no way back by roll-back).
@@ -50,6 +50,10 @@ def _update(ctx: StepContext, **changes: Any) -> dict[str, Any]:
 def _backup(ctx: StepContext) -> str:
     operations.report(ctx, phase="backup", phase_reason="a full backup before the upgrade")
     return archive.lifecycle.take_full_backup(ctx, _record(ctx), "pre-upgrade")
+
+
+def _prepare(ctx: StepContext) -> str:
+    return ctx.ports.engine.prepare_upgrade(ctx.resource_id, _target(ctx))
 
 
 def _stop(ctx: StepContext) -> str:
@@ -100,6 +104,10 @@ def _verify(ctx: StepContext) -> str:
         raise NotFound("the instance's password is missing from the secret store")
     ctx.ports.engine.ensure_database(record["id"], record["database"], record["username"], password)
     return f"PostgreSQL {running} accepts connections and writes"
+
+
+def _replicas(ctx: StepContext) -> str:
+    return replicas.rebuild_all_for_instance(ctx, _target(ctx))
 
 
 def _finish(ctx: StepContext) -> str:
@@ -176,12 +184,14 @@ def _failed(ctx: StepContext, error: str) -> None:
 
 STEPS: tuple[tuple[str, StepFn], ...] = (
     ("backup", _backup),
+    ("prepare_new_cluster", _prepare),
     ("stop", _stop),
     ("pg_upgrade", _pg_upgrade),
     ("configure_archiving", _archiving),
     ("start", _start),
     (POINT_OF_NO_RETURN, _verify),
     ("drop_old_data", _finish),
+    ("rebuild_replicas", _replicas),
     ("update_extensions_and_analyze", _after),
     ("first_backup", _first_backup),
     ("mark_running", _mark),

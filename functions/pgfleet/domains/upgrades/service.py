@@ -20,17 +20,11 @@ from pgfleet.core import resources
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import EngineError, InvalidState, ValidationFailed
-from pgfleet.domains import clusters, instances, servers, tenants
+from pgfleet.domains import instances, servers, tenants
+from pgfleet.domains.upgrades import blue_green, cluster_in_place
+from pgfleet.domains.upgrades.common import item as _item
+from pgfleet.domains.upgrades.common import space_check, workflow_type
 from pgfleet.domains.upgrades.models import UpgradeCheckItem, UpgradeRequest
-
-# Free disk kept aside beyond what a copy-mode pg_upgrade writes (the new cluster's catalog,
-# WAL of the first checkpoint, the analyze).
-COPY_HEADROOM_BYTES = 256 * 1024 * 1024
-COPY_FACTOR = 1.1
-
-
-def workflow_type(kind: str, mode: str) -> str:
-    return f"{kind}.upgrade.{mode}"
 
 
 def validate_version(ports: Ports, record: dict[str, Any], target: str) -> None:
@@ -55,33 +49,6 @@ def validate_version(ports: Ports, record: dict[str, Any], target: str) -> None:
         )
 
 
-def _item(name: str, findings: list[str], passed_detail: str) -> UpgradeCheckItem:
-    return UpgradeCheckItem(name=name, passed=not findings, detail="; ".join(findings) or passed_detail)
-
-
-def space_check(data_bytes: int, free_bytes: int) -> tuple[UpgradeCheckItem, bool]:
-    """Whether a copy fits (then copy: the old data directory stays intact as the way back);
-    else hard links (the backup taken first is the way back once the new server ran). A
-    volume without even the headroom fails."""
-    need_copy = int(data_bytes * COPY_FACTOR) + COPY_HEADROOM_BYTES
-    mb = 1024 * 1024
-    if free_bytes >= need_copy:
-        return UpgradeCheckItem(
-            name="disk", passed=True,
-            detail=f"{free_bytes // mb} MB free; a copy needs {need_copy // mb} MB (data {data_bytes // mb} MB)",
-        ), False  # fmt: skip
-    if free_bytes >= COPY_HEADROOM_BYTES:
-        return UpgradeCheckItem(
-            name="disk", passed=True,
-            detail=f"{free_bytes // mb} MB free, less than the {need_copy // mb} MB a copy needs: "
-            "pg_upgrade uses hard links",
-        ), True  # fmt: skip
-    return UpgradeCheckItem(
-        name="disk", passed=False,
-        detail=f"only {free_bytes // mb} MB free; even with hard links pg_upgrade needs {COPY_HEADROOM_BYTES // mb} MB",
-    ), True  # fmt: skip
-
-
 def _in_place_single(
     ports: Ports, record: dict[str, Any], target: str
 ) -> tuple[list[UpgradeCheckItem], bool]:
@@ -99,8 +66,6 @@ def _in_place_single(
 
 def check(ports: Ports, kind: str, record: dict[str, Any], body: UpgradeRequest) -> dict[str, Any]:
     """Every pre-flight check of the upgrade `body` asks for; changes nothing."""
-    from pgfleet.domains.upgrades import blue_green, cluster_in_place
-
     target = body.target_version
     items: list[UpgradeCheckItem] = [
         UpgradeCheckItem(
@@ -130,16 +95,11 @@ def check(ports: Ports, kind: str, record: dict[str, Any], body: UpgradeRequest)
     }
 
 
-def _visible(ports: Ports, principal: Principal, kind: str, resource_id: str) -> servers.Server:
-    server = servers.get_visible(ports, principal, kind, resource_id)
-    return server
-
-
 def preflight(
     ports: Ports, principal: Principal, kind: str, resource_id: str, body: UpgradeRequest
 ) -> dict[str, Any]:
     """The report of `check`, after the request itself is validated (404, 409, 422)."""
-    server = _visible(ports, principal, kind, resource_id)
+    server = servers.get_visible(ports, principal, kind, resource_id)
     validate_version(ports, server.record, body.target_version)
     resources.require_status(server.record, server.rtype, "upgrade", ("running",))
     return check(ports, kind, server.record, body)
@@ -150,7 +110,7 @@ def upgrade(
 ) -> dict[str, Any]:
     """Validate, check, and hand the upgrade to the worker: 202 with the accepted upgrade, or
     409 with every finding of a failed check (nothing changed)."""
-    server = _visible(ports, principal, kind, resource_id)
+    server = servers.get_visible(ports, principal, kind, resource_id)
     validate_version(ports, server.record, body.target_version)
     resources.require_status(server.record, server.rtype, "upgrade", ("running",))
     tenants.require_no_tenant_operation(ports, server.id)
@@ -176,7 +136,3 @@ def upgrade(
         },
     )  # fmt: skip
     return {**report, "status": record["status"], "operation_id": record["operation_id"]}
-
-
-def view_kind(kind: str) -> str:
-    return "single instance" if kind == instances.KIND else "cluster" if kind == clusters.KIND else kind

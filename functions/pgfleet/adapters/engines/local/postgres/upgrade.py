@@ -56,6 +56,12 @@ class UpgradeDirs:
     def kept(self) -> Path:
         return self.paths.root / f"data.before-{self.target}"
 
+    @property
+    def checkpoint_mark(self) -> Path:
+        """The upgraded cluster's checkpoint when pg_upgrade finished (link mode's way back
+        holds while it is unchanged: the new server has not run)."""
+        return self.paths.root / f"upgrade-{self.target}.checkpoint"
+
 
 def checksums_enabled(bin_dir: Path, data: Path) -> bool:
     """Whether `data` was initialised with data checksums (pg_controldata says)."""
@@ -64,6 +70,15 @@ def checksums_enabled(bin_dir: Path, data: Path) -> bool:
     if match is None:
         raise EngineError(f"pg_controldata did not report the checksum setting of {data}")
     return match[1] != "0"
+
+
+def latest_checkpoint(bin_dir: Path, data: Path) -> str:
+    """pg_controldata's latest checkpoint location: it moves whenever the server has run."""
+    proc = process.run([str(bin_dir / "pg_controldata"), "-D", str(data)], timeout=30)
+    match = re.search(r"^Latest checkpoint location:\s+(\S+)", proc.stdout, re.M)
+    if match is None:
+        raise EngineError(f"pg_controldata did not report the latest checkpoint of {data}")
+    return match[1]
 
 
 def init_new_cluster(dirs: UpgradeDirs) -> str:
@@ -80,6 +95,18 @@ def init_new_cluster(dirs: UpgradeDirs) -> str:
     return f"initdb of PostgreSQL {dirs.target} in {time.monotonic() - started:.1f}s"
 
 
+def is_pristine(new: Path) -> bool:
+    """Whether `new` is a complete initdb that no pg_upgrade has started to fill."""
+    return is_data_dir(new) and not (new / OUTPUT_DIR).exists() and not (new / "postmaster.pid").exists()
+
+
+def prepare(dirs: UpgradeDirs) -> str:
+    """The new cluster, made while the old server still runs (initdb is downtime saved)."""
+    if is_pristine(dirs.new):
+        return f"new PostgreSQL {dirs.target} cluster already initialised"
+    return init_new_cluster(dirs)
+
+
 def pg_upgrade_argv(
     dirs: UpgradeDirs, port: int, *, link: bool, check: bool, new_port: int | None = None
 ) -> list[str]:
@@ -94,6 +121,7 @@ def pg_upgrade_argv(
         "--new-port", str(new_port or port),
         "--socketdir", str(dirs.paths.socket),
         "--username", ADMIN_USER,
+        "--jobs", str(max(1, os.cpu_count() or 1)),
     ]  # fmt: skip
     if link:
         argv.append("--link")
@@ -102,16 +130,43 @@ def pg_upgrade_argv(
     return argv
 
 
+def _problem_file(path: str, limit: int = 10) -> str:
+    """The objects a failed check listed in its file ("In database: app  public.t.f")."""
+    try:
+        lines = [x.strip() for x in Path(path).read_text(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    more = f" (and {len(lines) - limit} more)" if len(lines) > limit else ""
+    return "; ".join(lines[:limit]) + more
+
+
 def _findings(output: str) -> list[str]:
-    """The failed checks pg_upgrade printed ("Checking for ...  fatal" and the lines that
-    explain them), one sentence each."""
+    """The failed checks pg_upgrade printed, one sentence each: the check's name, its
+    explanation, and the objects it listed in its problem file."""
     lines = [line.rstrip() for line in output.splitlines()]
     found: list[str] = []
     for i, line in enumerate(lines):
-        if line.endswith("fatal") or line.endswith("failed"):
-            check = re.sub(r"\s{2,}.*$", "", line).strip()
-            detail = " ".join(x.strip() for x in lines[i + 1 : i + 6] if x.strip())
-            found.append(f"{check}: {detail}" if detail else check)
+        name = None
+        if "failed check:" in line:
+            name = line.split("failed check:", 1)[1].strip()
+        elif line.endswith(" fatal") or line.endswith(" failed"):
+            name = re.sub(r"\s{2,}\S+$", "", line).strip()
+        if name is None:
+            continue
+        explanation: list[str] = []
+        objects = ""
+        for follow in lines[i + 1 :]:
+            text = follow.strip()
+            if text.startswith("Failure, exiting") or "failed check:" in follow or follow.endswith(" fatal"):
+                break
+            if text.startswith("/") and text.endswith(".txt"):
+                objects = _problem_file(text)
+            elif (
+                text and not text.startswith("A list of the problem") and not text.endswith("checks failed:")
+            ):
+                explanation.append(text)
+        sentence = f"{name}: {' '.join(explanation)}" if explanation else name
+        found.append(f"{sentence} Objects: {objects}" if objects else sentence)
     if not found:
         tail = [x.strip() for x in lines if x.strip()][-3:]
         found.append(" ".join(tail) or "pg_upgrade failed without output")
@@ -136,9 +191,10 @@ def check(dirs: UpgradeDirs, port: int, *, link: bool, running: bool) -> list[st
             check=False,
             cwd=dirs.paths.root,
         )
+        # Read before the scratch cluster goes: the problem files are in it.
+        return [] if proc.returncode == 0 else _findings(proc.stdout + "\n" + proc.stderr)
     finally:
         remove_tree(dirs.new)
-    return [] if proc.returncode == 0 else _findings(proc.stdout + "\n" + proc.stderr)
 
 
 # Attribute options no upstream PostgreSQL knows. Debian's 15.20 build stamps `pg_attver=<n>`
@@ -203,7 +259,8 @@ def run(dirs: UpgradeDirs, port: int, *, link: bool) -> str:
     if old_control.exists():  # a link-mode run that died after pg_upgrade disabled the old cluster
         os.rename(old_control, dirs.paths.data / "global" / "pg_control")
     stripped = strip_foreign_options(dirs, port)
-    init_new_cluster(dirs)
+    if not is_pristine(dirs.new):
+        init_new_cluster(dirs)
     started = time.monotonic()
     proc = process.run(
         pg_upgrade_argv(dirs, port, link=link, check=False),
@@ -220,6 +277,7 @@ def run(dirs: UpgradeDirs, port: int, *, link: bool) -> str:
     # The configuration pgfleet manages lives in the data directory: carry it over.
     for name in ("pg_hba.conf",):
         shutil.copy2(dirs.paths.data / name, dirs.new / name)
+    process.write_owned_file(dirs.checkpoint_mark, latest_checkpoint(bin_dir_for(dirs.target), dirs.new))
     os.rename(dirs.paths.data, dirs.kept)
     os.rename(dirs.new, dirs.paths.data)
     mode = "hard links" if link else "a copy"
@@ -229,6 +287,14 @@ def run(dirs: UpgradeDirs, port: int, *, link: bool) -> str:
         else ""
     )
     return f"pg_upgrade to {dirs.target} with {mode} in {took:.1f}s; the old data directory is kept{note}"
+
+
+def _has_run(dirs: UpgradeDirs) -> bool:
+    try:
+        marked = dirs.checkpoint_mark.read_text().strip()
+    except FileNotFoundError:
+        return True  # no record of the state pg_upgrade left: assume the worst
+    return latest_checkpoint(bin_dir_for(dirs.target), dirs.paths.data) != marked
 
 
 def roll_back(dirs: UpgradeDirs) -> str:
@@ -243,7 +309,7 @@ def roll_back(dirs: UpgradeDirs) -> str:
         return "nothing to roll back: the data directory was never swapped"
     old_control = dirs.kept / "global" / "pg_control.old"
     if old_control.exists():
-        if (dirs.paths.data / "postmaster.opts").exists():
+        if _has_run(dirs):
             raise EngineError(
                 "the upgraded server has run on hard links shared with the old data directory: "
                 "the old version cannot be put back from it (restore the backup taken before)"
@@ -256,11 +322,13 @@ def roll_back(dirs: UpgradeDirs) -> str:
     os.rename(dirs.kept, dirs.paths.data)
     remove_tree(trash)
     remove_tree(dirs.new)
+    dirs.checkpoint_mark.unlink(missing_ok=True)
     return f"PostgreSQL {data_dir_version(dirs.paths.data)} data directory put back"
 
 
 def finish(dirs: UpgradeDirs) -> str:
     """Remove the kept old data directory: the upgraded server is verified."""
+    dirs.checkpoint_mark.unlink(missing_ok=True)
     if not dirs.kept.exists():
         return "no old data directory left"
     remove_tree(dirs.kept)
