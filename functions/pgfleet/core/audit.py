@@ -140,6 +140,26 @@ def step_event(
     )
 
 
+def action_event(
+    *,
+    action: str,
+    resource: str,
+    target_id: str | None,
+    user_id: str | None,
+    tenant_id: str | None,
+    succeeded: bool,
+    details: dict[str, Any],
+    retention_days: int,
+) -> HistoryRecord:
+    """The audit event of something the platform did to a server outside an operation (a
+    session terminated, by a user or by auto-resolve)."""
+    return _event(
+        at=datetime.now(UTC), action=action, resource=resource, target_id=target_id,
+        user_id=user_id or SYSTEM, tenant_id=tenant_id, ip_address=None, user_agent=None,
+        details=redact(details), result="SUCCESS" if succeeded else "FAILURE", retention_days=retention_days,
+    )  # fmt: skip
+
+
 def _event(
     *,
     at: datetime,

@@ -16,6 +16,7 @@ from pgfleet.domains import (
     backups,
     clusters,
     instances,
+    locks,
     migrations,
     monitoring,
     platform,
@@ -48,6 +49,7 @@ DOMAINS: tuple[Domain, ...] = (
     sizing.DOMAIN,
     upgrades.DOMAIN,
     backups.DOMAIN,
+    locks.DOMAIN,
     reconcile.DOMAIN,
     system.DOMAIN,
 )

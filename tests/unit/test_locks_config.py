@@ -1,0 +1,34 @@
+"""The auto-resolve configuration of a tenant: defaults, partial updates, bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONFIG = "/api/v1/locks/auto-resolve/config"
+
+
+def test_defaults_then_partial_updates_are_kept(call: Any) -> None:
+    status, body = call("GET", f"{CONFIG}?tenantId=acme")
+    assert status == 200 and body["enabled"] is False and body["maxSessionsPerCycle"] == 1, body
+    status, body = call(
+        "PUT", f"{CONFIG}?tenantId=acme", {"excludedApplications": ["etl"], "maxBlockingDuration": 60}
+    )
+    assert status == 200 and body["excludedApplications"] == ["etl"], body
+    status, again = call("PUT", f"{CONFIG}?tenantId=acme", {"enabled": True})
+    assert status == 200 and again["excludedApplications"] == ["etl"] and again["enabled"] is True, again
+    status, read = call("GET", f"{CONFIG}?tenantId=acme")
+    assert read == again, (read, again)
+
+
+def test_bad_values_are_422_and_change_nothing(call: Any) -> None:
+    for bad in ({"maxSessionsPerCycle": 0}, {"maxSessionsPerCycle": 101}, {"businessHoursTimezone": "Mars/Base"},
+                {"businessHoursStart": 18, "businessHoursEnd": 9}, {"severityThreshold": "HUGE"}):  # fmt: skip
+        status, body = call("PUT", f"{CONFIG}?tenantId=acme", bad)
+        assert status == 422, (bad, body)
+    assert call("GET", f"{CONFIG}?tenantId=acme")[1]["maxSessionsPerCycle"] == 1
+
+
+def test_viewers_read_but_never_enable_and_other_tenants_are_404(call: Any) -> None:
+    assert call("GET", f"{CONFIG}?tenantId=acme", role="viewer")[0] == 200
+    assert call("PUT", f"{CONFIG}?tenantId=acme", {"enabled": True}, role="viewer")[0] == 403
+    assert call("GET", f"{CONFIG}?tenantId=globex")[0] == 404
