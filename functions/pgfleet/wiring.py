@@ -62,17 +62,21 @@ class Dependencies:
     # --- backups -----------------------------------------------------------------------------
     @functools.cached_property
     def backup_engine(self) -> BackupEngine:
-        """pgBackRest with the repository of `PGFLEET_BACKUP_REPO_TYPE` (posix under
-        PGFLEET_HOME, or s3), each stanza encrypted with its passphrase from Secrets."""
+        """Each stanza by its server's major version: pgBackRest with the repository of
+        `PGFLEET_BACKUP_REPO_TYPE` (posix under PGFLEET_HOME, or s3), each stanza encrypted
+        with its passphrase from Secrets; Barman (posix under PGFLEET_HOME) for PostgreSQL 18."""
         if self.settings.engine == "local":
+            from pgfleet.adapters.engines.local.backup_router import BackupRouter
+            from pgfleet.adapters.engines.local.barman import LocalBarman
             from pgfleet.adapters.engines.local.pgbackrest import LocalPgBackRest
             from pgfleet.domains import archive
 
-            return LocalPgBackRest(
+            pgbackrest = LocalPgBackRest(
                 self.settings.home,
                 cipher_passphrase_for=lambda stanza: archive.service.cipher_passphrase(self.secrets, stanza),
                 repo_type=os.environ.get("PGFLEET_BACKUP_REPO_TYPE", "posix"),
             )
+            return BackupRouter(self.settings.home, pgbackrest, LocalBarman(self.settings.home))
         raise ValueError(f"unknown engine {self.settings.engine!r}")
 
     @functools.cached_property

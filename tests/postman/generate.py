@@ -83,6 +83,7 @@ FIXTURES = {
     "alert_id": "alertId",
     "targetId": "instanceId",
     "migration_id": "migrationId",
+    "sessionPid": "sessionPid",
 }
 # Body fields the converter leaves as a placeholder ("<string>", "<integer>"...) -> a value.
 FIELD_VALUES: dict[str, Any] = {
@@ -102,6 +103,10 @@ FIELD_VALUES: dict[str, Any] = {
     "full_backup_cron": "0 3 * * ? *",
     "resolutionNote": "resolved from the Postman collection",
     "target_version": "18",
+    "reason": "checked from the Postman collection",
+    "timeRange": "1h",
+    "aggregation": "HOUR",
+    "analysisType": "CURRENT",
 }
 # Concrete defaults the converter copied that would make a run needlessly heavy: a three-node
 # cluster; a second recovery into a new instance (Setup ran one: this one asks for the plan).
@@ -111,6 +116,10 @@ BODY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
     # An upgrade changes the major version under the rest of the run: its pre-flight only.
     ("POST", "/api/v1/postgres/single/{resource_id}/upgrade"): {"dry_run": True},
     ("POST", "/api/v1/postgres/cluster/{resource_id}/upgrade"): {"dry_run": True},
+    # Looks, never ends a session.
+    ("POST", "/api/v1/locks/blocking-sessions/{sessionPid}/terminate"): {"dryRun": True},
+    ("POST", "/api/v1/locks/auto-resolve"): {"dryRun": True},
+    ("PUT", "/api/v1/locks/auto-resolve/config"): {"enabled": False},
 }
 PLACEHOLDER = re.compile(r"^<[a-zA-Z-]+>$")
 # The run order within a folder: its sub-folders first, then reads, writes, actions, deletes;
@@ -397,6 +406,11 @@ def setup() -> dict[str, Any]:
 const alerts = pm.response.json().alerts;
 // No request raises an alert: without one, the alert requests get a well-formed unknown id (404).
 pm.collectionVariables.set('alertId', alerts.length ? alerts[0].alertId : 'alert-000000000000');"""),
+            _request("A session holding a lock, if there is one", "GET",
+                     "/api/v1/locks/activity?targetId={{instanceId}}", _expect(200) + """
+const locks = pm.response.json().locks;
+// Without one, the terminate request asks for pid 1, never a session of a server: a 404.
+pm.collectionVariables.set('sessionPid', locks.length ? String(locks[0].sessionPid) : '1');"""),
         ],
     )  # fmt: skip
 

@@ -37,7 +37,7 @@ class FakeBackupEngine(BackupEngine):
         return self.stanzas[stanza]
 
     def archive_settings(
-        self, stanza: str, pg_data_dir: Any, pg_socket_dir: Any, pg_port: int
+        self, stanza: str, pg_data_dir: Any, pg_socket_dir: Any, pg_port: int, pg_version: str | None = None
     ) -> dict[str, str]:
         self._check("archive_settings")
         entry = self.stanzas.setdefault(stanza, {"created": False, "backups": []})

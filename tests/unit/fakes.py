@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -30,11 +31,13 @@ from pgfleet.ports.database_admin import (
 from pgfleet.ports.engine import (
     Engine,
     HostCapacity,
+    LogicalReadiness,
     LogLine,
     ReplicaLag,
     ServerSpec,
     ServerState,
     ServerStats,
+    SubscriptionProgress,
     replication_slot_name,
 )
 from pgfleet.ports.history import HistoryPage, HistoryRecord, HistoryStore, check_query, check_stream
@@ -534,6 +537,10 @@ class FakeEngine(Engine):
     def upgrade_space(self, server_id: str) -> tuple[int, int]:
         return int(self.servers[server_id].get("data_bytes", 10 << 20)), 1 << 40
 
+    def prepare_upgrade(self, server_id: str, target_version: str) -> str:
+        self._check("prepare_upgrade")
+        return "new cluster initialised"
+
     def upgrade_data(self, spec: ServerSpec, link: bool) -> str:
         self._check("upgrade_data")
         server = self.servers[spec.server_id]
@@ -575,6 +582,77 @@ class FakeEngine(Engine):
         if not self.servers.get(server_id, {}).get("running"):
             raise EngineError(f"server {server_id} is not running")
         return self.admins.setdefault(server_id, FakeDatabaseAdmin())
+
+    # --- logical replication (blue/green upgrades) ---
+    # A copy is a server with "subscribed_to"; it is always caught up with its source's "wal".
+
+    def logical_readiness(self, server_id: str, target_version: str) -> LogicalReadiness:
+        self._check("logical_readiness")
+        self._running_source(server_id)
+        server = self.servers[server_id]
+        return LogicalReadiness(
+            wal_level=server.get("wal_level", "replica"), databases=["app", "postgres"],
+            tables_without_key=list(server.get("tables_without_key", [])), unlogged_tables=[], large_objects=[],
+            missing_extensions=[], ddl_in_flight=[], free_slots=10, free_wal_senders=10, prepared_transactions=0,
+            data_bytes=int(server.get("data_bytes", 10 << 20)), free_bytes=1 << 40,
+        )  # fmt: skip
+
+    def enable_logical_decoding(self, spec: ServerSpec) -> str:
+        self._check("enable_logical_decoding")
+        self.servers[spec.server_id]["wal_level"] = "logical"
+        return "wal_level is logical"
+
+    def provision_logical_copy(self, spec: ServerSpec, source_server_id: str) -> str:
+        self._check("provision_logical_copy")
+        self._running_source(source_server_id)
+        self.servers.setdefault(spec.server_id, {"spec": spec, "copy_of": source_server_id})["running"] = True
+        return "copied the roles and schema"
+
+    def subscribe(self, server_id: str, source_server_id: str) -> str:
+        self._check("subscribe")
+        self.servers[server_id]["subscribed_to"] = source_server_id
+        return "subscribed"
+
+    def subscription_progress(self, server_id: str, source_server_id: str) -> SubscriptionProgress:
+        self._check("subscription_progress")
+        self._running_source(source_server_id)
+        wal = int(self.servers[source_server_id].get("wal", 0))
+        return SubscriptionProgress(
+            tables_total=2, tables_ready=2, confirmed_position=wal, lag_bytes=0, errors=[]
+        )
+
+    def checkpoint(self, server_id: str) -> str:
+        return "checkpoint"
+
+    def copy_sequences(self, server_id: str, source_server_id: str) -> str:
+        self._check("copy_sequences")
+        return "sequences set"
+
+    def schema_differences(self, server_id: str, source_server_id: str) -> list[str]:
+        return list(self.servers[source_server_id].get("schema_differences", []))
+
+    def unsubscribe(self, server_id: str, source_server_id: str) -> str:
+        self.servers.get(server_id, {}).pop("subscribed_to", None)
+        return "unsubscribed"
+
+    def rename_server(self, server_id: str, new_server_id: str) -> str:
+        from pgfleet.core.errors import EngineError
+
+        self._check("rename_server")
+        if server_id not in self.servers:
+            if new_server_id in self.servers:
+                return "renamed already"
+            raise EngineError(f"server {server_id} does not exist")
+        if new_server_id in self.servers or self.servers[server_id]["running"]:
+            raise EngineError(f"cannot rename {server_id}")
+        server = self.servers.pop(server_id)
+        server["spec"] = dataclasses.replace(server["spec"], server_id=new_server_id)
+        self.servers[new_server_id] = server
+        return f"renamed {new_server_id}"
+
+    def server_major_version(self, server_id: str) -> str | None:
+        server = self.servers.get(server_id)
+        return server["spec"].version if server else None
 
 
 class FakeClusterEngine(ClusterEngine):
@@ -688,7 +766,9 @@ class FakeClusterEngine(ClusterEngine):
     def node_stats(self, cluster_id: str, node_id: str, database: str) -> ServerStats:
         return ServerStats(1, 0, 1, 100, 8_000_000, 12.5, 10, 0, 0.99, 0, datetime.now(UTC))
 
-    def node_logs(self, cluster_id: str, node_id: str, limit: int) -> list[LogLine]:
+    def node_logs(
+        self, cluster_id: str, node_id: str, limit: int, since: datetime | None = None
+    ) -> list[LogLine]:
         return [LogLine(datetime.now(UTC), "LOG", f"{node_id} ready")]
 
     def reconfigure(self, spec: ClusterSpec) -> str:

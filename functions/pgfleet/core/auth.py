@@ -178,6 +178,18 @@ def authorizer_claims(
     return claims
 
 
+def tenant_scope(principal: Principal, tenant_id: str | None) -> str | None:
+    """The tenant a call may act on or look at (the seed's `tenantId`): its own, or any for a
+    platform admin (None: every tenant). Another tenant's id is a 404, as its resources are."""
+    if principal.is_platform_admin:
+        return tenant_id
+    if tenant_id is not None and tenant_id != principal.tenant_id:
+        from pgfleet.core.errors import NotFound
+
+        raise NotFound(f"tenant {tenant_id} not found")
+    return principal.tenant_id
+
+
 def authorize(principal: Principal, needed: str) -> None:
     """Raise Forbidden unless the principal holds `needed` (the permission its route declares)."""
     if not principal.can(needed):

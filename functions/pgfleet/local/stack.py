@@ -183,6 +183,7 @@ def _etcd(settings: Settings) -> EtcdServer:
 def stop_data_plane(settings: Settings) -> list[str]:
     """Stop every PostgreSQL server and Patroni node of this home (their data stays).
     Cluster replicas stop before their primary, so no needless failover happens."""
+    from pgfleet.adapters.engines.local.haproxy import HAProxyEndpoints
     from pgfleet.adapters.engines.local.patroni import LocalPatroniEngine
     from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
 
@@ -214,6 +215,14 @@ def stop_data_plane(settings: Settings) -> list[str]:
                 continue
             if nodes:
                 lines.append(f"cluster {cluster_dir.name}: stopped {len(nodes)} node(s)")
+    # Forwarded endpoints of migrated instances (HAProxy); reconcile starts them again at `up`.
+    endpoints = HAProxyEndpoints(settings.data_dir.resolve(), "127.0.0.1")
+    for port in endpoints.ports():
+        try:
+            if endpoints.pid(port) is not None:
+                lines.append(endpoints.stop(port, remove=False))
+        except Exception as exc:
+            lines.append(f"forwarding of port {port}: not stopped: {exc}")
     return lines
 
 

@@ -91,11 +91,21 @@ class BackupEngine(abc.ABC):
 
     @abc.abstractmethod
     def archive_settings(
-        self, stanza: str, pg_data_dir: str | Path, pg_socket_dir: str | Path, pg_port: int
+        self,
+        stanza: str,
+        pg_data_dir: str | Path,
+        pg_socket_dir: str | Path,
+        pg_port: int,
+        pg_version: str | None = None,
     ) -> dict[str, str]:
         """The PostgreSQL settings that archive the server's WAL into `stanza`:
         archive_mode=on, an archive_command, and archive_timeout=60 (so at most about a minute
-        of committed work is missing from the archive on an active server).
+        of committed work is missing from the archive on an active server); an engine may add
+        settings its backups need (summarize_wal for incremental pg_basebackup).
+
+        `pg_version` is the server's major version, for a server whose data directory does
+        not exist yet (its PG_VERSION file, when there, wins): an engine that serves several
+        tools chooses by it.
 
         Also records where the server lives (data directory, socket directory, port) for the
         stanza's later commands: for a cluster, call it again with the current primary before
@@ -213,6 +223,11 @@ class BackupEngine(abc.ABC):
         manifest is readable, every backup it references is still there, and every WAL
         segment from its start to its stop segment is in the archive. Read-only and quick.
         Raises EngineError for an unknown `backup_id`."""
+
+    def repository(self, stanza: str) -> str:
+        """The stanza's tool, its protection and where it lives, in a few words for people
+        ("pgBackRest, encrypted aes-256-cbc, posix:/..."). No repository access."""
+        return self.location(stanza)
 
     @abc.abstractmethod
     def location(self, stanza: str) -> str:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from pgfleet.core.errors import EngineError
 from pgfleet.ports.database_admin import DatabaseAdmin
 from pgfleet.ports.engine import LogLine, ServerStats
 
@@ -128,6 +130,11 @@ class ClusterEngine(abc.ABC):
     """Runs Patroni clusters. See the module docstring for the contract."""
 
     @abc.abstractmethod
+    def supported_versions(self) -> list[str]:
+        """Major versions this engine can run clusters of, lowest first (a version a single
+        server runs may lack what HA needs, e.g. pg_rewind). Cheap: nothing is run."""
+
+    @abc.abstractmethod
     def provision_node(self, spec: ClusterSpec, node: NodeSpec) -> str:
         """Write the node's Patroni configuration and directories. Idempotent."""
 
@@ -212,8 +219,11 @@ class ClusterEngine(abc.ABC):
         """Live statistics of one node. Raises EngineError if that node is down."""
 
     @abc.abstractmethod
-    def node_logs(self, cluster_id: str, node_id: str, limit: int) -> list[LogLine]:
-        """Most recent PostgreSQL log lines of one node, oldest first."""
+    def node_logs(
+        self, cluster_id: str, node_id: str, limit: int, since: datetime | None = None
+    ) -> list[LogLine]:
+        """Most recent PostgreSQL log lines of one node, oldest first, at most `limit`, only
+        those at or after `since` when given (as `Engine.logs`)."""
 
     # --- resources and administration (tenants, quotas, resize, pause) ---
 
@@ -247,3 +257,95 @@ class ClusterEngine(abc.ABC):
     def database_admin(self, cluster_id: str) -> DatabaseAdmin:
         """Administration of the cluster through its current primary (connection usage is
         counted on every running node). Raises EngineError when there is no running primary."""
+
+    # --- forwarded endpoints (added for migrations: a migrated instance's old host:port keeps
+    # reaching the cluster that replaced it) ---
+
+    @abc.abstractmethod
+    def forward_endpoint(self, spec: ClusterSpec, port: int) -> str:
+        """Make `port` on the engine's host reach the cluster's current primary, and keep it
+        following the leader through switchovers and failovers (locally: HAProxy checking
+        each node's Patroni REST `GET /primary`). The port must be free (the server that had
+        it stopped). Idempotent: a forwarding already in place is left alone, or updated to
+        `spec.nodes` without closing the port. Returns once the port forwards to the primary.
+        Raises EngineError when the port is taken or nothing forwards within ~15 s."""
+
+    @abc.abstractmethod
+    def stop_forwarding(self, cluster_id: str, port: int) -> str:
+        """Stop forwarding `port` to the cluster and remove what `forward_endpoint` made
+        (sessions through it end). Idempotent; a port forwarding to another cluster is left
+        alone."""
+
+    @abc.abstractmethod
+    def forwarded_to(self, cluster_id: str, port: int) -> str | None:
+        """The node `port` forwards to now (the primary), or None when it does not forward
+        to this cluster (stopped, removed, or no node passing the check). Never raises."""
+
+    # --- major-version upgrade in place ---
+    # Not abstract: an engine that cannot upgrade a cluster in place says so (EngineError), and
+    # the pre-flight check turns that into a finding.
+
+    def upgrade_check(self, cluster_id: str, target_version: str, link: bool) -> list[str]:
+        """Pre-flight of an in-place upgrade of the running cluster to `target_version`, on
+        its primary: `pg_upgrade --check` live against it (with hard links when `link`), and
+        the extensions in use that the target does not ship. One sentence per finding; empty
+        when it may go ahead. Changes nothing (a scratch new cluster is made and removed).
+        Raises EngineError when there is no running primary."""
+        raise EngineError("this engine cannot upgrade a cluster in place")
+
+    def upgrade_space(self, cluster_id: str) -> tuple[int, int]:
+        """(bytes of data in the primary's data directory, free bytes on its volume): what
+        chooses between a copy and hard links."""
+        raise EngineError("this engine cannot upgrade a cluster in place")
+
+    def prepare_upgrade(self, cluster_id: str, node_id: str, target_version: str) -> str:
+        """Make the new, empty cluster of `target_version` that `upgrade_primary` fills for
+        node `node_id`, while the node still runs (initdb is downtime saved), and run a
+        checkpoint on it, so that stopping it is quick (call it again right before the stop).
+        Idempotent: a prepared cluster is kept. Raises EngineError when the node does not
+        answer."""
+        raise EngineError("this engine cannot upgrade a cluster in place")
+
+    def upgrade_primary(self, spec: ClusterSpec, node_id: str, link: bool) -> str:
+        """With every node stopped: `pg_upgrade` node `node_id`'s data directory to
+        `spec.version` (the old directory kept beside it as the way back), set every other
+        node's data directory aside (kept too; those nodes are cloned again from the new
+        primary), rewrite every node's configuration for `spec`, and reset the cluster's DCS
+        state except its dynamic configuration (leader, members, history, the initialize key:
+        pg_upgrade gives a new system identifier, which the upgraded primary registers when it
+        starts). Idempotent: an upgrade already done returns at once; one that failed half
+        way starts again. Raises EngineError when a node still runs, or when pg_upgrade fails
+        (the old data directory is then intact). May block for as long as pg_upgrade takes."""
+        raise EngineError("this engine cannot upgrade a cluster in place")
+
+    def start_leader(self, spec: ClusterSpec, node_id: str, timeout: float = 120) -> str:
+        """Start `node_id` alone and return once it is the cluster's leader and accepts
+        writes: after `upgrade_primary` (the upgraded node) or `roll_back_upgrade` (the old
+        primary), when the DCS has no leader and the first node to start must be the one with
+        the newest data. The other nodes stay stopped. Raises EngineError on timeout."""
+        raise EngineError("this engine cannot upgrade a cluster in place")
+
+    def roll_back_upgrade(self, spec: ClusterSpec, node_id: str, target_version: str) -> str:
+        """Undo `upgrade_primary` (`spec` is the cluster at its old version): stop every node,
+        put the kept data directories back (node `node_id`'s from pg_upgrade; the others' set
+        aside), rewrite every node's configuration for `spec` and reset the DCS state again,
+        so that starting the nodes brings the old cluster back as it was. Nodes stay stopped.
+        Raises EngineError when the old version cannot be put back (hard links shared with a
+        new server that has run: restore the backup taken before)."""
+        raise EngineError("this engine cannot upgrade a cluster in place")
+
+    def finish_upgrade(self, cluster_id: str, target_version: str) -> str:
+        """Remove what `upgrade_primary` kept (the old data directories of every node): the
+        upgraded cluster is verified. Idempotent."""
+        raise EngineError("this engine cannot upgrade a cluster in place")
+
+    def after_upgrade(self, cluster_id: str) -> str:
+        """On the upgraded primary: `ALTER EXTENSION ... UPDATE` where the new version ships
+        a newer one, and statistics rebuilt (`vacuumdb --analyze-in-stages`; pg_upgrade does
+        not carry them). May take long on a big database. Returns what was done."""
+        raise EngineError("this engine cannot upgrade a cluster in place")
+
+    def node_version(self, cluster_id: str, node_id: str) -> str:
+        """The server version one running node reports (`server_version`, e.g. "18.1").
+        Raises EngineError when the node does not answer."""
+        raise EngineError("this engine cannot upgrade a cluster in place")

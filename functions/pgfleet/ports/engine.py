@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from pgfleet.core.errors import EngineError
 from pgfleet.ports.database_admin import DatabaseAdmin
 
 
@@ -64,9 +65,23 @@ class ServerStats:
 
 @dataclass(frozen=True)
 class LogLine:
+    """One entry of a server's log. The optional fields are those of PostgreSQL's jsonlog
+    entry; None where the entry (or the engine's log) does not carry them."""
+
     timestamp: datetime
     severity: str
     message: str
+    pid: int | None = None  # the backend that wrote it
+    user: str | None = None
+    database: str | None = None
+    application_name: str | None = None
+    sqlstate: str | None = None  # e.g. "40P01" (deadlock detected), "55P03" (lock not available)
+    detail: str | None = None
+    hint: str | None = None
+    context: str | None = None
+    query: str | None = None  # the statement the entry is about
+    session_id: str | None = None
+    line_num: int | None = None  # the entry's number within its session: (session_id, line_num) is unique
 
 
 @dataclass(frozen=True)
@@ -262,6 +277,11 @@ class Engine(abc.ABC):
         """(bytes of the server's data directory, bytes free on the volume holding it)."""
 
     @abc.abstractmethod
+    def prepare_upgrade(self, server_id: str, target_version: str) -> str:
+        """Initialise the new version's empty cluster beside the running server (initdb with
+        its checksum setting), so the downtime of `upgrade_data` does not include it. Idempotent."""
+
+    @abc.abstractmethod
     def upgrade_data(self, spec: ServerSpec, link: bool) -> str:
         """pg_upgrade the stopped server's data directory to `spec.version` (with hard links
         when `link`) and rewrite its configuration from `spec`; the old data directory is kept
@@ -281,3 +301,98 @@ class Engine(abc.ABC):
     def after_upgrade(self, server_id: str) -> str:
         """On the running upgraded server: update every extension to the target's version in
         every database, then refresh planner statistics (vacuumdb --analyze-in-stages)."""
+
+    # --- logical replication (blue/green upgrades) ---
+    # Engines that cannot run a second server beside the first (RDS, whose own blue/green
+    # deployments are another API) keep these defaults, which refuse.
+
+    def logical_readiness(self, server_id: str, target_version: str) -> LogicalReadiness:
+        """What a blue/green upgrade of the running server to `target_version` needs, as the
+        server shows it now (see LogicalReadiness). Changes nothing. Raises EngineError when
+        the server is not running."""
+        raise EngineError(f"{type(self).__name__} does not offer blue/green upgrades")
+
+    def enable_logical_decoding(self, spec: ServerSpec) -> str:
+        """wal_level=logical on the running server, persistently; restarts it (a moment
+        without connections) only when the level was lower. Idempotent."""
+        raise EngineError(f"{type(self).__name__} does not offer blue/green upgrades")
+
+    def provision_logical_copy(self, spec: ServerSpec, source_server_id: str) -> str:
+        """Create and start the server `spec` (a new server id, its own port, any supported
+        version) holding the roles (with their passwords), databases and schema of the
+        running `source_server_id`, and no rows. Idempotent: a complete copy is only started;
+        one interrupted half way is made again. May block for as long as the schema takes."""
+        raise EngineError(f"{type(self).__name__} does not offer blue/green upgrades")
+
+    def subscribe(self, server_id: str, source_server_id: str) -> str:
+        """Native logical replication of every table of every database of the running source
+        into the running server made by `provision_logical_copy`: a publication on the source,
+        a subscription on the server that copies the tables and then streams their changes.
+        Returns at once (the copy runs in the servers). Idempotent."""
+        raise EngineError(f"{type(self).__name__} does not offer blue/green upgrades")
+
+    def subscription_progress(self, server_id: str, source_server_id: str) -> SubscriptionProgress:
+        """How far the server's subscriptions have come (see SubscriptionProgress). Both
+        servers must run."""
+        raise EngineError(f"{type(self).__name__} does not offer blue/green upgrades")
+
+    def checkpoint(self, server_id: str) -> str:
+        """A checkpoint on the running server, so its next shutdown is quick."""
+        raise EngineError(f"{type(self).__name__} does not offer blue/green upgrades")
+
+    def copy_sequences(self, server_id: str, source_server_id: str) -> str:
+        """Set every sequence of the server to the running source's value (sequences are not
+        replicated). Meant for a source that refuses writes. Idempotent."""
+        raise EngineError(f"{type(self).__name__} does not offer blue/green upgrades")
+
+    def schema_differences(self, server_id: str, source_server_id: str) -> list[str]:
+        """What differs between the tables and columns of the two running servers, one line
+        each; empty when they match (DDL is not replicated: a table or column made on the
+        source after the copy shows here). Changes nothing."""
+        raise EngineError(f"{type(self).__name__} does not offer blue/green upgrades")
+
+    def unsubscribe(self, server_id: str, source_server_id: str) -> str:
+        """Stop the replication `subscribe` set up: the server's subscriptions, then the
+        source's slots and publications, each where its server runs. Idempotent."""
+        raise EngineError(f"{type(self).__name__} does not offer blue/green upgrades")
+
+    def rename_server(self, server_id: str, new_server_id: str) -> str:
+        """Give the stopped server `server_id` the id `new_server_id` (its data, logs and
+        configuration move with it; its port stays until it is provisioned again). Raises
+        EngineError when it runs or `new_server_id` exists. Idempotent."""
+        raise EngineError(f"{type(self).__name__} does not offer blue/green upgrades")
+
+    def server_major_version(self, server_id: str) -> str | None:
+        """The major version of the server's data, without contacting it; None when the
+        server does not exist."""
+        raise EngineError(f"{type(self).__name__} does not offer blue/green upgrades")
+
+
+@dataclass(frozen=True)
+class LogicalReadiness:
+    """A server's logical replication prerequisites, as `logical_readiness` reads them."""
+
+    wal_level: str  # "logical" lets a publication decode; lower needs a restart first
+    databases: list[str]  # the databases replicated (every one that allows connections)
+    tables_without_key: list[str]  # "db: schema.table" with neither primary key nor replica identity
+    unlogged_tables: list[str]  # "db: schema.table": logical replication skips them
+    large_objects: list[str]  # "db: count": logical replication skips large objects
+    missing_extensions: list[str]  # "db: extension" the target version does not ship
+    ddl_in_flight: list[str]  # "db: schema.table" a session holds or awaits an ACCESS EXCLUSIVE lock on
+    free_slots: int  # replication slots left (one per database is needed)
+    free_wal_senders: int
+    prepared_transactions: int  # a prepared transaction holds up the slots' creation
+    data_bytes: int  # of the data directory: what the copy will need
+    free_bytes: int  # on the volume that holds the copy
+
+
+@dataclass(frozen=True)
+class SubscriptionProgress:
+    """Where a subscriber stands, as `subscription_progress` reads it."""
+
+    tables_total: int
+    tables_ready: int  # copied and streaming
+    # The lowest WAL position of the source every subscription has applied; None: one is not connected.
+    confirmed_position: int | None
+    lag_bytes: int | None  # the source's WAL position minus confirmed_position
+    errors: list[str]  # apply or copy errors, missing subscriptions; empty when healthy

@@ -94,7 +94,11 @@ def point_stanza_at(ports: Ports, record: dict[str, Any], location: ServerLocati
     """Record `location` as the stanza's server (for backups and checks); returns the archive
     settings, which do not depend on it."""
     settings = ports.backup_engine.archive_settings(
-        stanza_of(record), location.data_dir, location.socket_dir, location.port
+        stanza_of(record),
+        location.data_dir,
+        location.socket_dir,
+        location.port,
+        pg_version=record.get("version"),
     )
     if int(settings.get("archive_timeout", "0")) > MAX_ARCHIVE_TIMEOUT_S:
         raise EngineError(f"archive_timeout {settings['archive_timeout']} is above {MAX_ARCHIVE_TIMEOUT_S} s")
@@ -132,9 +136,9 @@ def configure_step(rtype: ResourceType) -> Callable[[StepContext], str]:
                 {"archive_settings": settings, "stanza": stanza},
                 record["revision"],
             )
-        passphrase = "a new passphrase" if created else "its passphrase"
+        passphrase = "a new passphrase in Secrets" if created else "its passphrase in Secrets"
         return (
-            f"WAL archives into stanza {stanza}, encrypted aes-256-cbc with {passphrase} from Secrets; "
+            f"WAL archives into stanza {stanza} ({ctx.ports.backup_engine.repository(stanza)}; {passphrase}); "
             f"archive_timeout {settings.get('archive_timeout')} s"
         )
 

@@ -473,13 +473,13 @@ def _integrity_checks(restore_plan: RestorePlan) -> list[str]:
         else "",
     }[restore_plan.to]
     checks = [
-        "pgBackRest checks every restored file against the checksum in the backup manifest",
+        "every restored file is checked against the checksum in the backup manifest",
         f"{target}; PostgreSQL refuses to promote before the backup is consistent",
     ]
     if restore_plan.mode in ("new_instance", "overwrite"):
         checks += [
             "the restored server accepts connections",
-            "WAL of the new timeline reaches the stanza (pgBackRest check)",
+            "WAL of the new timeline reaches the stanza (the backup engine's check)",
             "a full backup is taken of the restored data",
         ]
     else:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pgfleet.core import operations, resources
-from pgfleet.core.auth import Principal
+from pgfleet.core.auth import Principal, tenant_scope
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import EngineError, InvalidState, NotFound
 from pgfleet.core.leases import lease_kept
@@ -193,13 +193,6 @@ def list_for_resource(ports: Ports, principal: Principal, kind: str, resource_id
 # --- the production-readiness API (camelCase) ------------------------------------------------------
 
 
-def tenant_scope(principal: Principal, tenant_id: str | None) -> str | None:
-    """The tenant a request may act on: its own, or any for a platform admin (None: all)."""
-    if principal.is_platform_admin:
-        return tenant_id
-    if tenant_id is not None and tenant_id != principal.tenant_id:
-        raise NotFound(f"tenant {tenant_id} not found")
-    return principal.tenant_id
 
 
 def estimate_seconds(ports: Ports, resource_id: str, backup_type: str) -> float:

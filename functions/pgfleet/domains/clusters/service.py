@@ -142,7 +142,7 @@ def create(
             **public_view(earlier),
             "credentials": credentials(earlier, ports.secrets.get(secret_name(earlier)) or ""),
         }
-    instances.require_supported_version(ports, body.version)
+    instances.require_supported_version(ports, body.version, ports.cluster_engine.supported_versions())
     admission.admit(
         ports,
         tenant,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pgfleet.core import resources
+from pgfleet.core import operations, resources
 from pgfleet.core.errors import EngineError, NotFound
 from pgfleet.core.models import utcnow_iso
 from pgfleet.core.operations import StepContext, Workflow
@@ -278,6 +278,7 @@ WORKFLOWS: tuple[Workflow, ...] = (
         (
             ("settle_backups", archive.lifecycle.settle_backups_step(CLUSTER)),
             ("final_backup", archive.lifecycle.final_backup_step(CLUSTER, _ensure_running)),
+            ("delete_dependents", operations.dependents_step(KIND)),
             ("destroy", _destroy),
             ("release_backups", archive.lifecycle.release_backups_step(CLUSTER)),
             ("release", _release),

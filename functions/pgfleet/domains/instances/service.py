@@ -15,7 +15,7 @@ from pgfleet.core import admission, operations, resources
 from pgfleet.core import port_allocation as ports_allocation
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
-from pgfleet.core.errors import ValidationFailed
+from pgfleet.core.errors import InvalidState, ValidationFailed
 from pgfleet.core.models import new_id, utcnow_iso
 from pgfleet.core.resources import ResourceType
 from pgfleet.domains import archive
@@ -96,14 +96,34 @@ def list_visible(
 def transition(
     ports: Ports, principal: Principal, instance_id: str, action: str, params: dict[str, Any] | None = None
 ) -> dict[str, Any]:
+    _refuse_while_migrated(get_visible(ports, principal, instance_id), action, params)
     return resources.transition(ports, principal, INSTANCE, instance_id, action, params)
 
 
-def require_supported_version(ports: Ports, version: str) -> None:
-    if version not in ports.engine.supported_versions():
+def _refuse_while_migrated(record: dict[str, Any], action: str, params: dict[str, Any] | None) -> None:
+    """A migration (pgfleet.domains.migrations) marks its source: while it builds, the source
+    must keep running; once cut over, the source's port forwards to the cluster, so the
+    source must not start on it (a final backup would start it too)."""
+    if record.get("migrated_to") and (action != "delete" or (params or {}).get("final_backup")):
+        raise InvalidState(
+            f"instance {record['id']} was migrated to cluster {record['migrated_to']}, which its endpoint now "
+            f"forwards to: it cannot {'take a final backup' if action == 'delete' else action}; delete it (without "
+            "final_backup) when you no longer need its data, or delete the cluster to free its endpoint"
+        )
+    if record.get("migration_id") and not record.get("migrated_to") and action != "delete":
+        raise InvalidState(
+            f"instance {record['id']} is being migrated (migration {record['migration_id']}): it cannot {action} "
+            "until the cutover, or until the migration fails"
+        )
+
+
+def require_supported_version(ports: Ports, version: str, supported: list[str] | None = None) -> None:
+    """422 unless `version` is one of `supported` (default: what the engine runs), listed."""
+    supported = ports.engine.supported_versions() if supported is None else supported
+    if version not in supported:
         raise ValidationFailed(
             f"PostgreSQL {version} is not available",
-            details={"field": "version", "supported": ports.engine.supported_versions()},
+            details={"field": "version", "supported": supported},
         )
 
 

@@ -3,7 +3,7 @@
 minute into the history store, and runs auto-resolve for the tenants that enabled it."""
 
 from pgfleet.core.domain import Domain, Mount
-from pgfleet.domains.locks import routes, service
+from pgfleet.domains.locks import analysis, dashboards, deadlocks, routes, schedules
 from pgfleet.ports.scheduler import Schedule
 
 CAPTURE_TASK = "locks"
@@ -13,9 +13,14 @@ CAPTURE_SCHEDULE = Schedule(
 
 DOMAIN = Domain(
     name="locks",
-    mounts=(Mount(routes.router, "/api/v1/locks"),),
-    tasks={CAPTURE_TASK: service.scheduled_capture},
-    schedules=(CAPTURE_SCHEDULE,),
+    mounts=(
+        Mount(routes.router, "/api/v1/locks"),
+        Mount(deadlocks.router, "/api/v1/locks"),
+        Mount(analysis.router, "/api/v1/locks"),
+        Mount(dashboards.router, "/api/v1/locks"),
+    ),
+    tasks={schedules.CAPTURE_TASK: schedules.scheduled_capture},
+    schedules=(schedules.CAPTURE_SCHEDULE,),
 )
 
 __all__ = ["DOMAIN"]

@@ -15,7 +15,7 @@ from pgfleet.core.domain import requires
 from pgfleet.core.errors import ValidationFailed
 from pgfleet.core.paging import DEFAULT_PAGE_SIZE, PageNumber, PageQuery, PageSize
 from pgfleet.core.routing import ports, principal
-from pgfleet.domains.locks import service, views
+from pgfleet.domains.locks import schedules, service, views
 from pgfleet.domains.locks.models import (
     AutoResolveConfig,
     AutoResolveConfigRequest,
@@ -30,21 +30,10 @@ from pgfleet.domains.locks.models import (
     TerminateSessionResponse,
     drop_none,
 )
+from pgfleet.domains.locks.params import Node, TargetId, TenantId
 
 router = Router()
 
-TargetId = Annotated[
-    str | None,
-    Query(
-        alias="targetId",
-        pattern=r"^pg[ic]-[0-9a-f]{12}$",
-        description="An instance (pgi-...) or a cluster (pgc-...).",
-    ),
-]
-TenantId = Annotated[str | None, Query(alias="tenantId", max_length=128)]
-Node = Annotated[
-    str | None, Query(pattern=r"^n[0-9]{1,2}$", description="A cluster member; default its primary.")
-]
 TimeRangeParam = Annotated[
     str | None,
     Query(alias="timeRange", max_length=80, description=f"Captured history too: {time_range.FORMS}."),
@@ -87,7 +76,7 @@ def lock_activity(
 @requires("locks:read")
 def capture_locks(body: LockCaptureRequest) -> LockCaptureResponse:
     found = service.targets(ports(), principal(router), body.target_id, body.tenant_id)
-    result = service.capture(ports(), found)
+    result = schedules.capture(ports(), found)
     return LockCaptureResponse.model_validate(
         {**result, "deadlocks_detected": result.get("deadlocks_detected", 0)}
     )

@@ -27,13 +27,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pgfleet.core import audit
+from pgfleet.core import audit, auth
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import AlreadyExists, EngineError, InvalidState, NotFound, ValidationFailed
@@ -86,13 +86,7 @@ def kind_of(target_id: str) -> str:
     )
 
 
-def tenant_scope(principal: Principal, tenant_id: str | None) -> str | None:
-    """The tenant a call may look at: its own, or any for a platform admin (None: every one)."""
-    if principal.is_platform_admin:
-        return tenant_id
-    if tenant_id is not None and tenant_id != principal.tenant_id:
-        raise NotFound(f"tenant {tenant_id} not found")
-    return principal.tenant_id
+tenant_scope = auth.tenant_scope
 
 
 def targets(
@@ -168,33 +162,44 @@ def protected_reason(session: dict[str, Any]) -> str | None:
     return None
 
 
-def _relation_names(
-    ports: Ports, target: Target, oids_by_db: dict[str, set[int]]
-) -> dict[tuple[str, int], tuple[str, str, str]]:
-    names: dict[tuple[str, int], tuple[str, str, str]] = {}
-    for database, oids in oids_by_db.items():
-        try:
-            with ports.sql.session(target.target_id, database=database, node=target.node) as session:
-                for oid, schema, table, relkind in session.fetch_all(sql.RELATIONS, (sorted(oids),)):
-                    names[(database, int(oid))] = (schema, table, relkind)
-        except EngineError:
-            continue  # a database dropped or not connectable meanwhile: its names stay unknown
-    return names
+def _names_in(
+    session: Any, database: str, oids: set[int], names: dict[tuple[str, int], tuple[str, str, str]]
+) -> None:
+    for oid, schema, table, relkind in session.fetch_all(sql.RELATIONS, (sorted(oids),)):
+        names[(database, int(oid))] = (schema, table, relkind)
 
 
 def snapshot(ports: Ports, target: Target) -> dict[str, Any]:
     """What the server's locks look like now (see the module docstring), in the capture
-    format plus `locks` (every lock row) and `sessions` (pid -> session)."""
-    with ports.sql.session(target.target_id, node=target.node) as session:
-        rows = session.fetch_all(sql.LOCKS)
-        databases = {int(oid): name for oid, name in session.fetch_all(sql.DATABASE_OIDS)}
-        superusers = {str(r[0]) for r in session.fetch_all(sql.SUPERUSERS)}
-    now = rows[0][-1] if rows else datetime.now(UTC)
+    format plus `locks` (every lock row) and `sessions` (pid -> session).
+
+    One session in the server's own database reads the locks (pg_locks is the whole
+    server's) and that database's table names; another database holding relation locks costs
+    one more short session."""
+    home = str(target.server.record.get("database") or "postgres")
+    names: dict[tuple[str, int], tuple[str, str, str]] = {}
     oids_by_db: dict[str, set[int]] = {}
-    for r in rows:
-        if r[5] is not None and r[4] in databases:  # relation, tuple, page locks name a relation
-            oids_by_db.setdefault(databases[r[4]], set()).add(int(r[5]))
-    names = _relation_names(ports, target, oids_by_db)
+    with ports.sql.session(target.target_id, database=home, node=target.node) as session:
+        rows = session.fetch_all(sql.LOCKS)
+        databases: dict[int, str] = {}
+        superusers: set[str] = set()
+        for kind, oid, name in session.fetch_all(sql.CATALOG):
+            if kind == "database":
+                databases[int(oid)] = str(name)
+            else:
+                superusers.add(str(name))
+        for r in rows:
+            if r[5] is not None and r[4] in databases:  # relation, tuple, page locks name a relation
+                oids_by_db.setdefault(databases[r[4]], set()).add(int(r[5]))
+        if home in oids_by_db:
+            _names_in(session, home, oids_by_db.pop(home), names)
+    for database, oids in oids_by_db.items():
+        try:
+            with ports.sql.session(target.target_id, database=database, node=target.node) as other:
+                _names_in(other, database, oids, names)
+        except EngineError:
+            continue  # a database dropped or not connectable meanwhile: its names stay unknown
+    now = rows[0][-1] if rows else datetime.now(UTC)
 
     sessions: dict[int, dict[str, Any]] = {}
     locks: list[dict[str, Any]] = []
@@ -371,14 +376,22 @@ def capture_record(snap: dict[str, Any], capture_id: str) -> HistoryRecord:
     )
 
 
-def capture(ports: Ports, found: list[Target]) -> dict[str, Any]:
-    """Snapshot every target and append one record per target to the history store."""
+def capture(
+    ports: Ports, found: list[Target], detect: Callable[[Ports, list[Target]], dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Snapshot every target and append one record per target to the history store; with
+    `detect`, scan the captured servers' new log lines in the same pass (deadlocks, lock
+    timeouts, long waits; `schedules.capture`)."""
     capture_id = f"cap-{secrets.token_hex(6)}"
     started = datetime.now(UTC)
     snaps = snapshots(ports, found)
     if snaps:
         ports.history.append_all([capture_record(s, capture_id) for s in snaps])
+    # The same pass reads the servers' new log lines: deadlocks, lock timeouts, long waits.
+    captured_ids = {s["target_id"] for s in snaps}
+    detected = detect(ports, [t for t in found if t.target_id in captured_ids]) if detect else {}
     return {
+        "deadlocks_detected": int(detected.get("deadlock_count", 0)),
         "capture_id": capture_id,
         "locks_captured": sum(s["total_locks"] for s in snaps),
         "blocking_locks": sum(s["blocking_sessions"] for s in snaps),
@@ -639,31 +652,6 @@ def auto_resolve(
         "resolution_results": results,
         "overall_result": overall,
     }
-
-
-def scheduled_capture(ports: Ports, detail: dict[str, Any]) -> list[str]:
-    """The platform schedule: capture every running server; then, for every tenant whose
-    auto-resolve is enabled, resolve what its configuration allows."""
-    found = [Target(s) for s in servers.all_servers(ports) if s.record.get("status") == "running"]
-    result = capture(ports, found)
-    actions = [f"captured {len(result['targets_captured'])} server(s): {result['locks_captured']} lock(s), "
-               f"{result['blocking_locks']} root blocker(s)"]  # fmt: skip
-    by_tenant: dict[str, list[Target]] = {}
-    for t in found:
-        by_tenant.setdefault(t.tenant_id, []).append(t)
-    for tenant, tenant_targets in sorted(by_tenant.items()):
-        config = config_of(ports, tenant)
-        if not config["enabled"]:
-            continue
-        blocked = {s["target_id"] for s in result["snapshots"] if s["blocking_sessions"]}
-        with_blocking = [t for t in tenant_targets if t.target_id in blocked]
-        if not with_blocking:
-            continue
-        outcome = auto_resolve(ports, with_blocking, config, dry_run=False, actor="system")
-        actions.append(
-            f"auto-resolve {tenant}: {outcome['sessions_terminated']} terminated of {outcome['actions_planned']} planned"
-        )
-    return actions
 
 
 def recent(

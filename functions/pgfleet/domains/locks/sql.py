@@ -38,7 +38,12 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = ANY (%s::pg_catalog.oid[])
 """
 
-DATABASE_OIDS = "SELECT oid::pg_catalog.int8, datname::pg_catalog.text FROM pg_catalog.pg_database"
+# The server's databases (oid -> name) and its superuser roles (the platform's own), in one read.
+CATALOG = """
+SELECT 'database', oid::pg_catalog.int8, datname::pg_catalog.text FROM pg_catalog.pg_database
+UNION ALL
+SELECT 'superuser', oid::pg_catalog.int8, rolname::pg_catalog.text FROM pg_catalog.pg_roles WHERE rolsuper
+"""
 
 SESSION = """
 SELECT a.pid, a.usename::pg_catalog.text, a.application_name, a.backend_type, a.query, a.state,
@@ -48,8 +53,6 @@ LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid
 WHERE a.pid = %s
 """
 
-SUPERUSERS = "SELECT rolname::pg_catalog.text FROM pg_catalog.pg_roles WHERE rolsuper"
-
 CANCEL = "SELECT pg_catalog.pg_cancel_backend(%s)"
 TERMINATE = "SELECT pg_catalog.pg_terminate_backend(%s, 2000)"
 
@@ -58,3 +61,5 @@ WAITING_ON = """
 SELECT a.pid FROM pg_catalog.pg_stat_activity a
 WHERE %s = ANY (pg_catalog.pg_blocking_pids(a.pid))
 """
+
+DATABASE_OIDS = "SELECT oid::pg_catalog.int8, datname::pg_catalog.text FROM pg_catalog.pg_database"

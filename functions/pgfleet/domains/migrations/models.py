@@ -46,6 +46,11 @@ class NotMoved(BaseModel):
     reason: str
 
 
+class Moved(BaseModel):
+    what: str
+    how: str
+
+
 class MigrationTarget(BaseModel):
     uri: str = Field(description="The cluster's read-write multi-host URI (without the password).")
     read_only_uri: str = Field(description="The cluster's URI preferring replicas (without the password).")
@@ -71,10 +76,14 @@ class Migration(BaseModel):
     completed_at: str | None = None
     target: MigrationTarget | None = Field(default=None, description="Where to connect once completed.")
     old_endpoint: str = Field(
-        description="What the source's endpoint does: read-write until the cutover, read-only after it "
-        "(no proxy forwards it to the cluster). The source is kept until you delete it."
+        description="What the source's host:port does: it serves the application until the cutover; after "
+        "it, the source is stopped (its data kept until you delete it) and the same host:port forwards to the "
+        "cluster's current primary, following switchovers and failovers."
     )
-    not_moved: list[NotMoved]
+    moved: list[Moved] = Field(
+        default_factory=list, description="What moves with the data to the cluster at the cutover, and how."
+    )
+    not_moved: list[NotMoved] = Field(description="What does not move, and why.")
     created_at: str
     updated_at: str
 

@@ -4,8 +4,12 @@ The cluster is built as a Patroni standby cluster of the instance: its leader co
 instance with pg_basebackup and streams from a slot on it, its other nodes follow the leader.
 The app's role, password and database come with the physical copy. At the cutover the source
 stops taking writes (read-only, its client sessions ended), the cluster replays the source's
-last WAL, and the standby cluster is promoted. The source is kept, read-only, until the user
-deletes it.
+last WAL, the source is stopped (its data kept until the user deletes it), the standby cluster
+is promoted, and the source's host:port is forwarded to the cluster's current primary
+(HAProxy following Patroni's leader locally), so clients keep their connection string.
+
+One migration per source at a time: a claim on the source, held until the migration fails or
+the source is deleted.
 
 The record (kind "migration") holds the phase, the last lag seen and the operations; the
 operations run on the cluster (their resource), so the cluster's own steps are reused as is.
@@ -16,12 +20,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pgfleet.core import operations
+from pgfleet.core import operations, resources
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import EngineError, InvalidState, NotFound
 from pgfleet.core.models import new_id, utcnow_iso
 from pgfleet.domains import clusters, instances
+from pgfleet.domains.migrations import dependents
 from pgfleet.domains.migrations.models import MigrationCreate
 from pgfleet.ports.cluster_engine import HEALTHY_LAG_BYTES
 from pgfleet.ports.engine import replication_slot_name
@@ -37,14 +42,14 @@ READY_LAG_BYTES = HEALTHY_LAG_BYTES
 PUBLIC_FIELDS = (
     "id", "tenant_id", "source_id", "target_type", "cluster_id", "node_count", "cutover_mode",
     "phase", "phase_reason", "lag_bytes", "operation_id", "cutover_operation_id",
-    "writes_refused_at", "completed_at", "target", "old_endpoint", "not_moved", "created_at",
+    "writes_refused_at", "completed_at", "target", "old_endpoint", "moved", "not_moved", "created_at",
     "updated_at",
 )  # fmt: skip
 FOLLOWING = ("catching_up", "ready")
 OLD_ENDPOINT_BEFORE = "read-write: the source serves the application until the cutover"
 OLD_ENDPOINT_AFTER = (
-    "read-only: the source refuses writes since the cutover (no proxy forwards its endpoint to the "
-    "cluster: connect to target.uri); it is kept until you delete it"
+    "forwarded: the source is stopped (its data kept until you delete it) and its host:port forwards to "
+    "the cluster's current primary, following switchovers and failovers; target.uri reaches it directly"
 )
 
 
@@ -53,49 +58,20 @@ def slot_of(migration_id: str) -> str:
     return replication_slot_name(migration_id)
 
 
-def not_moved(ports: Ports, source: dict[str, Any]) -> list[dict[str, str]]:
-    """What stays with the source, and why (the data, roles and databases all move)."""
-    found = []
-    tenants, _ = ports.store.list("tenant", parent_id=source["id"], limit=100)
-    if tenants:
-        found.append({
-            "what": f"tenant records ({len(tenants)}: {', '.join(t['name'] for t in tenants)})",
-            "reason": "their databases and roles are copied to the cluster, but the tenant records stay "
-            "attached to the source instance; recreate them on the cluster to manage them there",
-        })  # fmt: skip
-    replicas, _ = ports.store.list("replica", parent_id=source["id"], limit=100)
-    if replicas:
-        found.append({
-            "what": f"read replicas ({', '.join(r['id'] for r in replicas)})",
-            "reason": "they follow the source, which turns read-only; the cluster's own replicas serve "
-            "reads (read_only_uri)",
-        })  # fmt: skip
-    if ports.store.get("backup_schedule", source["id"]) is not None:
-        found.append({
-            "what": "backup schedule",
-            "reason": "schedules belong to the source; set the cluster's with PUT .../cluster/{id}/backups/schedule",
-        })  # fmt: skip
-    found.append({
-        "what": "backups",
-        "reason": "the source's backups stay restorable from the source while it exists; the cluster starts its "
-        "own with a first full backup after the cutover",
-    })  # fmt: skip
-    if source.get("settings"):
-        found.append({
-            "what": f"setting overrides ({', '.join(sorted(source['settings']))})",
-            "reason": "the cluster is sized from the same cpu and memory; apply overrides to the cluster again",
-        })  # fmt: skip
-    found.append({
-        "what": "quotas",
-        "reason": "nothing to move: quotas are per tenant, and the cluster's nodes count against the tenant's",
-    })  # fmt: skip
-    return found
+def source_claim(source_id: str) -> str:
+    """The claim that lets one migration at a time work on a source."""
+    return f"migration-source#{source_id}"
 
 
 def create(ports: Ports, principal: Principal, body: MigrationCreate) -> dict[str, Any]:
     """Accept a migration: the record, then the cluster (a standby of the source) and the
     operation that builds it."""
     source = instances.get_visible(ports, principal, body.source_id)
+    if source.get("migrated_to"):
+        raise InvalidState(
+            f"instance {source['id']} was migrated to cluster {source['migrated_to']} already; its endpoint "
+            "forwards there"
+        )
     if source["status"] != "running":
         raise InvalidState(
             f"instance {source['id']} is {source['status']}; only a running instance can be migrated"
@@ -104,6 +80,12 @@ def create(ports: Ports, principal: Principal, body: MigrationCreate) -> dict[st
     if not password:
         raise InvalidState(f"the password of instance {source['id']} is missing from the secret store")
     migration_id = new_id("mig")
+    if not ports.store.claim(source_claim(source["id"]), migration_id):
+        holder = (ports.store.claimed(source_claim(source["id"])) or {}).get("owner")
+        raise InvalidState(
+            f"instance {source['id']} is being migrated already (migration {holder}); one migration at a time",
+            details={"migration_id": holder},
+        )
     now = utcnow_iso()
     record: dict[str, Any] = {
         "id": migration_id,
@@ -123,12 +105,17 @@ def create(ports: Ports, principal: Principal, body: MigrationCreate) -> dict[st
         "completed_at": None,
         "target": None,
         "old_endpoint": OLD_ENDPOINT_BEFORE,
-        "not_moved": not_moved(ports, source),
+        "moved": dependents.to_move(ports, source),
+        "not_moved": dependents.not_moved(ports, source),
         "created_at": now,
         "updated_at": now,
         "created_by": principal.sub,
     }
-    ports.store.create(KIND, record)
+    try:
+        ports.store.create(KIND, record)
+    except Exception:
+        ports.store.release(source_claim(source["id"]), migration_id)
+        raise
     cluster_body = clusters.ClusterCreate(
         name=source["name"], version=source["version"], cpu=source["cpu"], memory=source["memory"],
         storage=source["storage"], database=source["database"], username=source["username"],
@@ -146,10 +133,14 @@ def create(ports: Ports, principal: Principal, body: MigrationCreate) -> dict[st
         )  # fmt: skip
     except Exception:
         ports.store.delete(KIND, migration_id)
+        ports.store.release(source_claim(source["id"]), migration_id)
         raise
     stored = ports.store.update(
         KIND, migration_id, {"cluster_id": cluster["id"], "operation_id": cluster["operation_id"]}
     )
+    # The instance's lifecycle knows a migration works on it (instances.transition refuses a
+    # stop or restart that would break it).
+    ports.store.update(instances.KIND, source["id"], {"migration_id": migration_id, "updated_at": now})
     return {**view(ports, stored), "credentials": cluster["credentials"]}
 
 
@@ -176,8 +167,16 @@ def view(ports: Ports, record: dict[str, Any]) -> dict[str, Any]:
     """The record's public fields, the live lag while the cluster follows, and the steps of
     its operations."""
     shown = {k: record.get(k) for k in PUBLIC_FIELDS}
+    shown["moved"] = shown["moved"] or []
     if record["phase"] in FOLLOWING:
         shown["lag_bytes"] = lag_of(ports, record)
+    if record["phase"] == "completed" and record.get("forwarded_port"):
+        node = ports.cluster_engine.forwarded_to(record["cluster_id"], record["forwarded_port"])
+        shown["old_endpoint"] = (
+            f"{OLD_ENDPOINT_AFTER} (now {node})" if node else
+            "not forwarded right now (the cluster has no primary passing its check, or the forwarding is "
+            "down; reconcile restarts it): connect to target.uri"
+        )  # fmt: skip
     steps = []
     for key in ("operation_id", "cutover_operation_id"):
         op = ports.store.get(operations.KIND, record[key]) if record.get(key) else None
@@ -223,3 +222,75 @@ def cutover(ports: Ports, principal: Principal, migration_id: str) -> dict[str, 
     ])  # fmt: skip
     ports.queue.send({"operation_id": op["id"]})
     return view(ports, get_visible(ports, principal, migration_id))
+
+
+def of_source(ports: Ports, source_id: str) -> list[dict[str, Any]]:
+    records, _ = ports.store.list(KIND, parent_id=source_id, limit=100)
+    return records
+
+
+def reconcile(ports: Ports) -> list[str]:
+    """Keep the old endpoint of every completed migration forwarding to its cluster's primary
+    (after `pgfleet down`/`up`, a killed proxy, or nodes added or removed). Returns one line
+    per action."""
+    actions = []
+    for record in resources.all_records(ports, KIND):
+        port = record.get("forwarded_port")
+        if record["phase"] != "completed" or not port:
+            continue
+        cluster = ports.store.get(clusters.KIND, record["cluster_id"])
+        if cluster is None or cluster["status"] != "running":
+            continue  # a stopped or paused cluster has no primary to forward to
+        try:
+            reason = ports.cluster_engine.forward_endpoint(clusters.cluster_spec(cluster), int(port))
+        except EngineError as exc:
+            actions.append(f"{record['id']}: the old endpoint does not forward: {exc}")
+            continue
+        if "already forwards" not in reason:
+            ports.store.update(KIND, record["id"], {"phase_reason": f"reconcile at {utcnow_iso()}: {reason}",
+                                                    "updated_at": utcnow_iso()})  # fmt: skip
+            actions.append(f"{record['id']}: {reason}")
+    return actions
+
+
+def forget_source(ctx: operations.StepContext) -> str:
+    """Cascade of an instance's delete: its old endpoint stops forwarding (the port is
+    released with the instance) and its migration records go."""
+    notes = []
+    for record in of_source(ctx.ports, ctx.resource_id):
+        if record.get("forwarded_port") and record.get("cluster_id"):
+            notes.append(
+                ctx.ports.cluster_engine.stop_forwarding(record["cluster_id"], int(record["forwarded_port"]))
+            )
+        ctx.ports.store.delete(KIND, record["id"])
+        notes.append(f"migration {record['id']} removed")
+    ctx.ports.store.release(source_claim(ctx.resource_id))
+    return "; ".join(notes) or "no migration"
+
+
+def forget_cluster(ctx: operations.StepContext) -> str:
+    """Cascade of a cluster's delete: the old endpoint of a migration into it stops
+    forwarding, and its source (stopped, its port free again) may be started again."""
+    notes = []
+    for record in resources.all_records(ctx.ports, KIND):
+        if record.get("cluster_id") != ctx.resource_id:
+            continue
+        if record.get("forwarded_port"):
+            notes.append(
+                ctx.ports.cluster_engine.stop_forwarding(ctx.resource_id, int(record["forwarded_port"]))
+            )
+        now = utcnow_iso()
+        ctx.ports.store.update(KIND, record["id"], {
+            "forwarded_port": None, "updated_at": now,
+            "old_endpoint": f"released: cluster {ctx.resource_id} was deleted; the source can be started again",
+        })  # fmt: skip
+        source = ctx.ports.store.get(instances.KIND, record["source_id"])
+        if source is not None and source.get("migrated_to") == ctx.resource_id:
+            ctx.ports.store.update(instances.KIND, source["id"], {
+                "migrated_to": None, "migration_id": None, "updated_at": now,
+                "status_reason": f"{source['status']}; cluster {ctx.resource_id} it was migrated to was deleted: "
+                "its endpoint is free again (start it to serve its data as of the cutover, read-only)",
+            })  # fmt: skip
+        ctx.ports.store.release(source_claim(record["source_id"]), record["id"])
+        notes.append(f"migration {record['id']}: old endpoint released")
+    return "; ".join(notes) or "no migration into it"

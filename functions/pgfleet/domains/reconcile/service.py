@@ -18,7 +18,7 @@ from pgfleet.core import operations, resources
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import PgfleetError
 from pgfleet.core.models import utcnow_iso
-from pgfleet.domains import archive, clusters, instances, migrations, replicas, tenants
+from pgfleet.domains import archive, clusters, instances, migrations, replicas, tenants, upgrades
 from pgfleet.ports.scheduler import Schedule
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ def run(ports: Ports, detail: dict[str, Any] | None = None) -> list[str]:
     actions += replicas.reconcile(ports)
     actions += tenants.reconcile(ports)
     actions += migrations.reconcile(ports)  # the old endpoints of migrated instances forward again
+    actions += upgrades.reconcile(ports)  # servers kept by blue/green upgrades, past their retention
     return actions
 
 

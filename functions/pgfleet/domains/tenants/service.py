@@ -248,6 +248,24 @@ def forget(ports: Ports, record: dict[str, Any]) -> None:
     ports.store.delete(KIND, record["id"], unique_keys=_unique_keys(record))
 
 
+def move(ports: Ports, record: dict[str, Any], kind: str, resource_id: str) -> dict[str, Any]:
+    """Re-home a tenant record onto another server that already holds its database and roles
+    (a physical copy: a migration into a cluster), with its password secret and unique names.
+    Idempotent: a tenant already on that server is returned as it is there."""
+    moved = {**record, "id": record_id(resource_id, record["name"]), "parent_id": resource_id,
+             "parent_kind": kind, "updated_at": utcnow_iso(),
+             "status_reason": f"moved from {record['parent_kind']} {record['parent_id']}: {record['status_reason']}"}  # fmt: skip
+    moved.pop("revision", None)
+    existing = ports.store.get(KIND, moved["id"])
+    if existing is None:
+        password = ports.secrets.get(secret_name(record))
+        if password is not None:  # first, so a retry after a crash still finds it
+            ports.secrets.put(secret_name(moved), password)
+        existing = ports.store.create(KIND, moved, unique_keys=_unique_keys(moved))
+    forget(ports, record)
+    return existing
+
+
 def require_no_tenant_operation(ports: Ports, resource_id: str) -> None:
     """409 while a tenant of the resource is being deleted (its drop needs the server up)."""
     busy = [r["name"] for r in of_server(ports, resource_id) if r["status"] == "deleting"]

@@ -13,6 +13,9 @@ DOMAIN = Domain(
         Mount(routes.cluster_router, "/api/v1/postgres/cluster"),
     ),
     workflows=(*in_place.WORKFLOWS, *cluster_in_place.WORKFLOWS, *blue_green.WORKFLOWS),
+    cascades=blue_green.CASCADES,
 )
 
-__all__ = ["DOMAIN", "UpgradeAccepted", "UpgradeCheck", "UpgradeRequest"]
+reconcile = blue_green.expire_kept
+
+__all__ = ["DOMAIN", "reconcile", "UpgradeAccepted", "UpgradeCheck", "UpgradeRequest"]

@@ -1,14 +1,16 @@
 """In-place major-version upgrade of a Patroni cluster (`cluster.upgrade.in_place`), with one
 planned downtime.
 
-Steps: a full backup; stop every node (the replicas first, the primary last, so Patroni never
+Steps: a full backup; the new cluster made (initdb) and a checkpoint, while the primary still
+serves; stop every node (the replicas first, the primary last, so Patroni never
 fails over); pg_upgrade of the primary's data directory (copy, or hard links when the disk is
 short), the old one kept, the replicas' data set aside, every node's Patroni configuration
 rewritten for the new version and the cluster's DCS state reset (pg_upgrade gives a new
 system identifier); archiving moved to the backup tool of the new version; the upgraded
 primary started alone; verify (the new version answers and takes writes: the downtime ends);
-the replicas cloned again from it until they stream; the kept directories dropped; extensions
-updated and statistics rebuilt; a first backup on the new version.
+the kept directories dropped (they are no way back any more); the replicas cloned again from
+it until they stream; extensions updated and statistics rebuilt; a first backup on the new
+version.
 
 Until `verify` has passed, a failure puts the old cluster back (the kept data directories, the
 old configuration, the DCS state reset again) and starts it as it was. After it, the upgraded
@@ -29,8 +31,9 @@ from pgfleet.core.leases import lease_kept
 from pgfleet.core.models import utcnow_iso
 from pgfleet.core.operations import StepContext, StepFn, Workflow
 from pgfleet.domains import archive, clusters
+from pgfleet.domains.upgrades.common import space_check, workflow_type
 from pgfleet.domains.upgrades.models import UpgradeCheckItem
-from pgfleet.domains.upgrades.service import space_check, workflow_type
+from pgfleet.ports.cluster_engine import ClusterSpec
 
 CLUSTER = clusters.CLUSTER
 # The step after which the upgraded primary is the cluster (no way back by roll-back).
@@ -91,7 +94,7 @@ def _primary(ctx: StepContext) -> str:
     return str(primary)
 
 
-def _spec(ctx: StepContext) -> Any:
+def _spec(ctx: StepContext) -> ClusterSpec:
     return clusters.cluster_spec(_record(ctx))
 
 
@@ -114,26 +117,55 @@ def _backup(ctx: StepContext) -> str:
     return archive.lifecycle.take_full_backup(ctx, _record(ctx), "pre-upgrade")
 
 
-def _stop(ctx: StepContext) -> str:
-    """Record the primary, then stop the replicas and the primary last (stopping the primary
-    first would make Patroni promote a replica)."""
+def _prepare(ctx: StepContext) -> str:
+    """The new cluster for the primary, made while it still serves (initdb is downtime saved);
+    the primary is recorded as the node to upgrade."""
     record = _record(ctx)
-    engine = ctx.ports.cluster_engine
-    members = {m.node_id: m for m in engine.members(record["id"])}
-    detail = _detail(ctx)
-    primary = detail.get("upgraded_node") or next(
-        (m.node_id for m in members.values() if m.role == "primary" and m.running), None
+    primary = next(
+        (
+            m.node_id
+            for m in ctx.ports.cluster_engine.members(record["id"])
+            if m.role == "primary" and m.running
+        ),
+        None,
     )
     if primary is None:
         raise EngineError(f"cluster {record['id']} has no running primary to upgrade")
-    operations.report(
-        ctx, phase="down", upgraded_node=primary,
-        down_since=detail.get("down_since") or utcnow_iso(), down_started=detail.get("down_started") or time.time(),
-    )  # fmt: skip
-    order = sorted((n["id"] for n in record["nodes"]), key=lambda node_id: node_id == primary)
-    for node_id in order:
-        engine.stop_node(record["id"], node_id)
-    return f"stopped {', '.join(order)} (the primary {primary} last)"
+    operations.report(ctx, phase="preparing", upgraded_node=primary)
+    return ctx.ports.cluster_engine.prepare_upgrade(record["id"], primary, _target(ctx))
+
+
+def _stop(ctx: StepContext) -> str:
+    """Record the primary, then stop the replicas (together) and the primary last: stopping
+    the primary first would make Patroni promote a replica. The downtime starts when the
+    primary stops, in the synchronous modes already when its replicas do (its commits wait
+    for one: with sync until Patroni notices they left, with sync_strict until one is back)."""
+    record = _record(ctx)
+    engine = ctx.ports.cluster_engine
+    # The primary now (Patroni may have failed over since `prepare`), or, when this step runs
+    # again after it stopped the cluster, the one recorded.
+    live = next((m.node_id for m in engine.members(record["id"]) if m.role == "primary" and m.running), None)
+    primary = live or _detail(ctx).get("upgraded_node")
+    if primary is None:
+        raise EngineError(f"cluster {record['id']} has no running primary to upgrade")
+
+    def down() -> None:
+        fresh = _detail(ctx)
+        operations.report(
+            ctx, phase="down",
+            down_since=fresh.get("down_since") or utcnow_iso(), down_started=fresh.get("down_started") or time.time(),
+        )  # fmt: skip
+
+    operations.report(ctx, phase="stopping", upgraded_node=primary, stopping=True)
+    if record["replication_mode"] != "async":
+        down()
+    replicas = [n["id"] for n in record["nodes"] if n["id"] != primary]
+    _parallel(lambda node_id: engine.stop_node(record["id"], node_id), replicas)
+    if live == primary:  # a fresh checkpoint: the primary's shutdown, the downtime, is shorter
+        engine.prepare_upgrade(record["id"], primary, _target(ctx))
+    down()
+    engine.stop_node(record["id"], primary)
+    return f"stopped {', '.join(replicas) or 'no replica'}, then the primary {primary}"
 
 
 def _pg_upgrade(ctx: StepContext) -> str:
@@ -158,11 +190,17 @@ def _archiving(ctx: StepContext) -> str:
     return f"{reason}; nodes: {_provision(ctx)}"
 
 
-def _start_primary(ctx: StepContext) -> str:
-    reason = ctx.ports.cluster_engine.start_upgraded_primary(_spec(ctx), _primary(ctx), timeout=START_TIMEOUT)
+def _down_ends(ctx: StepContext) -> float | None:
+    """Record how long the cluster had no writable primary, up to now."""
     started = _detail(ctx).get("down_started")
     down = round(time.time() - float(started), 1) if started else None
     operations.report(ctx, phase="verifying", down_seconds=down)
+    return down
+
+
+def _start_primary(ctx: StepContext) -> str:
+    reason = ctx.ports.cluster_engine.start_leader(_spec(ctx), _primary(ctx), timeout=START_TIMEOUT)
+    down = _down_ends(ctx)
     return reason + (f"; {down} s without a writable primary" if down is not None else "")
 
 
@@ -174,8 +212,13 @@ def _verify(ctx: StepContext) -> str:
     running = ctx.ports.cluster_engine.node_version(record["id"], primary)
     if running.split(".")[0] != _target(ctx):
         raise EngineError(f"the upgraded primary {primary} runs PostgreSQL {running}, not {_target(ctx)}")
+    # With sync_strict no commit returns before a replica confirms it: the replicas are cloned
+    # first (the kept data directories stay until the verification, so this takes more disk).
+    strict = record["replication_mode"] == "sync_strict"
+    rebuilt = f"{_rebuild_replicas(ctx)}; " if strict else ""
     clusters.create_database_step(ctx)
-    return f"{primary}: PostgreSQL {running} accepts connections and writes"
+    down = f"; {_down_ends(ctx)} s without a writable primary" if strict else ""
+    return f"{rebuilt}{primary}: PostgreSQL {running} accepts connections and writes{down}"
 
 
 def _rebuild_replicas(ctx: StepContext) -> str:
@@ -260,8 +303,9 @@ def _failed(ctx: StepContext, error: str) -> None:
             f"upgraded to PostgreSQL {target}, but a step after the verification failed: {error}",
         )  # fmt: skip
         return
-    primary = _detail(ctx).get("upgraded_node")
-    if not primary:  # the backup failed, or the stop found no primary: nothing was stopped
+    detail = _detail(ctx)
+    primary = detail.get("upgraded_node")
+    if not primary or not detail.get("stopping"):  # nothing was stopped yet
         operations.report(ctx, phase="failed")
         resources.set_status(
             ctx, CLUSTER, "running",
@@ -274,7 +318,8 @@ def _failed(ctx: StepContext, error: str) -> None:
         archive.service.configure_step(CLUSTER)(ctx)
         spec = _spec(ctx)
         put_back = engine.roll_back_upgrade(spec, str(primary), target)
-        engine.start_node(spec, spec.node(str(primary)))  # the old leader first: it registers its id
+        # The old primary first, alone: it has the newest data and registers the old system id.
+        engine.start_leader(spec, str(primary), timeout=START_TIMEOUT)
         _parallel(lambda node: engine.start_node(spec, node), [n for n in spec.nodes if n.node_id != primary])
         engine.wait_until_healthy(spec, timeout=clusters.HEALTHY_TIMEOUT)
     except (EngineError, KeyError) as exc:
@@ -294,14 +339,17 @@ def _failed(ctx: StepContext, error: str) -> None:
 
 STEPS: tuple[tuple[str, StepFn], ...] = (
     ("backup", _backup),
+    ("prepare_new_cluster", _prepare),
     ("stop", _stop),
     ("pg_upgrade", _pg_upgrade),
     ("configure_archiving", _archiving),
     ("start_primary", _start_primary),
     (POINT_OF_NO_RETURN, _verify),
+    # Past the verification the old data is no way back any more: dropped before the replicas
+    # are cloned, so the clones need no more disk than the replicas had.
+    ("drop_old_data", _finish),
     ("rebuild_replicas", _rebuild_replicas),
     ("check_versions", _replicas_version),
-    ("drop_old_data", _finish),
     ("update_extensions_and_analyze", _after),
     ("first_backup", _first_backup),
     ("mark_running", _mark),

@@ -25,6 +25,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ from pgfleet.adapters.engines.local import postgres as pg
 from pgfleet.adapters.engines.local import process
 from pgfleet.adapters.engines.local.cgroups import CgroupLimits
 from pgfleet.adapters.engines.local.database_admin import AdminServer, LocalDatabaseAdmin
+from pgfleet.adapters.engines.local.haproxy import Backend, HAProxyEndpoints
+from pgfleet.adapters.engines.local.patroni_upgrade import ClusterUpgrade
+from pgfleet.adapters.engines.local.postgres.logs import read_logs
 from pgfleet.adapters.engines.local.sql import AdminSocket, connect, first_line
 from pgfleet.core.errors import EngineError
 from pgfleet.local import etcd
@@ -59,6 +63,16 @@ REST_START_TIMEOUT = 60.0
 PROMOTION_TIMEOUT = 90.0
 CONFIG_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 3
+# What Patroni runs from postgresql.bin_dir: bootstrap, clone, rewind, and its checks.
+PATRONI_PROGRAMS = (
+    "postgres",
+    "pg_ctl",
+    "initdb",
+    "pg_controldata",
+    "pg_basebackup",
+    "pg_isready",
+    "pg_rewind",
+)
 
 
 class LocalPatroniEngine(ClusterEngine):
@@ -127,6 +141,15 @@ class LocalPatroniEngine(ClusterEngine):
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     # -- port: lifecycle --
+
+    def supported_versions(self) -> list[str]:
+        """Installed major versions whose binaries hold every program Patroni runs (pg_rewind
+        and pg_isready too, which a single server does without), lowest first."""
+        return [
+            version
+            for version, bin_dir in pg.installed_binaries().items()
+            if all(os.access(bin_dir / name, os.X_OK) for name in PATRONI_PROGRAMS)
+        ]
 
     def provision_node(self, spec: ClusterSpec, node: NodeSpec) -> str:
         """Write the node's directories and patroni.yml (rewritten every time). Data is left
@@ -450,14 +473,20 @@ class LocalPatroniEngine(ClusterEngine):
 
     def _streaming_stats(self, cluster_id: str, primary_node: str) -> dict[str, tuple[str, int, float]]:
         """pg_stat_replication as the primary sees it: application_name -> (state, replay lag
-        in bytes, replay lag in seconds); empty when the primary cannot be reached."""
+        in bytes, replay lag in seconds); empty when the primary cannot be reached.
+
+        The leader of a standby cluster is in recovery (pg_current_wal_lsn() raises there): its
+        replicas' lag is measured from what it has itself, the most of what it received and
+        replayed, which is what its walsenders send on."""
         with (
             contextlib.suppress(EngineError, psycopg.Error),
             self._connect(cluster_id, primary_node) as conn,
         ):
             rows = conn.execute(
                 "SELECT application_name, state,"
-                " coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), replay_lsn), 0)::pg_catalog.int8,"
+                " coalesce(pg_catalog.pg_wal_lsn_diff(CASE WHEN pg_catalog.pg_is_in_recovery()"
+                " THEN GREATEST(pg_catalog.pg_last_wal_receive_lsn(), pg_catalog.pg_last_wal_replay_lsn())"
+                " ELSE pg_catalog.pg_current_wal_lsn() END, replay_lsn), 0)::pg_catalog.int8,"
                 " coalesce(extract(epoch FROM replay_lag), 0)::pg_catalog.float8"
                 " FROM pg_catalog.pg_stat_replication"
             ).fetchall()
@@ -511,19 +540,11 @@ class LocalPatroniEngine(ClusterEngine):
             except psycopg.Error as exc:
                 raise EngineError(f"stats of {node_id} failed: {first_line(exc)}") from exc
 
-    def node_logs(self, cluster_id: str, node_id: str, limit: int) -> list[LogLine]:
-        if limit <= 0:
-            return []
-        paths = self.paths(cluster_id, node_id)
-        collected: list[LogLine] = []
-        for path in sorted(paths.log.glob("*.json"), reverse=True):  # names sort by time
-            for raw in pg.reverse_lines(path):
-                line = pg.parse_log_line(raw)
-                if line is not None:
-                    collected.append(line)
-                    if len(collected) >= limit:
-                        return collected[::-1]
-        return collected[::-1]
+    def node_logs(
+        self, cluster_id: str, node_id: str, limit: int, since: datetime | None = None
+    ) -> list[LogLine]:
+        # The node's jsonlog, read as a single server's is.
+        return read_logs(self.paths(cluster_id, node_id).log, limit, since)
 
     # -- port: resources and administration --
 
@@ -690,6 +711,65 @@ class LocalPatroniEngine(ClusterEngine):
                 seen = f"{m.role}/{m.state}" if m else "absent"
                 raise EngineError(f"{candidate} did not become a writable primary in time ({seen})")
             time.sleep(0.25)
+
+    # -- port: forwarded endpoints (added for migrations; see haproxy.py) --
+
+    def _endpoints(self) -> HAProxyEndpoints:
+        return HAProxyEndpoints(self._home, self._host)
+
+    def forward_endpoint(self, spec: ClusterSpec, port: int) -> str:
+        primary = next(
+            (m.node_id for m in self.members(spec.cluster_id) if m.role == "primary" and m.running), None
+        )
+        nodes = sorted(spec.nodes, key=lambda n: n.node_id != primary)  # the leader first
+        backends = [Backend(n.node_id, self._host, n.port, n.rest_port) for n in nodes]
+        return self._endpoints().forward(spec.cluster_id, port, backends)
+
+    def stop_forwarding(self, cluster_id: str, port: int) -> str:
+        endpoints = self._endpoints()
+        owner = endpoints.owner(port)
+        if owner is not None and owner != cluster_id:
+            return f"{self._host}:{port} forwards to cluster {owner}, not {cluster_id}: left alone"
+        return endpoints.stop(port)
+
+    def forwarded_to(self, cluster_id: str, port: int) -> str | None:
+        endpoints = self._endpoints()
+        if endpoints.owner(port) != cluster_id or endpoints.pid(port) is None:
+            return None
+        up = endpoints.up_nodes(port)
+        return up[0] if len(up) == 1 else None
+
+    # -- port: major-version upgrade in place (see patroni_upgrade.py) --
+
+    def _upgrade(self) -> ClusterUpgrade:
+        return ClusterUpgrade(self)
+
+    def upgrade_check(self, cluster_id: str, target_version: str, link: bool) -> list[str]:
+        return self._upgrade().check(cluster_id, target_version, link)
+
+    def upgrade_space(self, cluster_id: str) -> tuple[int, int]:
+        return self._upgrade().space(cluster_id)
+
+    def prepare_upgrade(self, cluster_id: str, node_id: str, target_version: str) -> str:
+        return self._upgrade().prepare(cluster_id, node_id, target_version)
+
+    def upgrade_primary(self, spec: ClusterSpec, node_id: str, link: bool) -> str:
+        return self._upgrade().upgrade_primary(spec, node_id, link)
+
+    def start_leader(self, spec: ClusterSpec, node_id: str, timeout: float = 120) -> str:
+        return self._upgrade().start_primary(spec, node_id, timeout)
+
+    def roll_back_upgrade(self, spec: ClusterSpec, node_id: str, target_version: str) -> str:
+        return self._upgrade().roll_back(spec, node_id, target_version)
+
+    def finish_upgrade(self, cluster_id: str, target_version: str) -> str:
+        return self._upgrade().finish(cluster_id, target_version)
+
+    def after_upgrade(self, cluster_id: str) -> str:
+        return self._upgrade().after(cluster_id)
+
+    def node_version(self, cluster_id: str, node_id: str) -> str:
+        return self._upgrade().version(cluster_id, node_id)
 
 
 def _ensure_rewind_role(conn: psycopg.Connection, password: str) -> None:

@@ -21,6 +21,7 @@ import yaml
 
 from pgfleet.adapters.engines.local import postgres as pg
 from pgfleet.adapters.engines.local import tuning
+from pgfleet.adapters.engines.local.postgres.config import LOCK_LOGGING
 from pgfleet.core.errors import EngineError
 from pgfleet.ports.cluster_engine import HEALTHY_LAG_BYTES, REPLICATION_MODES, ClusterSpec, NodeSpec
 
@@ -223,6 +224,7 @@ def _split_parameters(spec: ClusterSpec, paths: NodePaths) -> tuple[dict[str, st
         "log_timezone": "UTC",  # node_logs() parses timestamps as UTC
         "log_rotation_size": "10MB",
         "log_rotation_age": "1d",
+        **LOCK_LOGGING,
         **tuned,
         **overrides,
     }
@@ -278,6 +280,8 @@ def render(
             "parameters": local,
             "pg_hba": [
                 f"local all {SUPERUSER} trust",
+                # As on a single server: base backups (Barman's pg_basebackup) over the socket.
+                f"local replication {SUPERUSER} trust",
                 f"host replication {REPLICATION_USER} {cidr} scram-sha-256",
                 f"host all all {cidr} scram-sha-256",
             ],

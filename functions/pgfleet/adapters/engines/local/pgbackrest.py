@@ -591,7 +591,12 @@ class LocalPgBackRest(BackupEngine):
     # -- the port -------------------------------------------------------------------------
 
     def archive_settings(
-        self, stanza: str, pg_data_dir: str | Path, pg_socket_dir: str | Path, pg_port: int
+        self,
+        stanza: str,
+        pg_data_dir: str | Path,
+        pg_socket_dir: str | Path,
+        pg_port: int,
+        pg_version: str | None = None,
     ) -> dict[str, str]:
         self._write_config(stanza, pg_data_dir, pg_socket_dir, pg_port)
         command = pgbackrest_argv(
@@ -853,6 +858,9 @@ class LocalPgBackRest(BackupEngine):
                 if meta.get("type") == "file" and (len(name) == 24 or name[24:25] == "-")
             }
         return [segment for segment in wanted if segment not in present]
+
+    def repository(self, stanza: str) -> str:
+        return f"pgBackRest, encrypted aes-256-cbc with the stanza's passphrase from Secrets, {self.location(stanza)}"
 
     def location(self, stanza: str) -> str:
         checked_stanza(stanza)

@@ -45,6 +45,10 @@ MANAGED_SETTINGS = frozenset(
     }
 )
 REQUIRED_PRELOAD = "pg_stat_statements"
+# Every lock wait longer than deadlock_timeout is logged, and a deadlock is found (and its
+# victim cancelled) after 1 s of waiting: the locks domain reads both from the log. A server's
+# own settings may still override them.
+LOCK_LOGGING = {"log_lock_waits": "on", "deadlock_timeout": "1s"}
 # A hot standby refuses to run with any of these below its source's value.
 HOT_STANDBY_MINIMUMS = (
     "max_connections",
@@ -141,6 +145,7 @@ def render_config(
         "log_timezone": "UTC",
         "log_rotation_size": "10MB",
         "log_rotation_age": "1d",
+        **LOCK_LOGGING,
         **tuned,
     }
     overrides = validated_overrides(spec.settings)

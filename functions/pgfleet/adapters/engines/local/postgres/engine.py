@@ -57,6 +57,7 @@ from pgfleet.adapters.engines.local.postgres.config import (
     render_config,
     render_hba,
 )
+from pgfleet.adapters.engines.local.postgres.logical import LogicalReplication
 from pgfleet.adapters.engines.local.postgres.paths import (
     MAX_SOCKET_PATH,
     SERVER_ID_RE,
@@ -105,7 +106,7 @@ MAX_IDENTIFIER_BYTES = 63
 # --- the engine ------------------------------------------------------------------------------------
 
 
-class LocalPostgresEngine(Engine):
+class LocalPostgresEngine(LogicalReplication, Engine):
     """PostgreSQL servers as local processes under `home`. See the module docstring."""
 
     def __init__(self, home: Path, host: str = "127.0.0.1", limits: CgroupLimits | None = None) -> None:
@@ -461,6 +462,11 @@ class LocalPostgresEngine(Engine):
     def upgrade_space(self, server_id: str) -> tuple[int, int]:
         paths = self.paths(server_id)
         return upgrade.data_bytes(paths.data), shutil.disk_usage(paths.root).free
+
+    def prepare_upgrade(self, server_id: str, target_version: str) -> str:
+        dirs = self._upgrade_dirs(server_id, target_version)
+        with self._lock(f"upgrade-{server_id}"):
+            return upgrade.prepare(dirs)
 
     def upgrade_data(self, spec: ServerSpec, link: bool) -> str:
         dirs = self._upgrade_dirs(spec.server_id, spec.version)

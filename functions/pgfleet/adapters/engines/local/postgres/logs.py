@@ -64,7 +64,26 @@ def parse_log_line(raw: bytes) -> LogLine | None:
         timestamp=stamp,
         severity=str(entry.get("error_severity", "")),
         message=str(entry.get("message", "")),
+        pid=_int(entry.get("pid")),
+        user=_text(entry.get("user")),
+        database=_text(entry.get("dbname")),
+        application_name=_text(entry.get("application_name")),
+        sqlstate=_text(entry.get("state_code")),
+        detail=_text(entry.get("detail")),
+        hint=_text(entry.get("hint")),
+        context=_text(entry.get("context")),
+        query=_text(entry.get("statement")),
+        session_id=_text(entry.get("session_id")),
+        line_num=_int(entry.get("line_num")),
     )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def read_logs(log_dir: Path, limit: int, since: datetime | None = None) -> list[LogLine]:
