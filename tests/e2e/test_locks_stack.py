@@ -208,6 +208,18 @@ def test_the_capture_history_names_the_chain(stack: LocalStack, token: str, inst
     assert any(not lk["lockGranted"] and lk["tableName"] == "orders" for lk in captured), captured
     held = [lk for lk in captured if lk["lockGranted"]]
     assert held and held[0]["resolutionAction"] == "TERMINATED", held
+    # The ended blocker, as its last capture saw it.
+    status, body = stack.request(
+        "GET", f"{LOCKS}/blocking-sessions?targetId={iid}&includeResolved=true", token=token
+    )
+    assert status == 200, body
+    (ended,) = body["blockingSessions"]
+    assert ended["resolutionAction"] == "TERMINATED" and ended["blockedSessionsCount"] == 2, ended
+    assert ended["resolutionReason"].startswith("auto-resolve") and not ended["autoKillEligible"]
+    assert (
+        stack.request("GET", f"{LOCKS}/blocking-sessions?targetId={iid}", token=token)[1]["blockingSessions"]
+        == []
+    )
     status, audit = stack.request(
         "GET", "/api/v1/system/audit?timeRange=1h&pageSize=100", token=stack.token("admin", None)
     )

@@ -32,3 +32,22 @@ def test_viewers_read_but_never_enable_and_other_tenants_are_404(call: Any) -> N
     assert call("GET", f"{CONFIG}?tenantId=acme", role="viewer")[0] == 200
     assert call("PUT", f"{CONFIG}?tenantId=acme", {"enabled": True}, role="viewer")[0] == 403
     assert call("GET", f"{CONFIG}?tenantId=globex")[0] == 404
+
+
+def test_a_stopped_target_is_a_409_with_its_status_and_an_unknown_one_404(call: Any, fake_ports: Any) -> None:
+    fake_ports.store.create("instance", {
+        "id": "pgi-0123456789ab", "tenant_id": "acme", "name": "idle-db", "status": "stopped",
+        "created_at": "2026-01-01T00:00:00Z",
+    })  # fmt: skip
+    for path in ("/api/v1/locks/activity", "/api/v1/locks/blocking-sessions"):
+        status, body = call("GET", f"{path}?targetId=pgi-0123456789ab")
+        assert status == 409 and body["error"]["details"]["status"] == "stopped", body
+        assert call("GET", f"{path}?targetId=pgi-ba9876543210")[0] == 404
+        assert call("GET", f"{path}?targetId=pgi-0123456789ab", tenant="globex")[0] == 404
+    status, body = call(
+        "POST", "/api/v1/locks/blocking-sessions/42/terminate?targetId=pgi-0123456789ab", {"reason": "x"}
+    )
+    assert status == 409, body
+    # Without a target: the tenant's running servers only (none here), never an error.
+    status, body = call("GET", "/api/v1/locks/blocking-sessions")
+    assert status == 200 and body["blockingSessions"] == [], body

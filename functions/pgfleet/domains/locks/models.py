@@ -108,6 +108,9 @@ class BlockingSession(CamelModel):
     recommended_action: str
     blocked_pids: list[int]
     tree: BlockingTreeNode
+    resolution_action: str | None = Field(default=None, description="includeResolved: how it was ended.")
+    resolution_time: str | None = None
+    resolution_reason: str | None = None
 
 
 class BlockingSessionSummary(CamelModel):

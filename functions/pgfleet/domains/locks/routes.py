@@ -5,7 +5,7 @@ every server the caller may see."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
@@ -39,6 +39,7 @@ TimeRangeParam = Annotated[
     Query(alias="timeRange", max_length=80, description=f"Captured history too: {time_range.FORMS}."),
 ]
 HISTORY_MAX_AGE = timedelta(seconds=service.CAPTURE_TTL_SECONDS)
+RESOLVED_LOOKBACK = timedelta(hours=24)
 
 
 @router.get(
@@ -90,10 +91,16 @@ def blocking_sessions(
     node: Node = None,
     severity: Annotated[Severity | None, Query()] = None,
     min_duration: Annotated[float | None, Query(alias="minDuration", ge=0, description="Seconds.")] = None,
-    include_resolved: Annotated[bool, Query(alias="includeResolved")] = False,
+    include_resolved: Annotated[
+        bool, Query(alias="includeResolved", description="Also the root blockers ended in the last 24 hours.")
+    ] = False,
 ) -> BlockingSessionsResponse:
-    snaps = service.live_snapshot(ports(), principal(router), target_id, tenant_id, node)
-    return views.blocking_sessions(snaps, severity, min_duration)
+    caller = principal(router)
+    snaps = service.live_snapshot(ports(), caller, target_id, tenant_id, node)
+    resolved: list[dict[str, Any]] = []
+    if include_resolved:
+        resolved = service.resolved_blockers(ports(), caller, target_id, tenant_id, RESOLVED_LOOKBACK)
+    return views.blocking_sessions(snaps, severity, min_duration, resolved=resolved)
 
 
 @router.post(

@@ -418,6 +418,39 @@ def captured(
     return history_of(ports, STREAM, target_id, tenant, start, end)
 
 
+def resolved_blockers(
+    ports: Ports, principal: Principal, target_id: str | None, tenant_id: str | None, lookback: timedelta
+) -> list[dict[str, Any]]:
+    """Root blockers ended in the last `lookback`: each as the last capture before its end saw
+    it (capture format), with `resolution_action`, `resolution_time` and `resolution_reason`."""
+    end = datetime.now(UTC)
+    tenant = tenant_scope(principal, tenant_id)
+    if target_id is not None:
+        servers.get_visible(ports, principal, kind_of(target_id), target_id)
+    ended = [
+        r for r in history_of(ports, RESOLUTIONS, target_id, tenant, end - lookback, end)
+        if r.data.get("result") == "SUCCESS" and not r.data.get("dry_run")
+    ]  # fmt: skip
+    if not ended:
+        return []
+    captures = history_of(ports, STREAM, target_id, tenant, end - lookback - timedelta(minutes=5), end)
+    found = []
+    for r in ended:
+        seen = [
+            (c, b) for c in captures if c.target_id == r.target_id and c.at <= r.at
+            for b in c.data.get("blockers", []) if b["pid"] == r.data["pid"] and b.get("root")
+        ]  # fmt: skip
+        if not seen:
+            continue
+        capture, blocker = seen[-1]
+        tree = next((t for t in capture.data.get("tree", []) if t["pid"] == blocker["pid"]), None)
+        found.append({
+            **blocker, "target_id": r.target_id, "node": capture.data.get("node"), "tree": tree,
+            "resolution_action": r.data["action"], "resolution_time": _iso(r.at), "resolution_reason": r.data.get("reason"),
+        })  # fmt: skip
+    return found
+
+
 def history_of(
     ports: Ports, stream: str, target_id: str | None, tenant: str | None, start: datetime, end: datetime
 ) -> list[HistoryRecord]:

@@ -48,10 +48,20 @@ def _subtree(tree: list[dict[str, Any]], pid: int) -> dict[str, Any] | None:
 
 
 def blocking_sessions(
-    snaps: list[dict[str, Any]], severity: str | None, min_duration: float | None, roots_only: bool = True
+    snaps: list[dict[str, Any]],
+    severity: str | None,
+    min_duration: float | None,
+    roots_only: bool = True,
+    resolved: list[dict[str, Any]] | None = None,
 ) -> BlockingSessionsResponse:
     items: list[BlockingSession] = []
-    for snap in snaps:
+    # Ended blockers as their last capture saw them, as one more "snapshot" each.
+    ended = [
+        {"target_id": b["target_id"], "node": b.get("node"), "blockers": [b], "blocked_sessions": 0,
+         "tree": [b["tree"]] if b.get("tree") else []}
+        for b in resolved or []
+    ]  # fmt: skip
+    for snap in [*snaps, *ended]:
         for b in snap["blockers"]:
             if roots_only and not b["root"]:
                 continue
@@ -78,15 +88,19 @@ def blocking_sessions(
                         "blocking_duration": b["blocking_seconds"],
                         "blocking_severity": b["severity"],
                         "impact_score": b["impact_score"],
-                        "auto_kill_eligible": not b["protected"]
+                        "auto_kill_eligible": not b.get("protected")
                         and b["root"]
-                        and ESCALATION[b["severity"]] >= 2,
+                        and ESCALATION[b["severity"]] >= 2
+                        and not b.get("resolution_action"),
                         "escalation_level": ESCALATION[b["severity"]],
                         "current_query": b["query"] or "",
                         "last_activity": b.get("last_activity"),
                         "recommended_action": recommended_action(b),
                         "blocked_pids": b["blocked_pids"],
                         "tree": tree,
+                        "resolution_action": b.get("resolution_action"),
+                        "resolution_time": b.get("resolution_time"),
+                        "resolution_reason": b.get("resolution_reason"),
                     }
                 )  # fmt: skip
             )
