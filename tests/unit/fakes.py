@@ -674,7 +674,7 @@ class FakeClusterEngine(ClusterEngine):
         self.forwarded: dict[int, str] = {}  # port -> the cluster whose primary it forwards to
 
     def supported_versions(self) -> list[str]:
-        return ["15"]
+        return ["15", "18"]
 
     def dcs_status(self, timeout: float = 2.0) -> DcsStatus:
         if self.dcs_healthy:

@@ -41,9 +41,10 @@ def test_slot_names_are_valid_and_distinct_per_database() -> None:
     assert all(len(n) <= 63 and n.replace("_", "").isalnum() and n == n.lower() for n in names)
 
 
-def test_blue_green_is_refused_for_clusters_with_a_reason() -> None:
-    (item,) = blue_green.checks(None, "cluster", {"id": "pgc-1"}, "18")  # type: ignore[arg-type]
-    assert not item.passed and "single instances" in item.detail
+def test_a_cluster_is_checked_by_its_cluster_engine(fake_ports: FakePorts) -> None:
+    # The fake cluster engine has no logical replication: the check says so, as a finding.
+    (item,) = blue_green.checks(fake_ports, "cluster", {"id": "pgc-1", "nodes": []}, "18")  # type: ignore[arg-type]
+    assert not item.passed and item.name == "logical replication" and "blue/green" in item.detail
 
 
 def test_kept_blue_servers_go_once_their_retention_has_passed(fake_ports: FakePorts) -> None:

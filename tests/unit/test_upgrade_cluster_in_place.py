@@ -188,3 +188,18 @@ def test_a_failure_after_the_verification_keeps_the_new_version(
     assert got["status"] == "running" and got["version"] == "18", got
     assert "after the verification failed" in got["status_reason"]
     assert "roll_back_upgrade" not in engine.calls
+
+
+def test_sync_strict_clones_the_replicas_before_the_verifying_write(
+    call: Any, fake_ports: Any, engine: UpgradingClusterEngine
+) -> None:
+    status, body = call(
+        "POST", CLUSTERS, {"name": "strict-db", "version": "15", "replication_mode": "sync_strict"}
+    )
+    assert status == 202, body
+    fake_ports.drain()
+    op, got = _upgrade(call, fake_ports, body["id"])
+    assert op["status"] == "succeeded", op
+    verify = next(s for s in op["steps"] if s["name"] == "verify")
+    assert verify["reason"].startswith("cloned n2, n3 again from n1"), verify
+    assert got["version"] == "18" and all(v["running"] for v in engine.nodes[body["id"]].values())

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from pgfleet.core.errors import EngineError
 from pgfleet.ports.database_admin import DatabaseAdmin
-from pgfleet.ports.engine import LogLine, ServerStats
+from pgfleet.ports.engine import LogicalReadiness, LogLine, ServerStats, SubscriptionProgress
 
 REPLICATION_MODES = ("async", "sync", "sync_strict")
 
@@ -349,3 +349,78 @@ class ClusterEngine(abc.ABC):
         """The server version one running node reports (`server_version`, e.g. "18.1").
         Raises EngineError when the node does not answer."""
         raise EngineError("this engine cannot upgrade a cluster in place")
+
+    # --- major-version upgrade blue/green: logical replication from one cluster to another ---
+    # Not abstract: an engine that cannot says so (EngineError), which the pre-flight check turns
+    # into a finding. "The primary" is the node that is the primary when the method runs.
+
+    def logical_readiness(self, cluster_id: str, target_version: str) -> LogicalReadiness:
+        """The logical replication prerequisites of the cluster, read on its primary (as
+        `Engine.logical_readiness`). Changes nothing. Raises EngineError without a primary."""
+        raise EngineError("this engine cannot upgrade a cluster blue/green")
+
+    def enable_logical_decoding(self, spec: ClusterSpec) -> str:
+        """wal_level=logical on the primary, restarting it once (it stays the primary) when it
+        was lower. Idempotent."""
+        raise EngineError("this engine cannot upgrade a cluster blue/green")
+
+    def provision_logical_copy(self, spec: ClusterSpec, source_cluster_id: str) -> str:
+        """Make and start the cluster `spec` (new, at its version, on its own ports) with the
+        running source cluster's internal credentials, roles, databases and schema, no rows,
+        and return once it is healthy. Idempotent: a complete copy is only started; an
+        interrupted one is destroyed and made again. May block for minutes."""
+        raise EngineError("this engine cannot upgrade a cluster blue/green")
+
+    def subscribe(self, cluster_id: str, source_cluster_id: str) -> str:
+        """A publication in each database of the source's primary and the subscription of the
+        cluster's primary to it (copying the tables, then streaming). Idempotent."""
+        raise EngineError("this engine cannot upgrade a cluster blue/green")
+
+    def subscription_progress(self, cluster_id: str, source_cluster_id: str) -> SubscriptionProgress:
+        """Where the subscriptions of the cluster stand against the source's primary. A
+        failover of the source (its slots left behind) is reported in `errors`."""
+        raise EngineError("this engine cannot upgrade a cluster blue/green")
+
+    def checkpoint(self, cluster_id: str) -> str:
+        """A CHECKPOINT on the primary, so its next shutdown is quick."""
+        raise EngineError("this engine cannot upgrade a cluster blue/green")
+
+    def set_read_only(self, cluster_id: str, read_only: bool) -> int:
+        """As `Engine.set_read_only`, on the primary: default_transaction_read_only on (its
+        client sessions ended) or reset. Returns the primary's WAL position after."""
+        raise EngineError("this engine cannot upgrade a cluster blue/green")
+
+    def wal_position(self, cluster_id: str) -> int:
+        """The primary's current WAL position, in bytes from 0/0."""
+        raise EngineError("this engine cannot upgrade a cluster blue/green")
+
+    def schema_differences(self, cluster_id: str, source_cluster_id: str) -> list[str]:
+        """Tables and columns that differ between the two primaries (as `Engine.schema_differences`)."""
+        raise EngineError("this engine cannot upgrade a cluster blue/green")
+
+    def copy_sequences(self, cluster_id: str, source_cluster_id: str) -> str:
+        """The source primary's sequence values set on the cluster's primary. Idempotent."""
+        raise EngineError("this engine cannot upgrade a cluster blue/green")
+
+    def unsubscribe(self, cluster_id: str, source_cluster_id: str) -> str:
+        """Drop the subscriptions, and the source's slots and publications, on whichever side
+        has a running primary. Idempotent."""
+        raise EngineError("this engine cannot upgrade a cluster blue/green")
+
+    def swap_clusters(self, spec: ClusterSpec, green_cluster_id: str, kept_cluster_id: str) -> str:
+        """With every node of both clusters stopped: the cluster `spec.cluster_id` is kept as
+        `kept_cluster_id`, and `green_cluster_id` (same node ids) takes its id and its node
+        ports (`spec`, at the green version); the DCS state of the id is reset but its dynamic
+        configuration, so the nodes stay stopped until the green leader starts alone
+        (`start_leader`). Idempotent. Raises EngineError when a node runs."""
+        raise EngineError("this engine cannot upgrade a cluster blue/green")
+
+    def unswap_clusters(self, spec: ClusterSpec, green_cluster_id: str, kept_cluster_id: str) -> str:
+        """Undo `swap_clusters` (`spec` the cluster at its old version): every node stopped,
+        the kept cluster takes its id back, green its own; the DCS state reset again, so the
+        old primary starts first (`start_leader`). Idempotent: "not swapped" when it was not."""
+        raise EngineError("this engine cannot upgrade a cluster blue/green")
+
+    def cluster_major_version(self, cluster_id: str) -> str | None:
+        """The major version in the cluster's data directories; None when it has none."""
+        raise EngineError("this engine cannot upgrade a cluster blue/green")

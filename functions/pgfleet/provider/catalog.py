@@ -8,7 +8,7 @@ a cluster has a path for each, and a configuration sets exactly one of the two p
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -21,22 +21,24 @@ from pgfleet.domains.tenants import TenantCreate, TenantCreated
 from pgfleet.provider.hcl import Ref
 from pgfleet.provider.spec import Computed, DataSourceSpec, InPlaceUpdate, ResourceSpec, Singleton
 
-UPGRADE_MODE = Field(
-    default="in_place",
-    description=(
-        "How a change of `version` upgrades: `in_place` (pg_upgrade on the same servers, one planned "
-        "downtime) or `blue_green` (a new server fed by logical replication, then a cutover of seconds). "
-        "Read only when `version` changes; never sent on create."
+UpgradeMode = Annotated[
+    Literal["in_place", "blue_green"],
+    Field(
+        description=(
+            "How a change of `version` upgrades: `in_place` (pg_upgrade on the same servers, one planned "
+            "downtime) or `blue_green` (a new server fed by logical replication, then a cutover of seconds). "
+            "Read only when `version` changes; never sent on create."
+        ),
     ),
-)
+]
 
 
 class InstanceArguments(InstanceCreate):
-    upgrade_mode: Literal["in_place", "blue_green"] = UPGRADE_MODE
+    upgrade_mode: UpgradeMode = "in_place"
 
 
 class ClusterArguments(ClusterCreate):
-    upgrade_mode: Literal["in_place", "blue_green"] = UPGRADE_MODE
+    upgrade_mode: UpgradeMode = "in_place"
 
 
 # A change of `version` is an upgrade, planned as an update (never a replace).

@@ -193,8 +193,6 @@ def list_for_resource(ports: Ports, principal: Principal, kind: str, resource_id
 # --- the production-readiness API (camelCase) ------------------------------------------------------
 
 
-
-
 def estimate_seconds(ports: Ports, resource_id: str, backup_type: str) -> float:
     """How long the resource's last backup of that type took (a default without one)."""
     done = [

@@ -44,6 +44,7 @@ from pgfleet.core.errors import Conflict, EngineError, NotFound, PgfleetError
 from pgfleet.core.models import utcnow_iso
 from pgfleet.core.operations import Cascade, StepContext, StepFn, Workflow
 from pgfleet.domains import archive, instances, replicas
+from pgfleet.domains.upgrades import blue_green_cluster
 from pgfleet.domains.upgrades.common import COPY_FACTOR, COPY_HEADROOM_BYTES, workflow_type
 from pgfleet.domains.upgrades.models import UpgradeCheckItem
 from pgfleet.ports.engine import ServerSpec, SubscriptionProgress
@@ -74,12 +75,7 @@ def checks(ports: Ports, kind: str, record: dict[str, Any], target: str) -> list
     """The logical replication prerequisites on blue, the extensions of the target, free disk
     for a full copy. Changes nothing."""
     if kind != instances.KIND:
-        return [
-            UpgradeCheckItem(
-                name="blue_green", passed=False,
-                detail="blue_green is offered for single instances; upgrade a cluster with mode in_place",
-            )
-        ]  # fmt: skip
+        return blue_green_cluster.checks(ports, record, target)
     try:
         ready = ports.engine.logical_readiness(record["id"], target)
     except EngineError as exc:

@@ -27,10 +27,14 @@ from pgfleet.domains.upgrades.common import space_check, workflow_type
 from pgfleet.domains.upgrades.models import UpgradeCheckItem, UpgradeRequest
 
 
-def validate_version(ports: Ports, record: dict[str, Any], target: str) -> None:
-    """422 for a version not installed here (listing the installed ones), the same version,
-    or a downgrade."""
-    installed = ports.engine.supported_versions()
+def validate_version(ports: Ports, record: dict[str, Any], target: str, kind: str = instances.KIND) -> None:
+    """422 for a version not installed here (listing the installed ones; for a cluster, those
+    Patroni can run), the same version, or a downgrade."""
+    installed = (
+        ports.engine.supported_versions()
+        if kind == instances.KIND
+        else ports.cluster_engine.supported_versions()
+    )
     current = str(record["version"])
     if target not in installed:
         raise ValidationFailed(
@@ -100,7 +104,7 @@ def preflight(
 ) -> dict[str, Any]:
     """The report of `check`, after the request itself is validated (404, 409, 422)."""
     server = servers.get_visible(ports, principal, kind, resource_id)
-    validate_version(ports, server.record, body.target_version)
+    validate_version(ports, server.record, body.target_version, kind)
     resources.require_status(server.record, server.rtype, "upgrade", ("running",))
     return check(ports, kind, server.record, body)
 
@@ -111,7 +115,7 @@ def upgrade(
     """Validate, check, and hand the upgrade to the worker: 202 with the accepted upgrade, or
     409 with every finding of a failed check (nothing changed)."""
     server = servers.get_visible(ports, principal, kind, resource_id)
-    validate_version(ports, server.record, body.target_version)
+    validate_version(ports, server.record, body.target_version, kind)
     resources.require_status(server.record, server.rtype, "upgrade", ("running",))
     tenants.require_no_tenant_operation(ports, server.id)
     report = check(ports, kind, server.record, body)

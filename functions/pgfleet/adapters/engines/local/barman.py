@@ -72,6 +72,8 @@ STANZA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 SEGMENT_RE = re.compile(r"^[0-9A-F]{24}$")
 COMMAND_TIMEOUT = 120.0
 LONG_TIMEOUT = 6 * 3600.0
+LOCK_RACE_ATTEMPTS = 5
+LOCK_RACE_PAUSE_S = 1.0
 CANCEL_TIMEOUT = 60.0
 BACKGROUND_NICE = 10
 # How long `check` waits for the switched segment (the port says about 60 s).
@@ -523,7 +525,17 @@ class LocalBarman(BackupEngine):
             kind = "full"  # no backup to build on yet
         if compress_level is not None:
             log.info("stanza %s: Barman backups are stored uncompressed; compress_level ignored", stanza)
-        self._run(stanza, "backup", *arguments, stanza, timeout=self._long_timeout, background=True)
+        for attempt in range(1, LOCK_RACE_ATTEMPTS + 1):
+            try:
+                self._run(stanza, "backup", *arguments, stanza, timeout=self._long_timeout, background=True)
+                break
+            except EngineError as exc:
+                # `barman list-processes` (a status read elsewhere) probes the backup lock by
+                # taking it for an instant; a backup starting in that instant is refused
+                # although none runs. Another backup really running keeps its lock: refused again.
+                if "Another backup process is running" not in str(exc) or attempt == LOCK_RACE_ATTEMPTS:
+                    raise
+                time.sleep(LOCK_RACE_PAUSE_S)
         new = [backup_id for backup_id in self._backup_ids(stanza) if backup_id not in before]
         if not new:
             raise EngineError(f"Barman reported success but stanza {stanza!r} has no new backup")
@@ -559,14 +571,10 @@ class LocalBarman(BackupEngine):
         bytes streamed of the estimated total); 0 until the server has estimated it."""
         if not self.config_path(stanza).exists():
             return None
-        try:
-            if self._running_backup_pid(stanza) is None:
-                return None
-        except EngineError:
-            return None
+        # Not `barman list-processes`: it probes the backup lock, which races a starting backup.
         address = self._server_address(stanza)
         if address is None:
-            return 0
+            return None
         try:
             with connect(address, application_name="pgfleet-backup-progress") as conn:
                 row = conn.execute(
@@ -576,7 +584,9 @@ class LocalBarman(BackupEngine):
         except psycopg.Error as exc:
             log.info("stanza %s: backup progress not readable: %s", stanza, first_line(exc))
             return 0
-        if row is None or not row[0]:
+        if row is None:
+            return None  # no base backup streams from the server: none runs
+        if not row[0]:
             return 0
         return max(0, min(100, int(100 * int(row[1]) / int(row[0]))))
 

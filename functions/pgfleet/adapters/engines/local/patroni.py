@@ -40,6 +40,7 @@ from pgfleet.adapters.engines.local import process
 from pgfleet.adapters.engines.local.cgroups import CgroupLimits
 from pgfleet.adapters.engines.local.database_admin import AdminServer, LocalDatabaseAdmin
 from pgfleet.adapters.engines.local.haproxy import Backend, HAProxyEndpoints
+from pgfleet.adapters.engines.local.patroni_logical import PatroniLogicalReplication
 from pgfleet.adapters.engines.local.patroni_upgrade import ClusterUpgrade
 from pgfleet.adapters.engines.local.postgres.logs import read_logs
 from pgfleet.adapters.engines.local.sql import AdminSocket, connect, first_line
@@ -75,7 +76,7 @@ PATRONI_PROGRAMS = (
 )
 
 
-class LocalPatroniEngine(ClusterEngine):
+class LocalPatroniEngine(PatroniLogicalReplication, ClusterEngine):
     """Patroni clusters under `home`, with their DCS in the etcd at `etcd_endpoint`."""
 
     def __init__(

@@ -34,9 +34,10 @@ import psycopg
 
 from pgfleet.adapters.engines.local import patroni_config as cfg
 from pgfleet.adapters.engines.local import patroni_process as proc
+from pgfleet.adapters.engines.local import patroni_rest as rest
 from pgfleet.adapters.engines.local import postgres as pg
 from pgfleet.adapters.engines.local import process
-from pgfleet.adapters.engines.local.postgres.logical import COPIED_MARKER, GREEN_SETTINGS, LogicalReplication, slot_of
+from pgfleet.adapters.engines.local.postgres.logical import COPIED_MARKER, LogicalReplication, slot_of
 from pgfleet.adapters.engines.local.postgres.replication import apply_read_only, wal_position
 from pgfleet.adapters.engines.local.sql import AdminSocket, SessionLimits, connect, first_line
 from pgfleet.core.errors import EngineError
@@ -53,6 +54,8 @@ KEPT_DCS_KEYS = ("config",)
 LEADER_TIMEOUT = 120.0
 HEALTHY_TIMEOUT = 180.0
 CONNECT_TIMEOUT = 5
+CONFIG_TIMEOUT = 30.0
+ABSENT = "absent-node"  # a node id no cluster has
 
 
 class _Nodes(LogicalReplication):
@@ -74,9 +77,13 @@ class _Nodes(LogicalReplication):
         return self._engine.admin_socket(*self._split(server_id))
 
     @contextlib.contextmanager
-    def _session(self, server_id: str, dbname: str, limits: SessionLimits | None) -> Iterator[psycopg.Connection]:
+    def _session(
+        self, server_id: str, dbname: str, limits: SessionLimits | None
+    ) -> Iterator[psycopg.Connection]:
         try:
-            conn = connect(self.admin_socket(server_id), dbname, limits=limits, connect_timeout=CONNECT_TIMEOUT)
+            conn = connect(
+                self.admin_socket(server_id), dbname, limits=limits, connect_timeout=CONNECT_TIMEOUT
+            )
         except psycopg.Error as exc:
             raise EngineError(f"cannot connect to node {server_id}: {first_line(exc)}") from exc
         with conn:
@@ -121,7 +128,9 @@ class PatroniLogicalReplication:
 
     def _primary_ref(self, cluster_id: str) -> str:
         engine = self._engine()
-        primary = next((m.node_id for m in engine.members(cluster_id) if m.role == "primary" and m.running), None)
+        primary = next(
+            (m.node_id for m in engine.members(cluster_id) if m.role == "primary" and m.running), None
+        )
         if primary is None:
             raise EngineError(f"cluster {cluster_id} has no running primary")
         return f"{cluster_id}/{primary}"
@@ -133,19 +142,49 @@ class PatroniLogicalReplication:
         return self._nodes_of().logical_readiness(self._primary_ref(cluster_id), target_version)
 
     def enable_logical_decoding(self, spec: ClusterSpec) -> str:
-        """wal_level=logical on the primary (ALTER SYSTEM, then a restart through Patroni,
-        which keeps it the primary), when it is not logical already."""
+        """wal_level=logical in the cluster's dynamic configuration (Patroni passes wal_level
+        on PostgreSQL's command line, so ALTER SYSTEM would not do), then a restart of the
+        primary through Patroni, which keeps it the primary. The replicas take it at their
+        next restart (a standby does not decode). Idempotent."""
         ref = self._primary_ref(spec.cluster_id)
+        node = ref.partition("/")[2]
         nodes = self._nodes_of()
         with nodes.administer(ref, "reading wal_level") as conn:
             row = conn.execute("SELECT pg_catalog.current_setting('wal_level')").fetchone()
-            if row and row[0] == "logical":
-                return "wal_level is logical already"
-            conn.execute("ALTER SYSTEM SET wal_level = logical")
-        started = time.monotonic()
-        node = ref.partition("/")[2]
-        reason = self._engine().restart_node(spec, node)
-        return f"wal_level set to logical on the primary {node}; {reason} in {time.monotonic() - started:.1f}s"
+        if row and row[0] == "logical":
+            return "wal_level is logical already"
+        engine = self._engine()
+        self._set_dcs_parameter(spec.cluster_id, "wal_level", "logical")
+        reason = engine.restart_node(spec, node)
+        with nodes.administer(self._primary_ref(spec.cluster_id), "reading wal_level") as conn:
+            row = conn.execute("SELECT pg_catalog.current_setting('wal_level')").fetchone()
+        if not row or row[0] != "logical":
+            raise EngineError(f"wal_level is {row[0] if row else None} on the primary after its restart")
+        return f"wal_level=logical in the dynamic configuration; {reason}"
+
+    def _set_dcs_parameter(self, cluster_id: str, name: str, value: str) -> None:
+        """PATCH one PostgreSQL parameter into the dynamic configuration, until GET /config
+        shows it (Patroni's cached copy may lag an earlier change)."""
+        engine = self._engine()
+        auth = engine._auth(cluster_id)
+        patch = {"postgresql": {"parameters": {name: value}}}
+        deadline = time.monotonic() + CONFIG_TIMEOUT
+        while True:
+            for paths in engine._nodes(cluster_id).values():
+                url = engine._rest_url(paths)
+                with contextlib.suppress(OSError):
+                    resp = rest.call(url, "PATCH", "/config", patch, auth=auth)
+                    if resp.status != 409:
+                        rest.require_ok(resp, f"the configuration change ({name})")
+                    config = rest.call(url, "GET", "/config").body
+                    parameters = ((config or {}).get("postgresql") or {}).get("parameters") or {}
+                    if str(parameters.get(name)) == value:
+                        return
+            if time.monotonic() >= deadline:
+                raise EngineError(
+                    f"{name}={value} did not reach the dynamic configuration of {cluster_id} in time"
+                )
+            time.sleep(0.2)
 
     # -- green --
 
@@ -153,12 +192,10 @@ class PatroniLogicalReplication:
         engine = self._engine()
         root = engine.cluster_dir(spec.cluster_id)
         first = spec.nodes[0]
-        settings = {**GREEN_SETTINGS, **spec.settings}
-        own = ClusterSpec(
-            cluster_id=spec.cluster_id, version=spec.version, nodes=spec.nodes,
-            replication_mode=spec.replication_mode, cpu=spec.cpu, memory_mb=spec.memory_mb,
-            storage_gb=spec.storage_gb, settings=settings,
-        )  # fmt: skip
+        # Blue's settings as they are: after the swap the DCS keeps blue's dynamic configuration,
+        # and a replica cannot start with a lower max_worker_processes (or the like) than the
+        # WAL it replays was written with.
+        own = spec
         source = self._primary_ref(source_cluster_id)
         notes: list[str] = []
         started = time.monotonic()
@@ -188,8 +225,10 @@ class PatroniLogicalReplication:
             engine.provision_node(own, node)
             engine.start_node(own, node)
         notes.append(engine.wait_until_healthy(own, timeout=HEALTHY_TIMEOUT))
-        return f"PostgreSQL {spec.version} cluster {spec.cluster_id}: " + "; ".join(notes) + (
-            f" ({time.monotonic() - started:.1f}s)"
+        return (
+            f"PostgreSQL {spec.version} cluster {spec.cluster_id}: "
+            + "; ".join(notes)
+            + (f" ({time.monotonic() - started:.1f}s)")
         )
 
     # -- replication --
@@ -237,22 +276,24 @@ class PatroniLogicalReplication:
         )
 
     def copy_sequences(self, cluster_id: str, source_cluster_id: str) -> str:
-        return self._nodes_of().copy_sequences(self._primary_ref(cluster_id), self._primary_ref(source_cluster_id))
+        return self._nodes_of().copy_sequences(
+            self._primary_ref(cluster_id), self._primary_ref(source_cluster_id)
+        )
 
     def unsubscribe(self, cluster_id: str, source_cluster_id: str) -> str:
         notes: list[str] = []
         nodes = self._nodes_of()
-        engine = self._engine()
         green = blue = None
         with contextlib.suppress(EngineError):
             green = self._primary_ref(cluster_id)
         with contextlib.suppress(EngineError):
             blue = self._primary_ref(source_cluster_id)
-        if green is not None:
-            # The source's slots only where it runs: a stopped one keeps none that could fill a disk.
-            notes.append(nodes.unsubscribe(green, blue or f"{source_cluster_id}/{engine.node_ids(source_cluster_id)[0]}"))
-        elif blue is not None:
-            notes.append(nodes.unsubscribe(f"{cluster_id}/-", blue))
+        if green is not None or blue is not None:
+            # A side without a running primary is named by a node that does not exist: the
+            # single-server code then skips it (a stopped source keeps no slot that could grow).
+            notes.append(
+                nodes.unsubscribe(green or f"{cluster_id}/{ABSENT}", blue or f"{source_cluster_id}/{ABSENT}")
+            )
         return "; ".join(notes) or "nothing to drop (neither cluster has a running primary)"
 
     # -- the swap --
@@ -299,9 +340,10 @@ class PatroniLogicalReplication:
             removed = self._reset_dcs(cluster_id)
             etcd.delete_prefix(self._etcd, f"{cfg.NAMESPACE}{green_cluster_id}/")
         for node in spec.nodes:
-            engine.release_resources(green_cluster_id)
             engine.provision_node(spec, node)
-        return "; ".join(notes) + f"; {removed} DCS key(s) of {cluster_id} reset; nodes configured on its ports"
+        return (
+            "; ".join(notes) + f"; {removed} DCS key(s) of {cluster_id} reset; nodes configured on its ports"
+        )
 
     def unswap_clusters(self, spec: ClusterSpec, green_cluster_id: str, kept_cluster_id: str) -> str:
         engine = self._engine()

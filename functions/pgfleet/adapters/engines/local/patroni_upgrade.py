@@ -29,11 +29,9 @@ import time
 from typing import TYPE_CHECKING
 
 import psycopg
-from psycopg import sql
 
 from pgfleet.adapters.engines.local import patroni_process as proc
 from pgfleet.adapters.engines.local import postgres as pg
-from pgfleet.adapters.engines.local import process
 from pgfleet.adapters.engines.local.patroni_config import NAMESPACE, NodePaths
 from pgfleet.adapters.engines.local.postgres import upgrade
 from pgfleet.adapters.engines.local.sql import SessionLimits, connect, first_line
@@ -240,30 +238,10 @@ class ClusterUpgrade:
         rebuilt, on the primary (the replicas get both through replication)."""
         primary = self._primary(cluster_id)
         address = self._engine.admin_socket(cluster_id, primary)
-        updated: list[str] = []
-        try:
-            for dbname in self._databases(cluster_id, primary):
-                with connect(address, dbname) as conn:
-                    rows = conn.execute(
-                        "SELECT e.extname FROM pg_catalog.pg_extension e"
-                        " JOIN pg_catalog.pg_available_extensions a ON a.name = e.extname"
-                        " WHERE a.default_version IS DISTINCT FROM e.extversion ORDER BY e.extname"
-                    ).fetchall()
-                    for (name,) in rows:
-                        conn.execute(sql.SQL("ALTER EXTENSION {} UPDATE").format(sql.Identifier(name)))
-                        updated.append(f"{dbname}.{name}")
-        except psycopg.Error as exc:
-            raise EngineError(f"updating extensions on {primary} failed: {first_line(exc)}") from exc
         node = self._engine.paths(cluster_id, primary)
         bin_dir = pg.bin_dir_for(pg.data_dir_version(node.data))
-        started = time.monotonic()
-        process.run(
-            [str(bin_dir / "vacuumdb"), "--all", "--analyze-in-stages", "-h", str(address.socket),
-             "-p", str(address.port), "-U", address.user],
-            timeout=ANALYZE_TIMEOUT_S,
-        )  # fmt: skip
-        ext = f"extensions updated: {', '.join(updated)}" if updated else "extensions already current"
-        return f"{ext}; statistics rebuilt on {primary} (vacuumdb --analyze-in-stages) in {time.monotonic() - started:.1f}s"
+        reason = upgrade.update_extensions_and_analyze(address, self._databases(cluster_id, primary), bin_dir)
+        return f"{reason} on {primary}"
 
     def version(self, cluster_id: str, node_id: str) -> str:
         try:

@@ -78,7 +78,7 @@ from pgfleet.adapters.engines.local.postgres.replication import (
 )
 from pgfleet.adapters.engines.local.postgres.roles import ensure_role_and_database
 from pgfleet.adapters.engines.local.postgres.stats import collect_stats
-from pgfleet.adapters.engines.local.sql import ADMIN_USER, AdminSocket, SessionLimits, connect, first_line
+from pgfleet.adapters.engines.local.sql import AdminSocket, SessionLimits, connect, first_line
 from pgfleet.core.errors import EngineError
 from pgfleet.ports.database_admin import DatabaseAdmin
 from pgfleet.ports.engine import (
@@ -427,7 +427,9 @@ class LocalPostgresEngine(LogicalReplication, Engine):
             ).fetchall()
         return [str(r[0]) for r in rows]
 
-    def _session_in(self, server_id: str, dbname: str) -> contextlib.AbstractContextManager[psycopg.Connection]:
+    def _session_in(
+        self, server_id: str, dbname: str
+    ) -> contextlib.AbstractContextManager[psycopg.Connection]:
         return self._session(server_id, dbname, limits=SessionLimits())
 
     def server_version(self, server_id: str) -> str:
@@ -448,7 +450,9 @@ class LocalPostgresEngine(LogicalReplication, Engine):
             available = upgrade.available_extensions(bin_dir_for(target_version))
             for dbname in self._databases(server_id):
                 with self._session_in(server_id, dbname) as conn:
-                    rows = conn.execute("SELECT extname FROM pg_catalog.pg_extension ORDER BY extname").fetchall()
+                    rows = conn.execute(
+                        "SELECT extname FROM pg_catalog.pg_extension ORDER BY extname"
+                    ).fetchall()
                 missing = [str(r[0]) for r in rows if str(r[0]) not in available]
                 if missing:
                     findings.append(
@@ -490,27 +494,12 @@ class LocalPostgresEngine(LogicalReplication, Engine):
             return upgrade.finish(dirs)
 
     def after_upgrade(self, server_id: str) -> str:
-        updated: list[str] = []
-        for dbname in self._databases(server_id):
-            with self._session_in(server_id, dbname) as conn:
-                rows = conn.execute(
-                    "SELECT e.extname FROM pg_catalog.pg_extension e"
-                    " JOIN pg_catalog.pg_available_extensions a ON a.name = e.extname"
-                    " WHERE a.default_version IS DISTINCT FROM e.extversion ORDER BY e.extname"
-                ).fetchall()
-                for (name,) in rows:
-                    conn.execute(psycopg.sql.SQL("ALTER EXTENSION {} UPDATE").format(psycopg.sql.Identifier(name)))
-                    updated.append(f"{dbname}.{name}")
         paths = self.paths(server_id)
-        bin_dir = bin_dir_for(data_dir_version(paths.data))
-        started = time.monotonic()
-        process.run(
-            [str(bin_dir / "vacuumdb"), "--all", "--analyze-in-stages", "-h", str(paths.socket),
-             "-p", str(self._port(paths)), "-U", ADMIN_USER],
-            timeout=3600,
-        )  # fmt: skip
-        ext = f"extensions updated: {', '.join(updated)}" if updated else "extensions already current"
-        return f"{ext}; statistics rebuilt (vacuumdb --analyze-in-stages) in {time.monotonic() - started:.1f}s"
+        return upgrade.update_extensions_and_analyze(
+            self.admin_socket(server_id),
+            self._databases(server_id),
+            bin_dir_for(data_dir_version(paths.data)),
+        )
 
     # -- internals: provisioning --
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 
 from pgfleet.adapters.engines.local import process
 from pgfleet.adapters.engines.local.postgres.binaries import bin_dir_for
@@ -39,6 +40,7 @@ from pgfleet.adapters.engines.local.sql import ADMIN_USER, AdminSocket, connect,
 from pgfleet.core.errors import EngineError
 
 PG_UPGRADE_TIMEOUT_S = 3600
+ANALYZE_TIMEOUT_S = 3600
 # What pg_upgrade leaves in the new data directory when it fails: its logs.
 OUTPUT_DIR = "pg_upgrade_output.d"
 
@@ -219,7 +221,10 @@ def strip_foreign_options(dirs: UpgradeDirs, port: int) -> int:
     in between) and stopped again. Returns the number of columns changed."""
     bin_dir = bin_dir_for(data_dir_version(dirs.paths.data))
     log_file = dirs.paths.log / "pre-upgrade.log"
-    options = f"-c listen_addresses='' -c archive_mode=off -p {port}"
+    # No synchronous standby to wait for: a Patroni primary's configuration names its
+    # replicas (sync_strict keeps them named while they are stopped), and the UPDATE below
+    # would wait for them forever.
+    options = f"-c listen_addresses='' -c archive_mode=off -c synchronous_standby_names='' -p {port}"
     process.run(
         [*pg_ctl_argv(bin_dir, "start", dirs.paths.data, log_file=log_file)[:-1], "-o", options, "start"],
         timeout=2 * PG_CTL_TIMEOUT_S,
@@ -340,6 +345,37 @@ def available_extensions(bin_dir: Path) -> set[str]:
     proc = process.run([str(bin_dir / "pg_config"), "--sharedir"], timeout=30)
     extension_dir = Path(proc.stdout.strip()) / "extension"
     return {p.name.removesuffix(".control") for p in extension_dir.glob("*.control")}
+
+
+def update_extensions_and_analyze(address: AdminSocket, databases: list[str], bin_dir: Path) -> str:
+    """On the running upgraded server at `address`: every extension whose installed version is
+    not the new binaries' default is updated (ALTER EXTENSION ... UPDATE) in each of
+    `databases`, then the planner statistics are rebuilt (vacuumdb --analyze-in-stages, which
+    makes rough statistics available first, for clients already connected)."""
+    updated: list[str] = []
+    try:
+        for dbname in databases:
+            with connect(address, dbname) as conn:
+                rows = conn.execute(
+                    "SELECT e.extname FROM pg_catalog.pg_extension e"
+                    " JOIN pg_catalog.pg_available_extensions a ON a.name = e.extname"
+                    " WHERE a.default_version IS DISTINCT FROM e.extversion ORDER BY e.extname"
+                ).fetchall()
+                for (name,) in rows:
+                    conn.execute(
+                        psycopg.sql.SQL("ALTER EXTENSION {} UPDATE").format(psycopg.sql.Identifier(name))
+                    )
+                    updated.append(f"{dbname}.{name}")
+    except psycopg.Error as exc:
+        raise EngineError(f"updating extensions failed: {first_line(exc)}") from exc
+    started = time.monotonic()
+    process.run(
+        [str(bin_dir / "vacuumdb"), "--all", "--analyze-in-stages", "-h", str(address.socket),
+         "-p", str(address.port), "-U", address.user],
+        timeout=ANALYZE_TIMEOUT_S,
+    )  # fmt: skip
+    ext = f"extensions updated: {', '.join(updated)}" if updated else "extensions already current"
+    return f"{ext}; statistics rebuilt (vacuumdb --analyze-in-stages) in {time.monotonic() - started:.1f}s"
 
 
 def data_bytes(path: Path) -> int:
