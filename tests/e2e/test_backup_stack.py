@@ -275,6 +275,7 @@ def test_execute_status_progress_and_list(stack: LocalStack, token: str, instanc
 
     def done() -> bool:
         _, state = stack.request("GET", f"{BACKUP}/status/{executed['backupId']}", token=token)
+        assert "progress" in state, state
         seen.append(state["progress"])
         return bool(state["status"] == "COMPLETED")
 
