@@ -166,6 +166,8 @@ def test_cluster_18_streams(stack: LocalStack, token: str, created: dict[str, di
 
 def test_cluster_18_promote(stack: LocalStack, token: str, created: dict[str, dict[str, Any]]) -> None:
     cid, uri = created["cluster"]["id"], created["cluster"]["credentials"]["uri"]
+    # A switchover ends the base backup streaming from the old primary: let the first one finish.
+    stack.wait_first_backup(f"{CLUSTERS}/{cid}", token)
     before = get(stack, token, f"{CLUSTERS}/{cid}")
     candidate = next(n["id"] for n in before["nodes"] if n["id"] != before["primary"])
     status, body = stack.request("POST", f"{CLUSTERS}/{cid}/promote", {"node_id": candidate}, token)

@@ -261,7 +261,10 @@ def save_progress(ports: Ports, record: dict[str, Any], percent: int) -> None:
         except AlreadyExists:
             pass
     elif percent > int(stored.get("progress") or 0):
-        ports.store.update(PROGRESS_KIND, record["id"], {"progress": percent})
+        try:
+            ports.store.update(PROGRESS_KIND, record["id"], {"progress": percent})
+        except Conflict:
+            pass  # another reader raised it at the same instant: a mark, not a count
 
 
 def recorded_progress(ports: Ports, backup_id: str) -> int:
