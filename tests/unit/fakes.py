@@ -834,8 +834,15 @@ class FakePorts:
         self.sql: Any = None  # no server to run SQL in; integration tests use LocalSqlTarget
 
     def drain(self) -> None:
-        """Run every queued operation, as the worker would."""
+        """Run every queued message (operations, notification deliveries), as the worker would."""
         from pgfleet.core import operations
 
+        from pgfleet.handlers import domains
+
+        handlers = domains.message_handlers()
         while self.queue.messages:
-            operations.run(self, self.queue.messages.pop(0)["operation_id"])  # type: ignore[arg-type]
+            message = self.queue.messages.pop(0)
+            if "operation_id" in message:
+                operations.run(self, message["operation_id"])  # type: ignore[arg-type]
+            else:
+                handlers[message["type"]](self, message)  # type: ignore[arg-type]

@@ -9,7 +9,9 @@ domain declares:
 - its workflows (Operations the worker runs step by step), and the steps it adds to the
   delete of a resource its records hang off (cascades);
 - its scheduled tasks (`detail.task` of an EventBridge Scheduler event) and the platform
-  schedules that fire them.
+  schedules that fire them;
+- the queue messages it handles besides operations (`{"type": ...}`, e.g. a notification
+  delivery).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ PERMISSION_ATTRIBUTE = "__pgfleet_permission__"
 PUBLIC = "public"  # the permission of a route anyone may call (health, version)
 
 ScheduledTask = Callable[["Ports", dict[str, Any]], list[str]]
+# A queue message other than an operation's (`{"type": name, ...}`): the handler returns a line
+# saying what it did. It must be idempotent (delivery is at least once); raising leaves the
+# message for SQS to deliver again after the visibility timeout.
+MessageHandler = Callable[["Ports", dict[str, Any]], str]
 
 
 def requires(permission: str) -> Callable[[F], F]:
@@ -123,6 +129,7 @@ class Domain:
     tasks: dict[str, ScheduledTask] = field(default_factory=dict)
     schedules: tuple[Schedule, ...] = ()
     cascades: tuple[Cascade, ...] = ()
+    messages: dict[str, MessageHandler] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for schedule in self.schedules:

@@ -10,7 +10,7 @@ import functools
 from typing import Any
 
 from pgfleet.core import operations
-from pgfleet.core.domain import Domain, ScheduledTask
+from pgfleet.core.domain import Domain, MessageHandler, ScheduledTask
 from pgfleet.domains import (
     archive,
     backups,
@@ -19,6 +19,7 @@ from pgfleet.domains import (
     locks,
     migrations,
     monitoring,
+    notifications,
     platform,
     quotas,
     reconcile,
@@ -45,6 +46,7 @@ DOMAINS: tuple[Domain, ...] = (
     servers.DOMAIN,
     tenants.DOMAIN,
     monitoring.DOMAIN,
+    notifications.DOMAIN,
     quotas.DOMAIN,
     sizing.DOMAIN,
     upgrades.DOMAIN,
@@ -75,6 +77,17 @@ def tasks() -> dict[str, ScheduledTask]:
         for name, fn in domain.tasks.items():
             if name in found:
                 raise ValueError(f"scheduled task {name} is declared twice")
+            found[name] = fn
+    return found
+
+
+def message_handlers() -> dict[str, MessageHandler]:
+    """Queue message type -> handler, from every manifest (operations are not among them)."""
+    found: dict[str, MessageHandler] = {}
+    for domain in DOMAINS:
+        for name, fn in domain.messages.items():
+            if name in found:
+                raise ValueError(f"message type {name} is declared twice")
             found[name] = fn
     return found
 

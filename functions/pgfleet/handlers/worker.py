@@ -1,4 +1,5 @@
-"""The worker Lambda: SQS-triggered, runs Operations step by step.
+"""The worker Lambda: SQS-triggered, runs Operations step by step, and the other messages the
+domains declare (`{"type": ...}`: notification deliveries).
 
 Reports partial batch failures so that only the failed messages come back.
 """
@@ -18,6 +19,16 @@ log = logging.getLogger("pgfleet.worker")
 
 provide(dependencies)
 domains.install()
+HANDLERS = domains.message_handlers()
+
+
+def handle(message: dict[str, Any]) -> str:
+    if "operation_id" in message:
+        return operations.run(dependencies(), message["operation_id"])
+    kind = message.get("type")
+    if kind not in HANDLERS:
+        return f"message of unknown type {kind!r} dropped"
+    return HANDLERS[kind](dependencies(), message)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -25,9 +36,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     for record in event.get("Records", []):
         try:
             message = json.loads(record["body"])
-            outcome = operations.run(dependencies(), message["operation_id"])
-            log.info(outcome)
+            log.info(handle(message))
         except Exception:
-            log.exception("operation message %s failed", record.get("messageId"))
+            log.exception("message %s failed", record.get("messageId"))
             failures.append({"itemIdentifier": record.get("messageId")})
     return {"batchItemFailures": failures}

@@ -1,11 +1,19 @@
-"""monitoring: alerts today (`/api/v1/monitoring/alerts`), raised by the domains that watch
-a condition (quotas) through `observe` and `resolve_all_for`."""
+"""monitoring: metric capture, health, the performance dashboard, alerts and incidents,
+`/api/v1/monitoring` (seed 003, phase 2). Alerts are raised by the rules evaluated on every
+capture and by the domains that watch a condition (quotas) through `observe`."""
 
 from pgfleet.core.domain import Domain, Mount
-from pgfleet.domains.monitoring import routes
+from pgfleet.domains.monitoring import incidents_routes, metrics_routes, routes
 from pgfleet.domains.monitoring.models import AlertAction
 from pgfleet.domains.monitoring.service import Condition, observe, resolve_all_for
 
-DOMAIN = Domain(name="monitoring", mounts=(Mount(routes.router, "/api/v1/monitoring"),))
+DOMAIN = Domain(
+    name="monitoring",
+    mounts=(
+        Mount(routes.router, "/api/v1/monitoring"),
+        Mount(metrics_routes.router, "/api/v1/monitoring"),
+        Mount(incidents_routes.router, "/api/v1/monitoring"),
+    ),
+)
 
 __all__ = ["DOMAIN", "AlertAction", "Condition", "observe", "resolve_all_for"]

@@ -3,7 +3,7 @@ Alert; snake_case attributes and records)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -38,6 +38,9 @@ class Alert(CamelModel):
     tenant_id: str = Field(description="Owner tenant of the resource.")
     resource_id: str
     resource_type: str
+    notification_failures: list[dict[str, Any]] = Field(
+        default_factory=list, description="Deliveries to notification channels that failed for good."
+    )
 
 
 class AlertSummary(CamelModel):
@@ -67,3 +70,32 @@ class AlertResolveRequest(StrictCamelModel):
     resolution_note: str = Field(min_length=1, max_length=2000)
     root_cause: str | None = Field(default=None, max_length=2000)
     preventive_actions: list[str] = Field(default_factory=list, max_length=50)
+
+
+class AlertRule(CamelModel):
+    name: str
+    description: str
+    category: str
+    unit: str
+    below: bool = Field(description="Fires under the threshold (else over it).")
+    threshold: float
+    for_minutes: int = Field(description="How long the condition must hold (0: one sample).")
+    severity: AlertSeverity
+    enabled: bool
+    source: str = Field(description="Where the default comes from.")
+    overridden: list[str] = Field(description="Fields the tenant changed.")
+    defaults: dict[str, Any]
+
+
+class AlertRuleList(CamelModel):
+    tenant_id: str
+    rules: list[AlertRule]
+
+
+class AlertRuleUpdate(StrictCamelModel):
+    """Fields to change; null puts one back to its default."""
+
+    threshold: float | None = Field(default=None, ge=0)
+    for_minutes: int | None = Field(default=None, ge=0, le=1440)
+    severity: AlertSeverity | None = None
+    enabled: bool | None = None

@@ -10,7 +10,9 @@ new ones; a new alert opens after the previous one was resolved.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic.alias_generators import to_snake
@@ -20,6 +22,7 @@ from pgfleet.core.context import Ports
 from pgfleet.core.errors import InvalidState, NotFound
 from pgfleet.core.models import new_id, utcnow_iso
 from pgfleet.core.paging import Page, PageQuery
+from pgfleet.core.time_range import TimeRange
 from pgfleet.domains.monitoring.models import (
     Alert,
     AlertAcknowledgeRequest,
@@ -28,6 +31,9 @@ from pgfleet.domains.monitoring.models import (
     AlertResolveRequest,
     AlertSummary,
 )
+from pgfleet.ports.metadata import Range
+
+log = logging.getLogger(__name__)
 
 KIND = "alert"
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -49,6 +55,11 @@ class Condition:
     actions: list[AlertAction] = field(default_factory=list)
 
 
+def _iso(moment: datetime) -> str:
+    """A moment as the records write it (utcnow_iso: milliseconds, Z)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 def _open_key(resource_id: str, name: str) -> str:
     return f"alert-open#{resource_id}#{name}"
 
@@ -59,6 +70,53 @@ def snake_record(record: dict[str, Any]) -> dict[str, Any]:
     a camelCase-only one is converted."""
     converted = {to_snake(k): v for k, v in record.items() if to_snake(k) != k}
     return {**converted, **{k: v for k, v in record.items() if to_snake(k) == k}}
+
+
+def open_alert(ports: Ports, resource_id: str, name: str) -> dict[str, Any] | None:
+    """The open (not resolved) alert `name` of a resource, or None."""
+    claim = ports.store.claimed(_open_key(resource_id, name))
+    stored = ports.store.get(KIND, claim["owner"]) if claim else None
+    record = snake_record(stored) if stored is not None else None
+    return record if record is not None and record["status"] != "RESOLVED" else None
+
+
+def announce(ports: Ports, record: dict[str, Any], event: str) -> list[str]:
+    """Tell the incidents and the notification channels that an alert fired or cleared.
+    Neither may stop an evaluation: a failure is logged and recorded on the alert."""
+    lines: list[str] = []
+    for what in ("incident", "notification"):
+        try:
+            outcome = _listener(what)(ports, record, event)
+        except Exception as exc:  # the evaluation goes on; the alert says what went wrong
+            log.exception("alert %s: %s of %s failed", record["id"], what, event)
+            _note_failure(ports, record["id"], f"{what} of {event} failed: {exc}")
+            continue
+        if isinstance(outcome, str):
+            lines.append(outcome)
+        elif outcome:
+            lines += outcome
+    return lines
+
+
+def _listener(what: str) -> Any:
+    """The incidents' or the notifications' hook (imported late: both import this module's
+    domain)."""
+    if what == "incident":
+        from pgfleet.domains.monitoring import incidents
+
+        return incidents.on_alert
+    from pgfleet.domains import notifications
+
+    return notifications.notify
+
+
+def _note_failure(ports: Ports, alert_id: str, error: str) -> None:
+    try:
+        current = ports.store.get(KIND, alert_id) or {}
+        failures = [*(current.get("announce_failures") or []), {"error": error[:500], "at": utcnow_iso()}]
+        ports.store.update(KIND, alert_id, {"announce_failures": failures[-20:]})
+    except Exception:  # noqa: BLE001 - recording is best effort, the log has it
+        log.exception("alert %s: could not record a failure", alert_id)
 
 
 def observe(
@@ -77,7 +135,7 @@ def observe(
             return None
         alert_id = new_id("alert")
         now = utcnow_iso()
-        ports.store.create(
+        created = ports.store.create(
             KIND,
             {
                 "id": alert_id, "tenant_id": owner_tenant, "parent_id": resource_id, "created_at": now,
@@ -91,13 +149,17 @@ def observe(
         )  # fmt: skip
         ports.store.release(key)
         ports.store.claim(key, alert_id)
-        return f"{resource_id}: alert {condition.name} raised ({condition.description})"
+        announced = announce(ports, snake_record(created), "triggered")
+        return "; ".join(
+            [f"{resource_id}: alert {condition.name} raised ({condition.description})", *announced]
+        )
     if claim is None:
         return None
     ports.store.release(key)
     if current is not None and current["status"] != "RESOLVED":
-        ports.store.update(KIND, current["id"], _resolution("condition cleared"))
-        return f"{resource_id}: alert {condition.name} resolved (condition cleared)"
+        resolved = ports.store.update(KIND, current["id"], _resolution("condition cleared"))
+        announced = announce(ports, snake_record(resolved), "resolved")
+        return "; ".join([f"{resource_id}: alert {condition.name} resolved (condition cleared)", *announced])
     return None
 
 
@@ -114,7 +176,9 @@ def resolve_all_for(ports: Ports, resource_id: str, note: str) -> int:
         for record in map(snake_record, page):
             ports.store.release(_open_key(resource_id, record["alert_name"]), record["id"])
             if record["status"] != "RESOLVED":
-                ports.store.update(KIND, record["id"], _resolution(note))
+                announce(
+                    ports, snake_record(ports.store.update(KIND, record["id"], _resolution(note))), "resolved"
+                )
                 resolved += 1
         if not token:
             return resolved
@@ -140,16 +204,19 @@ def list_alerts(
     status: str | None = None,
     severity: str | None = None,
     category: str | None = None,
+    span: TimeRange | None = None,
     query: PageQuery,
 ) -> AlertListResponse:
     """Alerts the caller may see (its tenant's; every tenant's for a platform admin, who may
     narrow to `tenant_id`), newest first, filtered, one page, with a summary of the filtered
     set. Filtering, counting and paging happen in the store."""
-    filters = {
+    filters: dict[str, Any] = {
         name: value
         for name, value in (("status", status), ("severity", severity), ("category", category))
         if value is not None
     }
+    if span is not None:
+        filters["triggered_at"] = Range(_iso(span.start), _iso(span.end))
     records: list[dict[str, Any]] = []
     total = 0
     counts: dict[str, dict[Any, int]] = {"status": {}, "severity": {}}
@@ -197,4 +264,6 @@ def resolve(ports: Ports, principal: Principal, alert_id: str, body: AlertResolv
         ports.store.release(key, alert_id)
     changes = {**_resolution(body.resolution_note), "resolved_by": principal.sub,
                "resolution": body.to_record()}  # fmt: skip
-    return alert_view(ports.store.update(KIND, alert_id, changes, record["revision"]))
+    resolved = ports.store.update(KIND, alert_id, changes, record["revision"])
+    announce(ports, snake_record(resolved), "resolved")
+    return alert_view(resolved)

@@ -19,6 +19,7 @@ from pgfleet.core.context import Ports
 from pgfleet.core.errors import PgfleetError
 from pgfleet.core.models import utcnow_iso
 from pgfleet.domains import archive, clusters, instances, migrations, replicas, tenants, upgrades
+from pgfleet.domains.monitoring import rules as monitoring_rules
 from pgfleet.ports.scheduler import Schedule
 
 log = logging.getLogger(__name__)
@@ -81,12 +82,13 @@ def reconcile_instance(ports: Ports, record: dict[str, Any]) -> str | None:
     desired = record.get("desired_state", "running")
     state = ports.engine.state(record["id"])
     if desired == "running" and record["status"] == "running" and not state.running:
+        alerted = _alert_down(ports, record, state.reason or "no postmaster")
         ports.engine.start(instances.server_spec(record))
         reason = f"reconcile at {utcnow_iso()}: server was not running ({state.reason or 'no postmaster'}); started it"
         ports.store.update(
             instances.KIND, record["id"], {"status_reason": reason, "updated_at": utcnow_iso()}
         )
-        return f"{record['id']}: {reason}"
+        return "; ".join(filter(None, [f"{record['id']}: {reason}", alerted]))
     if desired == "stopped" and record["status"] == "stopped" and state.running:
         ports.engine.stop(record["id"])
         reason = f"reconcile at {utcnow_iso()}: server was running but should be stopped; stopped it"
@@ -95,3 +97,13 @@ def reconcile_instance(ports: Ports, record: dict[str, Any]) -> str | None:
         )
         return f"{record['id']}: {reason}"
     return None
+
+
+def _alert_down(ports: Ports, record: dict[str, Any], why: str) -> str | None:
+    """Raise the server_down alert before the restart (people hear of it at once); an alert
+    that cannot be raised never stops the restart."""
+    try:
+        return monitoring_rules.reconciled_down(ports, record, "instance", why)
+    except Exception:  # the restart matters more than the alert
+        log.exception("%s: could not raise the server_down alert", record["id"])
+        return None
