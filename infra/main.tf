@@ -34,11 +34,12 @@ locals {
   # functions/pgfleet/adapters/scheduler.py builds, verbatim (jsonencode would escape the
   # <...> context attributes Scheduler fills in).
   platform_schedules = {
-    "pgfleet-reconcile"      = { expression = "rate(1 minute)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-reconcile\"], \"detail\": {\"task\": \"reconcile\"}}" }
-    "pgfleet-quotas"         = { expression = "rate(1 minute)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-quotas\"], \"detail\": {\"task\": \"quotas\"}}" }
-    "pgfleet-locks-capture"  = { expression = "rate(1 minute)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-locks-capture\"], \"detail\": {\"task\": \"locks\"}}" }
-    "pgfleet-backup-expiry"  = { expression = "rate(1 hour)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-backup-expiry\"], \"detail\": {\"task\": \"backup\", \"action\": \"expire\"}}" }
-    "pgfleet-history-expiry" = { expression = "rate(1 hour)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-history-expiry\"], \"detail\": {\"task\": \"history_expiry\"}}" }
+    "pgfleet-reconcile"          = { expression = "rate(1 minute)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-reconcile\"], \"detail\": {\"task\": \"reconcile\"}}" }
+    "pgfleet-quotas"             = { expression = "rate(1 minute)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-quotas\"], \"detail\": {\"task\": \"quotas\"}}" }
+    "pgfleet-locks-capture"      = { expression = "rate(1 minute)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-locks-capture\"], \"detail\": {\"task\": \"locks\"}}" }
+    "pgfleet-monitoring-capture" = { expression = "rate(1 minute)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-monitoring-capture\"], \"detail\": {\"task\": \"monitoring\"}}" }
+    "pgfleet-backup-expiry"      = { expression = "rate(1 hour)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-backup-expiry\"], \"detail\": {\"task\": \"backup\", \"action\": \"expire\"}}" }
+    "pgfleet-history-expiry"     = { expression = "rate(1 hour)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-history-expiry\"], \"detail\": {\"task\": \"history_expiry\"}}" }
   }
 
   # What functions/pgfleet/core/settings.py reads.
@@ -100,12 +101,24 @@ locals {
       { Effect = "Allow", Action = ["scheduler:GetSchedule"], Resource = "arn:${local.partition}:scheduler:${local.region}:${local.account}:schedule/${aws_scheduler_schedule_group.pgfleet.name}/*" },
       # create an instance's password; read it back for an idempotent replay
       { Effect = "Allow", Action = ["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue"], Resource = local.secrets_arn },
+      # a notification channel's secrets go with the channel
+      { Effect = "Allow", Action = ["secretsmanager:DeleteSecret"], Resource = "arn:${local.partition}:secretsmanager:${local.region}:${local.account}:secret:pgfleet/notifications/*" },
+      # POST /api/v1/monitoring/notifications/test of an EMAIL channel with provider ses
+      { Effect = "Allow", Action = ["ses:SendEmail"], Resource = "arn:${local.partition}:ses:${local.region}:${local.account}:identity/*" },
+      # SMS channels: SNS Publish to a phone number, and to nothing else (every topic or endpoint ARN is excluded)
+      { Effect = "Allow", Action = ["sns:Publish"], NotResource = "arn:${local.partition}:sns:*:*:*" },
     ]
     worker = [
       # the SQS event source polls with the function's role
       { Effect = "Allow", Action = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], Resource = aws_sqs_queue.operations.arn },
       # set the password on the server; remove it with the instance
       { Effect = "Allow", Action = ["secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"], Resource = local.secrets_arn },
+      # a notification delivery that failed is sent again, later (backoff)
+      { Effect = "Allow", Action = ["sqs:GetQueueUrl", "sqs:SendMessage"], Resource = aws_sqs_queue.operations.arn },
+      # notification deliveries to EMAIL channels with provider ses
+      { Effect = "Allow", Action = ["ses:SendEmail"], Resource = "arn:${local.partition}:ses:${local.region}:${local.account}:identity/*" },
+      # SMS channels: SNS Publish to a phone number, and to nothing else (every topic or endpoint ARN is excluded)
+      { Effect = "Allow", Action = ["sns:Publish"], NotResource = "arn:${local.partition}:sns:*:*:*" },
     ]
     scheduled = [
       # reconcile re-enqueues operations that lost their worker

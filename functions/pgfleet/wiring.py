@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pgfleet.ports.engine import Engine
     from pgfleet.ports.history import HistoryStore
     from pgfleet.ports.metadata import MetadataStore
+    from pgfleet.ports.notifier import Notifier
     from pgfleet.ports.queue import Queue
     from pgfleet.ports.rate_limits import RateCounter
     from pgfleet.ports.restore_host import RestoreHost
@@ -52,6 +53,12 @@ class Dependencies:
 
             return LocalPatroniEngine(self.settings.data_dir, self.settings.etcd_endpoint)
         raise ValueError(f"unknown engine {self.settings.engine!r}")
+
+    @functools.cached_property
+    def notifier(self) -> Notifier:
+        from pgfleet.adapters.notify import ChannelNotifier
+
+        return ChannelNotifier()
 
     @functools.cached_property
     def rate_counter(self) -> RateCounter:

@@ -64,6 +64,7 @@ def test_server_down_needs_two_samples_then_resolves_by_itself(call, fake_ports,
     assert any("server_down resolved" in line for line in rules.evaluate(fake_ports, [up]))
     (resolved,) = _alerts(call, status="RESOLVED")
     assert resolved["alertId"] == alert["alertId"] and resolved["resolvedAt"]
+    assert resolved["resolutionNote"] == "condition cleared"
 
 
 def test_reconcile_raises_server_down_at_once_and_a_later_sample_clears_it(
@@ -133,13 +134,32 @@ def test_cache_hit_ratio_must_hold_ten_minutes(call, fake_ports, instance) -> No
     assert alert["alertName"] == "cache_hit_ratio" and alert["threshold"] == 0.98
 
 
-def test_failover_fires_when_the_timeline_moves(call, fake_ports, instance) -> None:
-    iid = instance["id"]
-    before = _sample(fake_ports, iid, T0, timeline=1, primary="node1")
-    after = _sample(fake_ports, iid, T0 + timedelta(minutes=1), before.data, timeline=2, primary="node2")
-    rules.evaluate(fake_ports, [after])
+def test_failover_fires_when_a_clusters_leader_moves(call, fake_ports) -> None:
+    status, body = call("POST", "/api/v1/postgres/cluster", {"name": "ha-db"})
+    assert status == 202, body
+    fake_ports.drain()
+    cid = body["id"]
+    server = servers.get(fake_ports, "cluster", cid)
+
+    def sample(minute: int, **data: Any) -> Sample:
+        s = Sample(server, T0 + timedelta(minutes=minute), {"up": True, **data})
+        fake_ports.history.append(STREAM, [HistoryRecord(STREAM, cid, "acme", s.at, s.data)])
+        return s
+
+    sample(0, timeline=1, primary="node1")
+    sample(1, up=False, timeline=None, primary=None)  # the leader died: nothing read
+    rules.evaluate(fake_ports, [sample(2, timeline=2, primary="node2")])
     (alert,) = _alerts(call, status="ACTIVE")
     assert alert["alertName"] == "failover" and "node1 -> node2" in alert["description"]
+    assert "timeline 1 -> 2" in alert["description"]
+
+
+def test_a_single_instance_restarted_after_a_crash_is_no_failover(call, fake_ports, instance) -> None:
+    iid = instance["id"]
+    before = _sample(fake_ports, iid, T0, timeline=1)
+    down = _sample(fake_ports, iid, T0 + timedelta(minutes=1), before.data, up=False, timeline=None)
+    rules.evaluate(fake_ports, [_sample(fake_ports, iid, T0 + timedelta(minutes=2), down.data, timeline=1)])
+    assert _alerts(call, status="ACTIVE") == []
 
 
 def test_tenant_overrides_a_rule_and_switching_it_off_resolves_it(call, fake_ports, instance) -> None:
@@ -198,3 +218,15 @@ def test_alerts_time_range(call, fake_ports, instance) -> None:
     status, body = call("GET", f"{ALERTS}?timeRange=400d")
     assert status == 422 and body["error"]["details"]["field"] == "timeRange"
     assert call("GET", f"{ALERTS}?timeRange=yesterday")[0] == 422
+
+
+def test_bodiless_acknowledge_and_resolve(call, fake_ports, instance) -> None:
+    record = fake_ports.store.get("instance", instance["id"])
+    rules.reconciled_down(fake_ports, record, "instance", "no postmaster")
+    (alert,) = _alerts(call)
+    status, acked = call("POST", f"{ALERTS}/{alert['alertId']}/acknowledge")
+    assert status == 200 and acked["status"] == "ACKNOWLEDGED" and acked["acknowledgedAt"]
+    status, resolved = call("POST", f"{ALERTS}/{alert['alertId']}/resolve")
+    assert status == 200 and resolved["status"] == "RESOLVED"
+    status, body = call("POST", f"{ALERTS}/{alert['alertId']}/acknowledge")
+    assert status == 409 and body["error"]["code"]

@@ -34,7 +34,7 @@ BODY_LIMIT = 2048
 
 _SECRET_KEY = re.compile(
     r"pass(word|phrase|wd)?|secret|token|authorization|api[_-]?key|credential|private[_-]?key|cookie|"
-    r"session|signature",
+    r"session|signature|webhook[_-]?url|routing[_-]?key",
     re.IGNORECASE,
 )
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from pgfleet.ports.engine import Engine
     from pgfleet.ports.history import HistoryStore
     from pgfleet.ports.metadata import MetadataStore
+    from pgfleet.ports.notifier import Notifier
     from pgfleet.ports.queue import Queue
     from pgfleet.ports.rate_limits import RateCounter
     from pgfleet.ports.restore_host import RestoreHost
@@ -40,6 +41,10 @@ class Ports(Protocol):
 
     @property
     def restore_host(self) -> RestoreHost: ...
+
+    # --- notification channels (pgfleet.domains.notifications) ---
+    @property
+    def notifier(self) -> Notifier: ...
 
     # --- the API platform: rate-limit counters (pgfleet.core.rate_limits) ---
     @property

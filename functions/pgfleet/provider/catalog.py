@@ -10,11 +10,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
+from pgfleet.core.wire import CamelModel
 from pgfleet.domains.archive import BackupScheduleUpdate, BackupScheduleView
 from pgfleet.domains.clusters import ClusterCreate, ClusterCreated
 from pgfleet.domains.instances import InstanceCreate, InstanceCreated
+from pgfleet.domains.notifications import (
+    MASK,
+    SECRET_CONFIGURATION_FIELDS,
+    ChannelName,
+    NotificationChannel,
+    Routing,
+)
 from pgfleet.domains.quotas import Quota, QuotaUpdate
 from pgfleet.domains.replicas import Replica, ReplicaCreate
 from pgfleet.domains.tenants import TenantCreate, TenantCreated
@@ -235,6 +243,101 @@ BACKUP_SCHEDULE = ResourceSpec(
     example={**ON_INSTANCE, "full_backup_cron": "cron(0 3 * * ? *)", "retention_days": 14},
 )
 
+
+class NotificationConfiguration(CamelModel):
+    """One object for every channel type: set the attributes of the channel's `type` only (the API
+    refuses the others)."""
+
+    provider: Literal["smtp", "ses"] | None = Field(
+        default=None, description="EMAIL: `smtp` (default) or `ses` (AWS only)."
+    )
+    host: str | None = Field(default=None, description="EMAIL: the SMTP server.")
+    port: int | None = Field(
+        default=None, description='EMAIL: the SMTP port (default 25, 465 with `tls = "ssl"`).'
+    )
+    tls: Literal["none", "starttls", "ssl"] | None = Field(
+        default=None, description="EMAIL: how the SMTP connection is secured (default `none`)."
+    )
+    username: str | None = Field(default=None, description="EMAIL: the SMTP login.")
+    password: SecretStr | None = Field(
+        default=None, description="EMAIL: the SMTP password (kept in Secrets Manager)."
+    )
+    from_address: str | None = Field(default=None, alias="from", description="EMAIL: the sender's address.")
+    to: list[str] | None = Field(default=None, description="EMAIL: the recipients.")
+    webhook_url: SecretStr | None = Field(
+        default=None, description="SLACK: the incoming webhook URL (kept in Secrets Manager)."
+    )
+    url: str | None = Field(default=None, description="WEBHOOK: where to POST the signed JSON.")
+    secret: SecretStr | None = Field(
+        default=None,
+        description="WEBHOOK: the HMAC-SHA256 key of `X-Pgfleet-Signature`, 16 characters or more (kept in Secrets Manager).",
+    )
+    headers: dict[str, str] | None = Field(default=None, description="WEBHOOK: more request headers.")
+    routing_key: SecretStr | None = Field(
+        default=None, description="PAGERDUTY: the Events API v2 routing key (kept in Secrets Manager)."
+    )
+    events_url: str | None = Field(
+        default=None, description="PAGERDUTY: the Events API v2 endpoint (default PagerDuty's)."
+    )
+    phone_number: str | None = Field(default=None, description="SMS: the phone number, E.164 (`+14155550100`).")  # fmt: skip
+
+
+class NotificationChannelArguments(CamelModel):
+    type: Literal["EMAIL", "SLACK", "SMS", "WEBHOOK", "PAGERDUTY"] = Field(description="The kind of channel.")
+    name: ChannelName = Field(description="A name people recognise.")
+    configuration: NotificationConfiguration = Field(description="The settings of the channel's `type`.")
+    is_enabled: bool = Field(default=True, description="false: keep the channel but send it nothing.")
+    routing: Routing = Field(default_factory=Routing, description="Which alerts the channel receives.")
+    tenant_id: str | None = Field(
+        default=None,
+        description="The tenant whose alerts it receives (a platform token only; `*`: every tenant). "
+        "Defaults to the token's tenant.",
+    )
+
+
+def masked_configuration(value: dict[str, object] | None) -> dict[str, object] | None:
+    """A configuration as the API shows it: secrets masked, unset attributes left out."""
+    if value is None:
+        return None
+    return {k: (MASK if k in SECRET_CONFIGURATION_FIELDS else v) for k, v in value.items() if v is not None}
+
+
+NOTIFICATION_CHANNEL = ResourceSpec(
+    name="notification_channel",
+    path="/api/v1/monitoring/notifications/channels",
+    create=NotificationChannelArguments,
+    response=NotificationChannel,
+    description=(
+        "A notification channel: where alerts are sent (EMAIL, SLACK, SMS, WEBHOOK, PAGERDUTY). `name`, "
+        "`configuration`, `is_enabled` and `routing` change in place; changing `type` or `tenant_id` replaces "
+        "it. Secrets (`password`, `webhook_url`, `secret`, `routing_key`) are kept in Secrets Manager and the "
+        "API shows them masked: state keeps the configured values, and an imported channel has masked ones "
+        "until the next apply sets them."
+    ),
+    id_field="channelId",
+    id_description="The channel id (`channelId`, `nch-...`).",
+    sources={"is_enabled": "isEnabled", "tenant_id": "tenantId"},
+    generated=("tenant_id",),
+    equivalent={"configuration": masked_configuration},
+    computed=(
+        Computed(
+            "test_status",
+            "testStatus",
+            description="PASSED, FAILED or PENDING (not tested since it changed).",
+        ),
+        Computed("last_test_at", "lastTestAt"),
+        Computed("last_test_error", "lastTestError"),
+    ),
+    in_place=(InPlaceUpdate("", ("name", "configuration", "is_enabled", "routing"), method="PUT"),),
+    force_new=("type", "tenant_id"),
+    example={
+        "type": "WEBHOOK",
+        "name": "dba-on-call",
+        "configuration": {"url": "https://hooks.example.com/pgfleet", "secret": "change-me-0123456789"},
+        "routing": {"severities": ["HIGH", "CRITICAL"]},
+    },
+)
+
 INSTANCE_DATA = DataSourceSpec(
     INSTANCE, description="Looks up a single PostgreSQL instance by id (its password is not readable)."
 )
@@ -243,5 +346,7 @@ CLUSTER_DATA = DataSourceSpec(
     description="Looks up an HA cluster by id, with its nodes (its password and URIs are not readable).",
 )
 
-RESOURCES: tuple[ResourceSpec, ...] = (INSTANCE, CLUSTER, READ_REPLICA, TENANT, QUOTA, BACKUP_SCHEDULE)
+RESOURCES: tuple[ResourceSpec, ...] = (
+    INSTANCE, CLUSTER, READ_REPLICA, TENANT, QUOTA, BACKUP_SCHEDULE, NOTIFICATION_CHANNEL,
+)  # fmt: skip
 DATA_SOURCES: tuple[DataSourceSpec, ...] = (INSTANCE_DATA, CLUSTER_DATA)

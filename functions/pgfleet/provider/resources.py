@@ -224,6 +224,9 @@ class ApiResource(Resource):
                 action = change.action or "update"
                 add_api_error(ctx.diagnostics, f"Could not {action} {spec.type_name}", exc, change.attributes)
                 return state
+            # The changed arguments' prior is what was planned: a value the API shows in another
+            # spelling (or masked, as a secret) keeps the configured one.
+            state = {**state, **{a: planned.get(a) for a in change.attributes}}
             state = self._finish(ctx.diagnostics, client, state, answer or {}, change.action or "update")
             if ctx.diagnostics.has_errors():
                 return state

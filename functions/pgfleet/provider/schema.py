@@ -121,7 +121,11 @@ def conform(annotation: Any, value: Any) -> Any:
     def one(item: Any) -> Any:
         if not isinstance(item, dict):
             return item
-        return {name: conform(info.annotation, item.get(name)) for name, info in model.model_fields.items()}
+        # A camelCase API (CamelModel) answers with the fields' aliases.
+        return {
+            name: conform(info.annotation, item.get(name, item.get(info.alias) if info.alias else None))
+            for name, info in model.model_fields.items()
+        }
 
     return one(value) if nesting == "single" else [one(item) for item in value]
 
@@ -193,8 +197,12 @@ def is_secret(annotation: Any) -> bool:
 
 
 def field_at(model: type[BaseModel], path: tuple[str, ...]) -> FieldInfo:
-    """The pydantic field at a dotted path through nested models (`endpoint.host`)."""
-    info = model.model_fields[path[0]]
+    """The pydantic field at a dotted path through nested models (`endpoint.host`), by name or,
+    for a camelCase answer, by alias (`testStatus`)."""
+    fields = model.model_fields
+    info = fields.get(path[0]) or next((f for f in fields.values() if f.alias == path[0]), None)
+    if info is None:
+        raise KeyError(f"{model.__name__} has no field {path[0]}")
     if len(path) == 1:
         return info
     nested = _without_none(info.annotation)

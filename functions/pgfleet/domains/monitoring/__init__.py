@@ -3,8 +3,9 @@
 capture and by the domains that watch a condition (quotas) through `observe`."""
 
 from pgfleet.core.domain import Domain, Mount
-from pgfleet.domains.monitoring import incidents_routes, metrics_routes, routes
+from pgfleet.domains.monitoring import capture, incidents_routes, metrics_routes, routes
 from pgfleet.domains.monitoring.models import AlertAction
+from pgfleet.domains.monitoring.rules import reconciled_down
 from pgfleet.domains.monitoring.service import Condition, observe, resolve_all_for
 
 DOMAIN = Domain(
@@ -14,6 +15,8 @@ DOMAIN = Domain(
         Mount(metrics_routes.router, "/api/v1/monitoring"),
         Mount(incidents_routes.router, "/api/v1/monitoring"),
     ),
+    tasks={capture.CAPTURE_TASK: capture.scheduled_capture},
+    schedules=(capture.CAPTURE_SCHEDULE,),
 )
 
-__all__ = ["DOMAIN", "AlertAction", "Condition", "observe", "resolve_all_for"]
+__all__ = ["DOMAIN", "AlertAction", "Condition", "observe", "reconciled_down", "resolve_all_for"]

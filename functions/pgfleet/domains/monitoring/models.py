@@ -21,6 +21,17 @@ class AlertAction(CamelModel):
     path: str | None = Field(default=None, description="Endpoint that does it.")
 
 
+class NotificationFailure(CamelModel):
+    delivery_id: str
+    channel_id: str
+    channel_type: str
+    event: str
+    attempts: int
+    error: str
+    at: str
+    final: bool = False
+
+
 class Alert(CamelModel):
     alert_id: str
     alert_name: str
@@ -38,8 +49,11 @@ class Alert(CamelModel):
     tenant_id: str = Field(description="Owner tenant of the resource.")
     resource_id: str
     resource_type: str
-    notification_failures: list[dict[str, Any]] = Field(
-        default_factory=list, description="Deliveries to notification channels that failed for good."
+    resolution_note: str | None = Field(default=None, description="Why it resolved (by itself: what cleared).")
+    notification_failures: list[NotificationFailure] = Field(
+        default_factory=list,
+        description="Deliveries to notification channels that failed: one per delivery, updated at each "
+        "attempt; `final` once its retries are spent.",
     )
 
 
@@ -67,7 +81,9 @@ class AlertAcknowledgeRequest(StrictCamelModel):
 
 
 class AlertResolveRequest(StrictCamelModel):
-    resolution_note: str = Field(min_length=1, max_length=2000)
+    resolution_note: str | None = Field(
+        default=None, min_length=1, max_length=2000, description="Optional: a bodiless POST resolves too."
+    )
     root_cause: str | None = Field(default=None, max_length=2000)
     preventive_actions: list[str] = Field(default_factory=list, max_length=50)
 

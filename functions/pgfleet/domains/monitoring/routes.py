@@ -67,14 +67,14 @@ def list_alerts(
 
 @router.post("/alerts/<alert_id>/acknowledge", summary="Acknowledge an alert (and optionally assign it)")
 @requires("monitoring:acknowledge")
-def acknowledge_alert(alert_id: AlertId, body: AlertAcknowledgeRequest) -> Alert:
-    return alerts.acknowledge(ports(), principal(router), alert_id, body)
+def acknowledge_alert(alert_id: AlertId, body: AlertAcknowledgeRequest | None = None) -> Alert:
+    return alerts.acknowledge(ports(), principal(router), alert_id, body or AlertAcknowledgeRequest())
 
 
 @router.post("/alerts/<alert_id>/resolve", summary="Resolve an alert by hand")
 @requires("monitoring:resolve")
-def resolve_alert(alert_id: AlertId, body: AlertResolveRequest) -> Alert:
-    return alerts.resolve(ports(), principal(router), alert_id, body)
+def resolve_alert(alert_id: AlertId, body: AlertResolveRequest | None = None) -> Alert:
+    return alerts.resolve(ports(), principal(router), alert_id, body or AlertResolveRequest())
 
 
 RuleName = Annotated[str, Path(pattern=r"^[a-z_]{1,64}$", description="Rule name, e.g. server_down.")]

@@ -22,8 +22,7 @@ from pgfleet.core import schedule_expressions
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import AlreadyExists, NotFound, PgfleetError
 from pgfleet.core.models import utcnow_iso
-from pgfleet.domains.archive import records as backup_records
-from pgfleet.domains.archive import schedules as backup_schedules
+from pgfleet.domains import archive
 from pgfleet.domains.monitoring import service
 from pgfleet.domains.monitoring.models import AlertAction
 from pgfleet.domains.monitoring.samples import STREAM, Sample
@@ -202,7 +201,7 @@ def _server_down(ports: Ports, sample: Sample, rule: dict[str, Any]) -> Conditio
     such an alert clears only when a sample taken after it finds the server up again."""
     open_alert = service.open_alert(ports, sample.target_id, rule["name"])
     if sample.data.get("up"):
-        if open_alert and backup_records.parse_iso(open_alert["triggered_at"]) > sample.at - SAME_CAPTURE:
+        if open_alert and archive.records.parse_iso(open_alert["triggered_at"]) > sample.at - SAME_CAPTURE:
             return None  # raised during this very capture: the next one says whether it stays
         return _condition(rule, False, 0, f"{sample.target_id} accepts connections")
     down = 2 if (sample.previous or {}).get("up") is False else 1
@@ -263,27 +262,30 @@ def _replica_lag(metric: str, unit: str) -> Check:
 
 
 def _failover(ports: Ports, sample: Sample, rule: dict[str, Any]) -> Condition | None:
-    """A failover is an event: the alert fires on the sample that sees the leader or the
-    timeline change, and stays while that happened within `threshold` minutes."""
-    previous = sample.previous or {}
-    now_tl, before_tl = sample.data.get("timeline"), previous.get("timeline")
-    now_leader, before_leader = sample.data.get("primary"), previous.get("primary")
-    changed = (now_tl is not None and before_tl is not None and now_tl > before_tl) or (
-        now_leader is not None and before_leader is not None and now_leader != before_leader
-    )
-    if changed:
-        detail = f"{sample.target_id}: failover: primary {before_leader or '?'} -> {now_leader or '?'}, timeline {before_tl} -> {now_tl}"
-        return _condition(rule, True, float(now_tl or 0), detail)
+    """A cluster's failover is an event: the alert fires on the sample that sees the leader or
+    the timeline change, and stays while that happened within `threshold` minutes. Samples
+    that could not read them (a server down) do not count. A single instance has no failover
+    (its timeline moves on a restore, which is not one)."""
+    if sample.server.kind != "cluster":
+        return None
     window = timedelta(minutes=float(rule["threshold"]))
-    recent = _history(ports, sample, window)
-    for older, newer in zip(recent, recent[1:], strict=False):
-        if (newer.get("timeline") or 0) > (older.get("timeline") or 0) or (
-            older.get("primary") and newer.get("primary") and older["primary"] != newer["primary"]
-        ):
-            return _condition(rule, True, float(newer.get("timeline") or 0),
-                              f"{sample.target_id}: failover to {newer.get('primary') or 'a new primary'} within "
-                              f"{_fmt(rule['threshold'])} minutes")  # fmt: skip
-    return _condition(rule, False, float(now_tl or 0), f"{sample.target_id}: no failover")
+    known = [r for r in _history(ports, sample, window) if r.get("timeline") is not None or r.get("primary")]
+    change = None
+    for older, newer in zip(known, known[1:], strict=False):
+        moved = (
+            None not in (older.get("timeline"), newer.get("timeline"))
+            and newer["timeline"] > older["timeline"]
+        )
+        switched = older.get("primary") and newer.get("primary") and older["primary"] != newer["primary"]
+        if moved or switched:
+            change = (older, newer)
+    timeline = float(sample.data.get("timeline") or 0)
+    if change is None:
+        return _condition(rule, False, timeline, f"{sample.target_id}: no failover")
+    older, newer = change
+    detail = (f"{sample.target_id}: failover: primary {older.get('primary') or '?'} -> {newer.get('primary') or '?'}, "
+              f"timeline {older.get('timeline')} -> {newer.get('timeline')}")  # fmt: skip
+    return _condition(rule, True, timeline, detail)
 
 
 def _cache_hit(ports: Ports, sample: Sample, rule: dict[str, Any]) -> Condition | None:
@@ -327,14 +329,14 @@ def _blocking(ports: Ports, sample: Sample, rule: dict[str, Any]) -> Condition |
 def _backup_stale(ports: Ports, sample: Sample, rule: dict[str, Any]) -> Condition | None:
     """Stale when the schedule should have produced a newer backup more than `threshold`
     seconds ago. No schedule: no expectation, no condition."""
-    schedule = ports.store.get(backup_schedules.KIND, sample.target_id)
+    schedule = ports.store.get(archive.schedules.KIND, sample.target_id)
     if not schedule or not schedule.get("enabled"):
         return None
-    expressions = [str(schedule[f]) for f in backup_schedules.TYPES.values() if schedule.get(f)]
+    expressions = [str(schedule[f]) for f in archive.schedules.TYPES.values() if schedule.get(f)]
     last_at = sample.data.get("last_backup_at")
     if not expressions or not last_at:
         return None
-    last = backup_records.parse_iso(last_at)
+    last = archive.records.parse_iso(last_at)
     due = [d for e in expressions if (d := schedule_expressions.next_after(e, last)) is not None]
     if not due:
         return None
@@ -351,7 +353,7 @@ def _backup_stale(ports: Ports, sample: Sample, rule: dict[str, Any]) -> Conditi
 def _backup_failed(ports: Ports, sample: Sample, rule: dict[str, Any]) -> Condition | None:
     """The newest finished physical backup failed, or the newest verification did."""
     found, _ = ports.store.page(
-        backup_records.KIND, parent_id=sample.target_id, filters={"logical": False}, page=1, page_size=5,
+        archive.records.KIND, parent_id=sample.target_id, filters={"logical": False}, page=1, page_size=5,
         newest_first=True,
     )  # fmt: skip
     finished = [b for b in found if b.get("status") in ("completed", "failed")]

@@ -186,7 +186,10 @@ def resolve_all_for(ports: Ports, resource_id: str, note: str) -> int:
 
 def alert_view(record: dict[str, Any]) -> Alert:
     snake = snake_record(record)
-    return Alert.model_validate({**snake, "alert_id": snake["id"], "resource_id": snake["parent_id"]})
+    note = (snake.get("resolution") or {}).get("resolution_note")
+    return Alert.model_validate(
+        {**snake, "alert_id": snake["id"], "resource_id": snake["parent_id"], "resolution_note": note}
+    )
 
 
 def _visible(ports: Ports, principal: Principal, alert_id: str) -> dict[str, Any]:
@@ -262,7 +265,8 @@ def resolve(ports: Ports, principal: Principal, alert_id: str, body: AlertResolv
     claim = ports.store.claimed(key)
     if claim and claim["owner"] == alert_id:
         ports.store.release(key, alert_id)
-    changes = {**_resolution(body.resolution_note), "resolved_by": principal.sub,
+    note = body.resolution_note or f"resolved by {principal.sub}"
+    changes = {**_resolution(note), "resolved_by": principal.sub,
                "resolution": body.to_record()}  # fmt: skip
     resolved = ports.store.update(KIND, alert_id, changes, record["revision"])
     announce(ports, snake_record(resolved), "resolved")

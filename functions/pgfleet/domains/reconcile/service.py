@@ -18,8 +18,7 @@ from pgfleet.core import operations, resources
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import PgfleetError
 from pgfleet.core.models import utcnow_iso
-from pgfleet.domains import archive, clusters, instances, migrations, replicas, tenants, upgrades
-from pgfleet.domains.monitoring import rules as monitoring_rules
+from pgfleet.domains import archive, clusters, instances, migrations, monitoring, replicas, tenants, upgrades
 from pgfleet.ports.scheduler import Schedule
 
 log = logging.getLogger(__name__)
@@ -103,7 +102,7 @@ def _alert_down(ports: Ports, record: dict[str, Any], why: str) -> str | None:
     """Raise the server_down alert before the restart (people hear of it at once); an alert
     that cannot be raised never stops the restart."""
     try:
-        return monitoring_rules.reconciled_down(ports, record, "instance", why)
+        return monitoring.reconciled_down(ports, record, "instance", why)
     except Exception:  # the restart matters more than the alert
         log.exception("%s: could not raise the server_down alert", record["id"])
         return None
