@@ -4,9 +4,8 @@ statement (pg_sleep(0.025), 150 times) between two captures; then GET /metrics s
 rate above zero, the health shows the server HEALTHY from its sample, and the performance
 dashboard rates the slow statement POOR or CRITICAL with a computed suggestion.
 
-pg_stat_statements is preloaded on every server but the platform never creates the extension:
-the test creates it in the `postgres` database as a DBA would (superuser, over the server's
-private socket)."""
+pg_stat_statements is preloaded on every server, and the platform creates its view when it
+creates the server's database (in `postgres`, schema pgfleet_stats): nothing to do by hand."""
 
 from __future__ import annotations
 
@@ -20,7 +19,6 @@ import psycopg
 import pytest
 
 from pgfleet.adapters.engines.local import postgres as local_pg
-from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
 from tests.helpers import LocalStack, running_stack, wait_for
 
 MONITORING = "/api/v1/monitoring"
@@ -44,9 +42,6 @@ def instance(stack: LocalStack) -> dict[str, Any]:
     status, body = stack.request("POST", "/api/v1/postgres/single", {"name": "watched-db"}, operator)
     assert status == 202, body
     stack.wait_created(body["operation_id"], operator)
-    engine = LocalPostgresEngine(stack.home / "data")
-    with engine.connect(body["id"]) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     return body
 
 

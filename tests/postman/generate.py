@@ -84,6 +84,9 @@ FIXTURES = {
     "targetId": "instanceId",
     "migration_id": "migrationId",
     "sessionPid": "sessionPid",
+    "channel_id": "channelId",
+    "incident_id": "incidentId",
+    "rule_name": "ruleName",
 }
 # Body fields the converter leaves as a placeholder ("<string>", "<integer>"...) -> a value.
 FIELD_VALUES: dict[str, Any] = {
@@ -107,6 +110,14 @@ FIELD_VALUES: dict[str, Any] = {
     "timeRange": "1h",
     "aggregation": "HOUR",
     "analysisType": "CURRENT",
+    "channelId": "{{channelId}}",
+    "note": "from the Postman collection",
+}
+# A channel nothing listens behind: its test send answers FAILED, with the reason.
+POSTMAN_CHANNEL = {
+    "type": "WEBHOOK",
+    "name": PREFIX + "hook",
+    "configuration": {"url": "http://127.0.0.1:9/postman", "secret": "postman-secret-0123456789"},
 }
 # Concrete defaults the converter copied that would make a run needlessly heavy: a three-node
 # cluster; a second recovery into a new instance (Setup ran one: this one asks for the plan).
@@ -120,6 +131,13 @@ BODY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/locks/blocking-sessions/{sessionPid}/terminate"): {"dryRun": True},
     ("POST", "/api/v1/locks/auto-resolve"): {"dryRun": True},
     ("PUT", "/api/v1/locks/auto-resolve/config"): {"enabled": False},
+    ("POST", "/api/v1/monitoring/notifications/channels"): POSTMAN_CHANNEL,
+    ("PUT", "/api/v1/monitoring/notifications/channels/{channel_id}"): {"name": PREFIX + "hook-renamed"},
+    ("PUT", "/api/v1/monitoring/alerts/rules/{rule_name}"): {"threshold": 30},
+    ("POST", "/api/v1/monitoring/incidents/{incident_id}/update"): {
+        "actionType": "NOTE",
+        "note": "from the Postman collection",
+    },
 }
 PLACEHOLDER = re.compile(r"^<[a-zA-Z-]+>$")
 # The run order within a folder: its sub-folders first, then reads, writes, actions, deletes;
@@ -406,6 +424,12 @@ def setup() -> dict[str, Any]:
 const alerts = pm.response.json().alerts;
 // No request raises an alert: without one, the alert requests get a well-formed unknown id (404).
 pm.collectionVariables.set('alertId', alerts.length ? alerts[0].alertId : 'alert-000000000000');"""),
+            _request("An incident, if there is one", "GET", "/api/v1/monitoring/incidents", _expect(200) + """
+const incidents = pm.response.json().incidents;
+pm.collectionVariables.set('incidentId', incidents.length ? incidents[0].incidentId : 'inc-000000000000');
+pm.collectionVariables.set('ruleName', 'deadlocks');"""),
+            _request("Add a notification channel", "POST", "/api/v1/monitoring/notifications/channels",
+                     _expect(201) + _keep("channelId", "pm.response.json().channelId"), body=POSTMAN_CHANNEL),
             _request("A session holding a lock, if there is one", "GET",
                      "/api/v1/locks/activity?targetId={{instanceId}}", _expect(200) + """
 const locks = pm.response.json().locks;

@@ -836,7 +836,6 @@ class FakePorts:
     def drain(self) -> None:
         """Run every queued message (operations, notification deliveries), as the worker would."""
         from pgfleet.core import operations
-
         from pgfleet.handlers import domains
 
         handlers = domains.message_handlers()

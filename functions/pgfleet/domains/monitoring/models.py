@@ -49,7 +49,9 @@ class Alert(CamelModel):
     tenant_id: str = Field(description="Owner tenant of the resource.")
     resource_id: str
     resource_type: str
-    resolution_note: str | None = Field(default=None, description="Why it resolved (by itself: what cleared).")
+    resolution_note: str | None = Field(
+        default=None, description="Why it resolved (by itself: what cleared)."
+    )
     notification_failures: list[NotificationFailure] = Field(
         default_factory=list,
         description="Deliveries to notification channels that failed: one per delivery, updated at each "

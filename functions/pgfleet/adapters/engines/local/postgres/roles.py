@@ -81,7 +81,37 @@ def ensure_role_and_database(conn: psycopg.Connection, database: str, username: 
         actions.append("changed database owner")
     with _session(conn, database) as own:
         large_objects.restrict(own, writers=[username])
+    with _session(conn, STATS_DATABASE) as stats:
+        if ensure_statement_stats(stats):
+            actions.append(f"created pg_stat_statements in {STATS_DATABASE}.{STATS_SCHEMA}")
     return ", ".join(actions) if actions else "unchanged"
+
+
+# pg_stat_statements is preloaded on every server; its view exists where the extension is
+# created. The platform creates it once per server in the `postgres` database, in a schema of
+# its own that no other role may use (the view shows every database's statements).
+STATS_DATABASE = "postgres"
+STATS_SCHEMA = "pgfleet_stats"
+
+
+def ensure_statement_stats(conn: psycopg.Connection) -> bool:
+    """Create pg_stat_statements in STATS_SCHEMA of the database `conn` is on, unless the
+    extension exists there already (in any schema). True when this call created it."""
+    found = conn.execute(
+        "SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_stat_statements'"
+    ).fetchone()
+    if found is not None:
+        return False
+    schema = sql.Identifier(STATS_SCHEMA)
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+    conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema))
+    try:
+        conn.execute(
+            sql.SQL("CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA {}").format(schema)
+        )
+    except pg_errors.UniqueViolation:
+        return False  # created concurrently
+    return True
 
 
 def _session(conn: psycopg.Connection, database: str) -> psycopg.Connection:
