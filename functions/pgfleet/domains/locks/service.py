@@ -29,15 +29,14 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pgfleet.core import audit, auth
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
-from pgfleet.core.errors import AlreadyExists, EngineError, InvalidState, NotFound, ValidationFailed
-from pgfleet.domains import clusters, instances, servers
+from pgfleet.core.errors import AlreadyExists, EngineError, InvalidState, NotFound
+from pgfleet.domains import servers
 from pgfleet.domains.locks import sql
 from pgfleet.ports.history import HistoryRecord
 
@@ -55,37 +54,8 @@ CAPTURE_WORKERS = 8
 # --- scope -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Target:
-    """One server a call looks at: an instance, or a cluster's primary (or named node)."""
-
-    server: servers.Server
-    node: str | None = None
-
-    @property
-    def target_id(self) -> str:
-        return self.server.id
-
-    @property
-    def tenant_id(self) -> str:
-        return str(self.server.record["tenant_id"])
-
-    @property
-    def running(self) -> bool:
-        return self.server.record.get("status") == "running"
-
-
-def kind_of(target_id: str) -> str:
-    if target_id.startswith("pgi-"):
-        return instances.KIND
-    if target_id.startswith("pgc-"):
-        return clusters.KIND
-    raise ValidationFailed(
-        f"targetId {target_id!r} is neither an instance (pgi-...) nor a cluster (pgc-...)",
-        details={"field": "targetId"},
-    )
-
-
+Target = servers.Target
+kind_of = servers.kind_of
 tenant_scope = auth.tenant_scope
 
 
@@ -98,28 +68,10 @@ def targets(
     *,
     require_running: bool = True,
 ) -> list[Target]:
-    """The servers of a call (the scope rule of seed 003). An explicit `targetId` that is not
-    running is a 409 with its status; in a tenant or fleet scope such servers are skipped."""
-    tenant = tenant_scope(principal, tenant_id)
-    if node is not None and (target_id is None or not target_id.startswith("pgc-")):
-        raise ValidationFailed(
-            "node names a member of a cluster: give the cluster's targetId", details={"field": "node"}
-        )
-    if target_id is not None:
-        server = servers.get_visible(ports, principal, kind_of(target_id), target_id)
-        if tenant is not None and server.record["tenant_id"] != tenant:
-            raise NotFound(f"{server.kind} {target_id} not found")
-        if node is not None and node not in {n["id"] for n in server.record.get("nodes", [])}:
-            raise NotFound(f"cluster {target_id} has no node {node}")
-        target = Target(server, node)
-        if require_running and not target.running:
-            raise InvalidState(
-                f"{server.kind} {target_id} is {server.record.get('status')}: its locks can be read only while it runs",
-                details={"status": server.record.get("status")},
-            )
-        return [target]
-    found = [Target(s) for s in servers.all_servers(ports, tenant)]
-    return [t for t in found if t.running] if require_running else found
+    """The servers of a call (the scope rule of seed 003, servers.targets)."""
+    return servers.targets(
+        ports, principal, target_id, tenant_id, node, require_running=require_running, what="its locks"
+    )
 
 
 # --- snapshots -------------------------------------------------------------------------------

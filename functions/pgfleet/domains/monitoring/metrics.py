@@ -21,8 +21,8 @@ from typing import Any
 from pgfleet.core import time_range
 from pgfleet.core.auth import Principal, tenant_scope
 from pgfleet.core.context import Ports
-from pgfleet.core.errors import InvalidState, NotFound, ValidationFailed
-from pgfleet.domains import clusters, instances, servers
+from pgfleet.core.errors import ValidationFailed
+from pgfleet.domains import servers
 from pgfleet.domains.monitoring.metrics_models import (
     Category,
     MetricsResponse,
@@ -173,27 +173,8 @@ def parse_range(text: str | None, default: timedelta = DEFAULT_RANGE) -> time_ra
 
 
 # --- scope (seed 003: targetId, tenantId, or every server the caller may see) --------------------
-# The locks domain applies the same rule (its `targets`, not exported): a cluster is its primary.
 
-
-@dataclass(frozen=True)
-class Target:
-    """One server a call looks at: an instance, or a cluster (its primary)."""
-
-    server: servers.Server
-    node: str | None = None
-
-    @property
-    def target_id(self) -> str:
-        return self.server.id
-
-    @property
-    def tenant_id(self) -> str:
-        return str(self.server.record["tenant_id"])
-
-    @property
-    def running(self) -> bool:
-        return self.server.record.get("status") == "running"
+Target = servers.Target
 
 
 def targets(
@@ -204,23 +185,9 @@ def targets(
     *,
     require_running: bool = True,
 ) -> list[Target]:
-    """The servers of a call. An explicit `targetId` that is not running is a 409 with its
-    status when `require_running`; in a tenant or fleet scope such servers are skipped."""
-    tenant = tenant_scope(principal, tenant_id)
-    if target_id is not None:
-        kind = clusters.KIND if target_id.startswith("pgc-") else instances.KIND
-        server = servers.get_visible(ports, principal, kind, target_id)
-        if tenant is not None and server.record["tenant_id"] != tenant:
-            raise NotFound(f"{server.kind} {target_id} not found")
-        target = Target(server)
-        if require_running and not target.running:
-            raise InvalidState(
-                f"{server.kind} {target_id} is {server.record.get('status')}: it is read live only while it runs",
-                details={"status": server.record.get("status")},
-            )
-        return [target]
-    found = [Target(s) for s in servers.all_servers(ports, tenant)]
-    return [t for t in found if t.running] if require_running else found
+    """The servers of a call (servers.targets): a cluster is its primary."""
+    return servers.targets(ports, principal, target_id, tenant_id, require_running=require_running,
+                           what="it (live)")  # fmt: skip
 
 
 def scope_of(

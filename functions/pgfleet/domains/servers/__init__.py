@@ -2,8 +2,22 @@
 resolved for the domains that run SQL inside it or size it. No routes of its own."""
 
 from pgfleet.core.domain import Domain
-from pgfleet.domains.servers.service import MB, Server, admin, all_servers, connection_uri, get, get_visible
+from pgfleet.domains.servers.service import (
+    MB,
+    Server,
+    Target,
+    admin,
+    all_servers,
+    connection_uri,
+    get,
+    get_visible,
+    kind_of,
+    targets,
+)
 
 DOMAIN = Domain(name="servers")
 
-__all__ = ["DOMAIN", "MB", "Server", "admin", "all_servers", "connection_uri", "get", "get_visible"]
+__all__ = [
+    "DOMAIN", "MB", "Server", "Target", "admin", "all_servers", "connection_uri", "get", "get_visible", "kind_of",
+    "targets",
+]  # fmt: skip

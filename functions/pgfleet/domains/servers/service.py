@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pgfleet.core import resources
+from pgfleet.core import auth, resources
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
-from pgfleet.core.errors import EngineError, ServiceError
+from pgfleet.core.errors import EngineError, InvalidState, NotFound, ServiceError, ValidationFailed
 from pgfleet.core.resources import ResourceType
 from pgfleet.domains import clusters, instances
 from pgfleet.ports.database_admin import DatabaseAdmin
@@ -85,3 +85,72 @@ def connection_uri(server: Server, username: str, password: str, database: str) 
     """A libpq URI for a user of the server (read-write endpoint for a cluster)."""
     query = "target_session_attrs=read-write" if server.kind == clusters.KIND else ""
     return instances.connection_uri(username, password, endpoints(server), database, query=query)
+
+
+# --- the scope rule of seed 003 (targetId, tenantId, or every server the caller may see) -------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One server a call looks at: an instance, or a cluster's primary (or named node)."""
+
+    server: Server
+    node: str | None = None
+
+    @property
+    def target_id(self) -> str:
+        return self.server.id
+
+    @property
+    def tenant_id(self) -> str:
+        return str(self.server.record["tenant_id"])
+
+    @property
+    def running(self) -> bool:
+        return self.server.record.get("status") == "running"
+
+
+def kind_of(target_id: str) -> str:
+    if target_id.startswith("pgi-"):
+        return instances.KIND
+    if target_id.startswith("pgc-"):
+        return clusters.KIND
+    raise ValidationFailed(
+        f"targetId {target_id!r} is neither an instance (pgi-...) nor a cluster (pgc-...)",
+        details={"field": "targetId"},
+    )
+
+
+def targets(
+    ports: Ports,
+    principal: Principal,
+    target_id: str | None,
+    tenant_id: str | None,
+    node: str | None = None,
+    *,
+    require_running: bool = True,
+    what: str = "it",
+) -> list[Target]:
+    """The servers of a call. An explicit `targetId` that is not running is a 409 with its
+    status when `require_running` (`what` names what cannot be read: "its locks"); in a tenant
+    or fleet scope such servers are skipped."""
+    tenant = auth.tenant_scope(principal, tenant_id)
+    if node is not None and (target_id is None or not target_id.startswith("pgc-")):
+        raise ValidationFailed(
+            "node names a member of a cluster: give the cluster's targetId", details={"field": "node"}
+        )
+    if target_id is not None:
+        server = get_visible(ports, principal, kind_of(target_id), target_id)
+        if tenant is not None and server.record["tenant_id"] != tenant:
+            raise NotFound(f"{server.kind} {target_id} not found")
+        if node is not None and node not in {n["id"] for n in server.record.get("nodes", [])}:
+            raise NotFound(f"cluster {target_id} has no node {node}")
+        target = Target(server, node)
+        if require_running and not target.running:
+            raise InvalidState(
+                f"{server.kind} {target_id} is {server.record.get('status')}: {what} can be read only while it runs",
+                details={"status": server.record.get("status")},
+            )
+        return [target]
+    found = [Target(s) for s in all_servers(ports, tenant)]
+    return [t for t in found if t.running] if require_running else found
