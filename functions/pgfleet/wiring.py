@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pgfleet.ports.history import HistoryStore
     from pgfleet.ports.metadata import MetadataStore
     from pgfleet.ports.notifier import Notifier
+    from pgfleet.ports.pooler import Pooler
     from pgfleet.ports.queue import Queue
     from pgfleet.ports.rate_limits import RateCounter
     from pgfleet.ports.restore_host import RestoreHost
@@ -59,6 +60,15 @@ class Dependencies:
         from pgfleet.adapters.notify import ChannelNotifier
 
         return ChannelNotifier()
+
+    @functools.cached_property
+    def pooler(self) -> Pooler:
+        """PgBouncer in front of a server (pgfleet.domains.performance.pooling)."""
+        if self.settings.engine == "local":
+            from pgfleet.adapters.engines.local.pgbouncer import LocalPgBouncer
+
+            return LocalPgBouncer(self.settings.data_dir, self.engine.host)
+        raise ValueError(f"unknown engine {self.settings.engine!r}")
 
     @functools.cached_property
     def rate_counter(self) -> RateCounter:

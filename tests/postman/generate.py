@@ -134,6 +134,10 @@ BODY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/monitoring/notifications/channels"): POSTMAN_CHANNEL,
     ("PUT", "/api/v1/monitoring/notifications/channels/{channel_id}"): {"name": PREFIX + "hook-renamed"},
     ("PUT", "/api/v1/monitoring/alerts/rules/{rule_name}"): {"threshold": 30},
+    # Explains a harmless statement; the optimize request only plans (an unknown id: 404).
+    ("POST", "/api/v1/performance/queries/analyze"): {"targetId": "{{instanceId}}", "queryText": "SELECT 1"},
+    ("POST", "/api/v1/performance/indexes/optimize"): {"recommendations": ["idx-000000000000"], "dryRun": True,
+                                                        "maintenanceWindow": None},
     ("POST", "/api/v1/monitoring/incidents/{incident_id}/update"): {
         "actionType": "NOTE",
         "note": "from the Postman collection",

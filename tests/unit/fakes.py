@@ -51,6 +51,7 @@ from pgfleet.ports.metadata import (
     Update,
     Write,
 )
+from pgfleet.ports.pooler import Pooler, PoolerSpec, PoolerState
 from pgfleet.ports.queue import Queue, QueueDepth
 from pgfleet.ports.rate_limits import RateCounter, WindowCounts
 from pgfleet.ports.scheduler import Schedule, Scheduler
@@ -813,6 +814,43 @@ class FakeClusterEngine(ClusterEngine):
         return self.leader.get(cluster_id) if self.forwarded.get(port) == cluster_id else None
 
 
+class FakePooler(Pooler):
+    """Poolers in memory: `specs` what each was configured with, `running` which run."""
+
+    def __init__(self) -> None:
+        self.specs: dict[str, PoolerSpec] = {}
+        self.running: set[str] = set()
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    def configure(self, spec: PoolerSpec) -> str:
+        same = self.specs.get(spec.server_id) == spec and spec.server_id in self.running
+        self.specs[spec.server_id] = spec
+        self.running.add(spec.server_id)
+        return "already runs" if same else f"pooler on {spec.port} started"
+
+    def start(self, server_id: str) -> str:
+        self.running.add(server_id)
+        return "started"
+
+    def stop(self, server_id: str, remove: bool = False) -> str:
+        self.running.discard(server_id)
+        if remove:
+            self.specs.pop(server_id, None)
+        return "stopped"
+
+    def state(self, server_id: str) -> PoolerState:
+        spec = self.specs.get(server_id)
+        running = server_id in self.running
+        return PoolerState(spec is not None, running, 1 if running else None, spec.port if spec else None,
+                           "running" if running else "not running")  # fmt: skip
+
+    def server_ids(self) -> list[str]:
+        return sorted(self.specs)
+
+
 class FakePorts:
     def __init__(self, home: Path) -> None:
         self.settings = Settings(
@@ -832,6 +870,7 @@ class FakePorts:
         self.backup_engine = FakeBackupEngine()
         self.restore_host = FakeRestoreHost()
         self.sql: Any = None  # no server to run SQL in; integration tests use LocalSqlTarget
+        self.pooler = FakePooler()
 
     def drain(self) -> None:
         """Run every queued message (operations, notification deliveries), as the worker would."""

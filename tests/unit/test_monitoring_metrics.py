@@ -318,10 +318,12 @@ def test_hour_chunks_answer_exactly_what_the_samples_do(call: Any, fake_ports: A
     _instance(fake_ports)
     hour = metrics.bucket_start(datetime.now(UTC).timestamp(), metrics.HOUR) - 3 * metrics.HOUR
     start = datetime.fromtimestamp(hour, UTC)
+    # One sample a minute from three whole hours back until a minute ago (never in the future).
+    count = int((datetime.now(UTC) - start).total_seconds() // 60) - 1
     fake_ports.history.append(STREAM, [
         _sample(start + timedelta(seconds=30 + 60 * i), cache_hit_ratio=0.9 + (i % 7) / 100,
                 replication_lag_seconds_max=float(i % 13), commits_per_second=float(i))
-        for i in range(3 * 60 + 20)
+        for i in range(count)
     ])  # fmt: skip
     path = f"/api/v1/monitoring/metrics?targetId={INSTANCE}&timeRange={metrics.iso(start + timedelta(minutes=7))}/"
     answers = []
@@ -343,4 +345,4 @@ def test_hour_chunks_answer_exactly_what_the_samples_do(call: Any, fake_ports: A
         status, body = call("GET", f"{path}&aggregation={aggregation}")
         assert status == 200 and body["metrics"] == before["metrics"], aggregation
     minutes = next(s for s in answers[0]["metrics"] if s["name"] == "commits_per_second")["dataPoints"]
-    assert len(minutes) == 3 * 60 + 20 - 7  # from 7 minutes past the first hour to now
+    assert len(minutes) == count - 7  # from 7 minutes past the first hour to now

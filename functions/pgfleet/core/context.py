@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from pgfleet.ports.history import HistoryStore
     from pgfleet.ports.metadata import MetadataStore
     from pgfleet.ports.notifier import Notifier
+    from pgfleet.ports.pooler import Pooler
     from pgfleet.ports.queue import Queue
     from pgfleet.ports.rate_limits import RateCounter
     from pgfleet.ports.restore_host import RestoreHost
@@ -45,6 +46,10 @@ class Ports(Protocol):
     # --- notification channels (pgfleet.domains.notifications) ---
     @property
     def notifier(self) -> Notifier: ...
+
+    # --- connection poolers in front of servers (pgfleet.domains.performance.pooling) ---
+    @property
+    def pooler(self) -> Pooler: ...
 
     # --- the API platform: rate-limit counters (pgfleet.core.rate_limits) ---
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,6 +75,17 @@ class StrictModel(BaseModel):
 class Endpoint(BaseModel):
     host: str = Field(description="Host clients connect to.")
     port: int = Field(description="TCP port of PostgreSQL.")
+
+
+class PoolerEndpoint(BaseModel):
+    """A connection pooler (PgBouncer) in front of the server: POST
+    /api/v1/performance/connections/configure turns it on."""
+
+    host: str = Field(description="Host clients connect to.")
+    port: int = Field(description="TCP port of the pooler.")
+    pool_mode: Literal["session", "transaction", "statement"]
+    status: Literal["starting", "running", "stopped", "failed", "removing"]
+    status_reason: str = Field(default="", description="Why the pooler is in this status.")
 
 
 class Credentials(BaseModel):

@@ -215,6 +215,16 @@ def stop_data_plane(settings: Settings) -> list[str]:
                 continue
             if nodes:
                 lines.append(f"cluster {cluster_dir.name}: stopped {len(nodes)} node(s)")
+    # Poolers (PgBouncer, performance connections/configure); reconcile starts them again at `up`.
+    from pgfleet.adapters.engines.local.pgbouncer import LocalPgBouncer
+
+    poolers = LocalPgBouncer(settings.data_dir, "127.0.0.1")
+    for server_id in poolers.server_ids():
+        try:
+            if poolers.pid(server_id) is not None:
+                lines.append(poolers.stop(server_id))
+        except Exception as exc:
+            lines.append(f"pooler of {server_id}: not stopped: {exc}")
     # Forwarded endpoints of migrated instances (HAProxy); reconcile starts them again at `up`.
     endpoints = HAProxyEndpoints(settings.data_dir.resolve(), "127.0.0.1")
     for port in endpoints.ports():

@@ -11,7 +11,8 @@ SqlTarget. A session is privileged, so it is pinned down before the first statem
 Domains keep their SQL text in their own `sql.py`, with every relation and function
 schema-qualified (`pg_catalog.pg_stat_activity`, `pg_catalog.current_setting(...)`), and
 identifiers composed with `psycopg.sql`, never formatted into the text.
-Customer-supplied SQL never goes through this port: it runs as the database's app role.
+Customer-supplied SQL never runs in a privileged session: it runs as the database's app role
+in a `customer_session`, one transaction that is always rolled back.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
 DEFAULT_LOCK_TIMEOUT_MS = 5_000
+DEFAULT_CUSTOMER_STATEMENT_TIMEOUT_MS = 5_000
 PINNED_SEARCH_PATH = "pg_catalog, pg_temp"
 
 
@@ -88,4 +90,30 @@ class SqlTarget(ABC):
         (or, for a cluster, any primary) is not running; EngineError when it cannot be
         reached or `database` does not exist; ValueError for a timeout below 1 ms. Blocks
         for a few seconds at most while connecting.
+        """
+
+    @abstractmethod
+    def customer_session(
+        self,
+        server_id: str,
+        uri: str,
+        *,
+        statement_timeout_ms: int = DEFAULT_CUSTOMER_STATEMENT_TIMEOUT_MS,
+        lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
+    ) -> AbstractContextManager[SqlSession]:
+        """A session as a customer's own role, for SQL a customer supplies (EXPLAIN of its
+        statement), never as the platform's admin role.
+
+        `uri` is a libpq URI naming the role and its password (servers.connection_uri); the
+        session connects as a client would. It is ONE transaction: before the block's first
+        statement `statement_timeout` and `lock_timeout` are set LOCAL to the values given
+        (milliseconds, at least 1), and when the block ends, however it ends, the transaction is
+        ROLLED BACK: nothing a statement of the session wrote survives it. search_path is the
+        role's own (customer SQL names its own objects). Parameters are bound by the server as
+        `$1..$n` placeholders, as PostgreSQL writes them; `%` in the text is not special.
+
+        Raises InvalidState when the role is a superuser (nothing else runs); EngineError when
+        it cannot connect (the message names the server, never the password); a statement
+        raises as SqlSession says (StatementCancelled for the timeouts), after which the
+        transaction is aborted: open a new session for another statement.
         """

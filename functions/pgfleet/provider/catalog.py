@@ -8,7 +8,8 @@ a cluster has a path for each, and a configuration sets exactly one of the two p
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr
 
@@ -41,12 +42,26 @@ UpgradeMode = Annotated[
 ]
 
 
+PoolerMode = Annotated[
+    Literal["session", "transaction", "statement"] | None,
+    Field(
+        description=(
+            "Puts PgBouncer in front of the server with this pool mode (POST "
+            "/api/v1/performance/connections/configure, default pool sizes); null: no pooler (an existing one "
+            "is removed). Its endpoint is `pooler_host`:`pooler_port`, with the same credentials."
+        ),
+    ),
+]
+
+
 class InstanceArguments(InstanceCreate):
     upgrade_mode: UpgradeMode = "in_place"
+    pooler_mode: PoolerMode = None
 
 
 class ClusterArguments(ClusterCreate):
     upgrade_mode: UpgradeMode = "in_place"
+    pooler_mode: PoolerMode = None
 
 
 # A change of `version` is an upgrade, planned as an update (never a replace).
@@ -57,6 +72,22 @@ UPGRADE = InPlaceUpdate(
     along=("upgrade_mode",),
 )
 UPGRADE_MODE_ONLY = InPlaceUpdate("", ("upgrade_mode",), method="")
+
+
+def _pooler_request(planned: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    mode = planned.get("pooler_mode")
+    pooler: dict[str, Any] = {"poolMode": mode} if mode else {"enabled": False}
+    return "/api/v1/performance/connections/configure", {"targetId": planned["id"], "poolerConfiguration": pooler}
+
+
+# `pooler_mode` is applied by the performance domain's configure (also right after a create).
+POOLER = InPlaceUpdate(
+    "configure connections", ("pooler_mode",), target=_pooler_request, operation_field="operationId", on_create=True
+)
+POOLER_COMPUTED = (
+    Computed("pooler_host", "pooler.host", description="Host of the pooler (null without one)."),
+    Computed("pooler_port", "pooler.port", description="TCP port of the pooler (null without one)."),
+)
 
 INSTANCE = ResourceSpec(
     name="instance",
@@ -74,10 +105,12 @@ INSTANCE = ResourceSpec(
         Computed("port", "endpoint.port", stable=True),
         Computed("password", "credentials.password", sensitive=True, create_only=True),
         Computed("uri", "credentials.uri", sensitive=True, create_only=True),
+        *POOLER_COMPUTED,
     ),
-    in_place=(InPlaceUpdate("resize", ("cpu", "memory", "storage")), UPGRADE, UPGRADE_MODE_ONLY),
+    in_place=(InPlaceUpdate("resize", ("cpu", "memory", "storage")), UPGRADE, UPGRADE_MODE_ONLY, POOLER),
     force_new=("name", "database", "username"),
-    local=("upgrade_mode",),
+    local=("upgrade_mode", "pooler_mode"),
+    sources={"pooler_mode": "pooler.pool_mode"},
     example={"name": "orders-db", "memory": 2048},
 )
 
@@ -111,15 +144,18 @@ CLUSTER = ResourceSpec(
         # them, and a later scale does not change them (the API shows them only once).
         Computed("uri", "credentials.uri", sensitive=True, create_only=True),
         Computed("read_only_uri", "credentials.read_only_uri", sensitive=True, create_only=True),
+        *POOLER_COMPUTED,
     ),
     in_place=(
         InPlaceUpdate("resize", ("cpu", "memory", "storage")),
         InPlaceUpdate("scale", ("node_count",)),
         UPGRADE,
         UPGRADE_MODE_ONLY,
+        POOLER,
     ),
     force_new=("name", "database", "username", "replication_mode"),
-    local=("upgrade_mode",),
+    local=("upgrade_mode", "pooler_mode"),
+    sources={"pooler_mode": "pooler.pool_mode"},
     example={"name": "orders-ha", "node_count": 3, "memory": 2048},
 )
 

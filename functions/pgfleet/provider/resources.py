@@ -31,7 +31,7 @@ from tf.utils import Diagnostics
 from pgfleet.provider.client import ApiClient, ApiError, OperationFailed, OperationTimeout
 from pgfleet.provider.diagnostics import add_api_error, add_field_errors, validation_errors
 from pgfleet.provider.schema import conform, data_source_schema, field_at, nested_model, resource_schema
-from pgfleet.provider.spec import Computed, DataSourceSpec, ResourceSpec, dig
+from pgfleet.provider.spec import Computed, DataSourceSpec, InPlaceUpdate, ResourceSpec, dig
 
 _MISSING = object()
 
@@ -187,7 +187,13 @@ class ApiResource(Resource):
             return None
         # From here on the object exists: return its state even if the work fails, so that
         # Terraform records it (tainted) and a later apply replaces or destroys it.
-        return self._finish(ctx.diagnostics, client, to_state(spec, created, planned), created, "create")
+        state = self._finish(ctx.diagnostics, client, to_state(spec, created, planned), created, "create")
+        for change in spec.in_place:
+            if ctx.diagnostics.has_errors():
+                break
+            if change.on_create and any(_known(planned.get(a)) and planned.get(a) is not None for a in change.attributes):
+                state = self._change(ctx.diagnostics, client, change, state, planned)
+        return state
 
     def read(self, ctx: ReadContext, current: State) -> State | None:
         client = self.provider.api_client(ctx.diagnostics)
@@ -211,26 +217,38 @@ class ApiResource(Resource):
         for change in spec.in_place:
             if all(current.get(a) == planned.get(a) for a in change.attributes):
                 continue
-            if not change.method:  # only the provider reads it: the new value is the state
-                state = {**state, **{a: planned.get(a) for a in change.attributes}}
-                continue
-            body = change.body({a: known_value(v) for a, v in planned.items() if _known(v)})
-            path = spec.item_path(current)
-            try:
-                answer = client.request(
-                    change.method, f"{path}/{change.action}" if change.action else path, body
-                )
-            except ApiError as exc:
-                action = change.action or "update"
-                add_api_error(ctx.diagnostics, f"Could not {action} {spec.type_name}", exc, change.attributes)
-                return state
-            # The changed arguments' prior is what was planned: a value the API shows in another
-            # spelling (or masked, as a secret) keeps the configured one.
-            state = {**state, **{a: planned.get(a) for a in change.attributes}}
-            state = self._finish(ctx.diagnostics, client, state, answer or {}, change.action or "update")
+            state = self._change(ctx.diagnostics, client, change, state, planned)
             if ctx.diagnostics.has_errors():
                 return state
         return state
+
+    def _change(
+        self, diags: Diagnostics, client: ApiClient, change: InPlaceUpdate, state: State, planned: State
+    ) -> State:
+        """Make one in-place change, wait for its operation, and read the object back."""
+        spec = self.spec
+        if not change.method:  # only the provider reads it: the new value is the state
+            return {**state, **{a: planned.get(a) for a in change.attributes}}
+        known = {a: known_value(v) for a, v in planned.items() if _known(v)}
+        if change.target is not None:
+            path, body = change.target({**known, "id": state["id"]})
+        else:
+            body = change.body(known)
+            path = spec.item_path(state)
+            path = f"{path}/{change.action}" if change.action else path
+        try:
+            answer = client.request(change.method, path, body)
+        except ApiError as exc:
+            action = change.action or "update"
+            add_api_error(diags, f"Could not {action} {spec.type_name}", exc, change.attributes)
+            return state
+        # The changed arguments' prior is what was planned: a value the API shows in another
+        # spelling (or masked, as a secret) keeps the configured one.
+        state = {**state, **{a: planned.get(a) for a in change.attributes}}
+        answer = answer or {}
+        if change.operation_field:
+            answer = {spec.operation_field: answer.get(change.operation_field)}
+        return self._finish(diags, client, state, answer, change.action or "update")
 
     def delete(self, ctx: DeleteContext, current: State) -> State | None:
         spec = self.spec

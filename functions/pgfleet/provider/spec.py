@@ -69,6 +69,14 @@ class InPlaceUpdate:
     rename: Mapping[str, str] = field(default_factory=dict)
     # Arguments sent along with the change without being a reason for it (`upgrade_mode`).
     along: tuple[str, ...] = ()
+    # A request elsewhere than the object's path (an API of another domain that takes the
+    # object's id in its body): (path, body) from the planned state, its `id` known.
+    target: Callable[[Mapping[str, Any]], tuple[str, dict[str, Any]]] | None = None
+    # Where the answer names its operation, when not the resource's `operation_field`.
+    operation_field: str = ""
+    # Made right after the create too, when one of its attributes is set (the create request
+    # has no such field): `pooler_mode` puts a pooler in front of a new instance.
+    on_create: bool = False
 
     def body(self, planned: Mapping[str, Any]) -> dict[str, Any]:
         return {self.rename.get(a, a): planned[a] for a in (*self.attributes, *self.along) if a in planned}

@@ -20,6 +20,7 @@ from pgfleet.domains.clusters.service import (
     public_view,
     reconcile,
     refresh_topology,
+    secret_name,
     view,
 )
 from pgfleet.domains.clusters.workflows import (
@@ -39,6 +40,7 @@ DOMAIN = Domain(
 )
 
 __all__ = [
+    "secret_name",
     "DOMAIN",
     "CLUSTER",
     "Cluster",

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from pgfleet.core.models import Credentials, Endpoint, StrictModel
+from pgfleet.core.models import Credentials, Endpoint, PoolerEndpoint, StrictModel
 from pgfleet.domains.instances import (
     BackupStatus,
     BackupStatusField,
@@ -68,6 +68,7 @@ class Cluster(BaseModel):
     created_at: str
     updated_at: str
     operation_id: str | None = None
+    pooler: PoolerEndpoint | None = Field(default=None, description="PgBouncer in front of its primary, when configured.")
     first_backup_id: str | None = FirstBackupId
     backup_status: BackupStatus | None = BackupStatusField
     backup_status_reason: str = BackupStatusReason

@@ -44,6 +44,7 @@ CLUSTER = ResourceType(
         "created_at",
         "updated_at",
         "operation_id",
+        "pooler",  # performance: connections/configure
     ),  # fmt: skip
     transitions=resources.standard_transitions("cluster"),
 )

@@ -41,6 +41,7 @@ INSTANCE = ResourceType(
         "created_at",
         "updated_at",
         "operation_id",
+        "pooler",  # performance: connections/configure
     ),  # fmt: skip
     transitions=resources.standard_transitions("instance"),
 )

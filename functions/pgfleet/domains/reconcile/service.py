@@ -18,7 +18,17 @@ from pgfleet.core import operations, resources
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import PgfleetError
 from pgfleet.core.models import utcnow_iso
-from pgfleet.domains import archive, clusters, instances, migrations, monitoring, replicas, tenants, upgrades
+from pgfleet.domains import (
+    archive,
+    clusters,
+    instances,
+    migrations,
+    monitoring,
+    performance,
+    replicas,
+    tenants,
+    upgrades,
+)
 from pgfleet.ports.scheduler import Schedule
 
 log = logging.getLogger(__name__)
@@ -62,6 +72,7 @@ def run(ports: Ports, detail: dict[str, Any] | None = None) -> list[str]:
     actions += tenants.reconcile(ports)
     actions += migrations.reconcile(ports)  # the old endpoints of migrated instances forward again
     actions += upgrades.reconcile(ports)  # servers kept by blue/green upgrades, past their retention
+    actions += performance.reconcile_poolers(ports)  # PgBouncer in front of servers (connections/configure)
     return actions
 
 

@@ -12,6 +12,7 @@ from pgfleet.domains.tenants.service import (
     of_server,
     reconcile,
     require_no_tenant_operation,
+    secret_name,
     spec,
     usage_view,
 )
@@ -26,6 +27,7 @@ DOMAIN = Domain(
 )
 
 __all__ = [
+    "secret_name",
     "DOMAIN",
     "ACTIVE",
     "KIND",

@@ -26,6 +26,7 @@ from psycopg import errors as pg_errors
 from pgfleet.core import request_context
 from pgfleet.core.errors import EngineError, InvalidState, NotFound
 from pgfleet.ports.sql import (
+    DEFAULT_CUSTOMER_STATEMENT_TIMEOUT_MS,
     DEFAULT_LOCK_TIMEOUT_MS,
     DEFAULT_STATEMENT_TIMEOUT_MS,
     SqlSession,
@@ -174,6 +175,41 @@ class LocalSqlTarget(SqlTarget):
             raise EngineError(f"cannot connect to {label}: {first_line(exc)}") from exc
         with conn:
             yield LocalSqlSession(conn, label, limits)
+
+    @contextlib.contextmanager
+    def customer_session(
+        self,
+        server_id: str,
+        uri: str,
+        *,
+        statement_timeout_ms: int = DEFAULT_CUSTOMER_STATEMENT_TIMEOUT_MS,
+        lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
+    ) -> Iterator[SqlSession]:
+        limits = SessionLimits(statement_timeout_ms, lock_timeout_ms)
+        label = f"server {server_id}"
+        try:  # over TCP with the role's password, as its clients connect; $n placeholders (RawCursor)
+            conn = psycopg.connect(
+                uri, autocommit=False, connect_timeout=CONNECT_TIMEOUT_S, application_name="pgfleet-explain",
+                cursor_factory=psycopg.RawCursor,
+            )  # fmt: skip
+        except psycopg.Error as exc:
+            raise EngineError(f"cannot connect to {label} as the database's role: {first_line(exc)}") from exc
+        try:  # never `with conn`: it would commit
+            session = LocalSqlSession(conn, label, limits)
+            row = session.fetch_one(
+                "SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER"
+            )
+            if row is None or row[0]:
+                raise InvalidState(f"{label}: customer SQL never runs as a superuser role")
+            session.execute(
+                "SELECT pg_catalog.set_config('statement_timeout', $1, true), pg_catalog.set_config('lock_timeout', $2, true)",
+                (str(limits.statement_timeout_ms), str(limits.lock_timeout_ms)),
+            )
+            yield session
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
+            conn.close()
 
     def resolve(self, server_id: str, node: str | None = None) -> tuple[AdminSocket, str]:
         """The socket of `server_id` (and `node`), and how errors name it. Raises as
