@@ -51,9 +51,9 @@ from pgfleet.core.domain import requires
 from pgfleet.core.errors import ValidationFailed
 from pgfleet.core.routing import ports as current_ports
 from pgfleet.core.routing import principal
+from pgfleet.core.scope_params import Node, TargetId, TenantId
 from pgfleet.core.wire import CamelModel
 from pgfleet.domains.locks import deadlock_scan, lock_log, service
-from pgfleet.domains.locks.params import Node, TargetId, TenantId
 from pgfleet.ports.history import HistoryRecord
 
 SAME_WAIT = timedelta(seconds=2)

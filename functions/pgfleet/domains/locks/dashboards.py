@@ -33,12 +33,12 @@ from pgfleet.core import time_range
 from pgfleet.core.domain import requires
 from pgfleet.core.routing import ports as current_ports
 from pgfleet.core.routing import principal
+from pgfleet.core.scope_params import Node, TargetId, TenantId
 from pgfleet.core.wire import CamelModel
 from pgfleet.domains.locks import analysis, service, views
 from pgfleet.domains.locks.analysis import ContentionHotspot, Evidence
 from pgfleet.domains.locks.deadlock_models import DeadlockEvent
 from pgfleet.domains.locks.models import BlockingSession, Severity
-from pgfleet.domains.locks.params import Node, TargetId, TenantId
 
 RECENT = timedelta(hours=1)
 DAY = timedelta(hours=24)

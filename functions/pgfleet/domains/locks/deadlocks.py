@@ -18,6 +18,7 @@ from pgfleet.core.domain import requires
 from pgfleet.core.paging import DEFAULT_PAGE_SIZE, PageNumber, PageQuery, PageSize, Pagination
 from pgfleet.core.routing import ports as current_ports
 from pgfleet.core.routing import principal
+from pgfleet.core.scope_params import Node, TargetId, TenantId
 from pgfleet.domains.locks import service
 from pgfleet.domains.locks.deadlock_models import (
     DeadlockDetectionResponse,
@@ -27,7 +28,6 @@ from pgfleet.domains.locks.deadlock_models import (
 )
 from pgfleet.domains.locks.deadlock_scan import RETENTION, STREAM, detect
 from pgfleet.domains.locks.models import Severity
-from pgfleet.domains.locks.params import Node, TargetId, TenantId
 from pgfleet.ports.history import HistoryRecord
 
 router = Router()

@@ -15,6 +15,7 @@ from pgfleet.core.domain import requires
 from pgfleet.core.errors import ValidationFailed
 from pgfleet.core.paging import DEFAULT_PAGE_SIZE, PageNumber, PageQuery, PageSize
 from pgfleet.core.routing import ports, principal
+from pgfleet.core.scope_params import Node, TargetId, TenantId
 from pgfleet.domains.locks import schedules, service, views
 from pgfleet.domains.locks.models import (
     AutoResolveConfig,
@@ -30,7 +31,6 @@ from pgfleet.domains.locks.models import (
     TerminateSessionResponse,
     drop_none,
 )
-from pgfleet.domains.locks.params import Node, TargetId, TenantId
 
 router = Router()
 

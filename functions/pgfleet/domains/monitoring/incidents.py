@@ -24,6 +24,7 @@ from pgfleet.core.context import Ports
 from pgfleet.core.errors import AlreadyExists, Conflict, InvalidState, NotFound
 from pgfleet.core.models import new_id, utcnow_iso
 from pgfleet.core.paging import Page, PageQuery
+from pgfleet.domains.monitoring import service as alerts
 from pgfleet.domains.monitoring.incidents_models import (
     Incident,
     IncidentEvent,
@@ -262,21 +263,7 @@ def list_incidents(
     filters = {
         name: value for name, value in (("status", status), ("severity", severity)) if value is not None
     }
-    records: list[dict[str, Any]] = []
-    total = 0
-    counts: dict[str, dict[Any, int]] = {"status": {}, "severity": {}}
-    # As the alerts: a tenant's token asking for another tenant gets an empty page, not a 403.
-    if principal.is_platform_admin or tenant_id in (None, principal.tenant_id):
-        scope = tenant_id if principal.is_platform_admin else principal.tenant_id
-        records, total = ports.store.page(
-            KIND, tenant_id=scope, filters=filters, page=query.page, page_size=query.page_size
-        )
-        counts = ports.store.tally(KIND, ("status", "severity"), tenant_id=scope, filters=filters)
-    summary: dict[str, int] = {"total": total}
-    for value in STATUSES:
-        summary[value.lower()] = counts["status"].get(value, 0)
-    for value in SEVERITIES:
-        summary[value.lower()] = counts["severity"].get(value, 0)
+    records, total, summary = alerts.scoped_page(ports, principal, KIND, tenant_id, filters, query, STATUSES)
     page = Page.of([incident_view(r) for r in records], total, query)
     return IncidentListResponse(
         incidents=page.items, pagination=page.pagination, summary=IncidentSummary.model_validate(summary)

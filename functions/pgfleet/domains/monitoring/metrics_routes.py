@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from pgfleet.core import time_range
 from pgfleet.core.domain import requires
 from pgfleet.core.routing import ports, principal
+from pgfleet.core.scope_params import TargetId, TenantId
 from pgfleet.domains.monitoring import dashboard, health, metrics
 from pgfleet.domains.monitoring.metrics_models import (
     Aggregation,
@@ -24,15 +25,6 @@ from pgfleet.domains.monitoring.metrics_models import (
 router = Router()
 
 # The scope parameters of seed 003 (as every /api/v1/locks route takes them).
-TargetId = Annotated[
-    str | None,
-    Query(
-        alias="targetId",
-        pattern=r"^pg[ic]-[0-9a-f]{12}$",
-        description="An instance (pgi-...) or a cluster (pgc-...).",
-    ),
-]
-TenantId = Annotated[str | None, Query(alias="tenantId", max_length=128)]
 
 TimeRangeParam = Annotated[
     str | None,

@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from pgfleet.core.domain import requires
 from pgfleet.core.errors import ValidationFailed
 from pgfleet.core.routing import ports, principal
+from pgfleet.core.scope_params import TargetId, TenantId
 from pgfleet.domains.performance import indexes, workflows
 from pgfleet.domains.performance.indexes_models import (
     IndexAnalysisResponse,
@@ -22,16 +23,6 @@ from pgfleet.domains.performance.indexes_models import (
 )
 
 router = Router()
-
-TargetId = Annotated[
-    str | None,
-    Query(
-        alias="targetId",
-        pattern=r"^pg[ic]-[0-9a-f]{12}$",
-        description="An instance (pgi-...) or a cluster (pgc-...).",
-    ),
-]
-TenantId = Annotated[str | None, Query(alias="tenantId", max_length=128)]
 
 
 @router.get(

@@ -13,6 +13,7 @@ from pgfleet.core import time_range
 from pgfleet.core.domain import requires
 from pgfleet.core.paging import DEFAULT_PAGE_SIZE, PageNumber, PageQuery, PageSize
 from pgfleet.core.routing import ports, principal
+from pgfleet.core.scope_params import TargetId, TenantId
 from pgfleet.domains.performance import explain, queries
 from pgfleet.domains.performance.queries_models import (
     QueryAnalysisResponse,
@@ -22,16 +23,6 @@ from pgfleet.domains.performance.queries_models import (
 )
 
 router = Router()
-
-TargetId = Annotated[
-    str | None,
-    Query(
-        alias="targetId",
-        pattern=r"^pg[ic]-[0-9a-f]{12}$",
-        description="An instance (pgi-...) or a cluster (pgc-...).",
-    ),
-]
-TenantId = Annotated[str | None, Query(alias="tenantId", max_length=128)]
 
 
 @router.get(

@@ -1,7 +1,6 @@
-"""The scope parameters every /api/v1/locks route takes (seed 003's scope rule): `targetId`
-(an instance or a cluster), `node` (a member of that cluster; default its primary) and
-`tenantId`. In their own module so that every router of the domain can take them without
-importing another router."""
+"""The scope parameters of the seed-003 routes (locks, monitoring, performance: its scope
+rule): `targetId` (an instance or a cluster), `node` (a member of that cluster; default its
+primary) and `tenantId`. One definition, so every router takes them alike."""
 
 from __future__ import annotations
 
