@@ -98,8 +98,12 @@ def main() -> None:
             assert answer.credentials is not None
             direct = f"postgresql://app_admin:{PASSWORD}@{HOST}:{spec.port}/app"
             pooled = answer.credentials.pooler_uri
-            subprocess.run(["pgbench", "-i", "-q", "-s", "1", direct], check=True, capture_output=True, timeout=120)
-            print(f"pgbench -C -S, {args.clients} clients, {args.seconds} s each; pooler: {args.mode} pool of {args.pool}")
+            subprocess.run(
+                ["pgbench", "-i", "-q", "-s", "1", direct], check=True, capture_output=True, timeout=120
+            )
+            print(
+                f"pgbench -C -S, {args.clients} clients, {args.seconds} s each; pooler: {args.mode} pool of {args.pool}"
+            )
             results = {"direct": pgbench(direct, args.clients, args.seconds),
                        "pgbouncer": pgbench(pooled, args.clients, args.seconds)}  # fmt: skip
             for name, r in results.items():

@@ -23,6 +23,7 @@ from pgfleet.adapters.engines.local.pgbouncer import PGBOUNCER, LocalPgBouncer
 from pgfleet.adapters.engines.local.postgres import LocalPostgresEngine
 from pgfleet.adapters.engines.local.sql import LocalSqlTarget
 from pgfleet.core.auth import PLATFORM, Principal
+from pgfleet.domains import servers
 from pgfleet.domains.performance import pooling
 from pgfleet.domains.performance.pooling_models import ConnectionConfigureRequest
 from pgfleet.handlers import domains
@@ -33,7 +34,8 @@ from tests.unit.fakes import FakePorts
 HOST = "127.0.0.1"
 SERVER = "pgi-0000000015bb"
 pytestmark = pytest.mark.skipif(
-    "15" not in local_pg.installed_binaries() or not Path(PGBOUNCER).exists(), reason="needs PostgreSQL 15 and pgbouncer"
+    "15" not in local_pg.installed_binaries() or not Path(PGBOUNCER).exists(),
+    reason="needs PostgreSQL 15 and pgbouncer",
 )
 ADMIN = Principal(sub="t", tenant_id=PLATFORM, roles=("admin",), permissions=frozenset({PLATFORM}))
 APP_PASSWORD = "app-secret-1"
@@ -103,8 +105,12 @@ def test_app_role_logs_in_through_the_pooler_and_a_superuser_cannot(ports: Any) 
     # The lookup returns nothing for a superuser even when its owner runs it.
     with ports.sql.session(SERVER, database="app") as session:
         assert session.fetch_one("SELECT * FROM pgfleet_pooler.user_lookup('boss')") == (None, None)
-        assert session.fetch_one("SELECT uname FROM pgfleet_pooler.user_lookup('app_admin')") == ("app_admin",)
-        assert session.fetch_one("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = 'pgfleet_pooler'") == (False,)
+        assert session.fetch_one("SELECT uname FROM pgfleet_pooler.user_lookup('app_admin')") == (
+            "app_admin",
+        )
+        assert session.fetch_one(
+            "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = 'pgfleet_pooler'"
+        ) == (False,)
     # PgBouncer runs as the data-plane user, on the loopback only.
     state = ports.pooler.state(SERVER)
     assert state.running and state.pid is not None
@@ -114,7 +120,9 @@ def test_app_role_logs_in_through_the_pooler_and_a_superuser_cannot(ports: Any) 
 
 
 def test_pool_mode_and_size_are_applied(ports: Any) -> None:
-    uri = _configure(ports, poolMode="transaction", defaultPoolSize=1, maxClientConnections=20).credentials.pooler_uri
+    uri = _configure(
+        ports, poolMode="transaction", defaultPoolSize=1, maxClientConnections=20
+    ).credentials.pooler_uri
     first, pid_a = _backend_pid(uri)
     second, pid_b = _backend_pid(uri)
     try:
@@ -123,7 +131,9 @@ def test_pool_mode_and_size_are_applied(ports: Any) -> None:
     finally:
         first.close()
         second.close()
-    uri = _configure(ports, poolMode="session", defaultPoolSize=2, maxClientConnections=20).credentials.pooler_uri
+    uri = _configure(
+        ports, poolMode="session", defaultPoolSize=2, maxClientConnections=20
+    ).credentials.pooler_uri
     first, pid_a = _backend_pid(uri)
     second, pid_b = _backend_pid(uri)
     try:
@@ -146,3 +156,19 @@ def test_reconcile_starts_a_killed_pgbouncer(ports: Any) -> None:
     with psycopg.connect(answer.credentials.pooler_uri, connect_timeout=5) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert ports.store.get("instance", SERVER)["pooler"]["status_reason"].startswith("reconcile at")
+
+
+def test_max_connections_is_applied_with_a_restart_and_the_pooler_serves_again(ports: Any) -> None:
+    body = ConnectionConfigureRequest.model_validate({"targetId": SERVER, "maxConnections": 40})
+    answer = pooling.configure(ports, ADMIN, body)
+    assert answer.restart_required and ports.store.get("instance", SERVER)["status"] == "restarting"
+    ports.drain()
+    op = ports.store.get("operation", answer.operation_id)
+    assert op["status"] == "succeeded", op
+    with ports.sql.session(SERVER) as session:
+        assert session.fetch_one("SHOW max_connections") == ("40",)
+    record = ports.store.get("instance", SERVER)
+    assert record["status"] == "running" and "max_connections is 40" in record["status_reason"]
+    uri = pooling.pooler_uri(servers.Server("instance", record), record["pooler"], APP_PASSWORD)
+    with psycopg.connect(uri, connect_timeout=5) as conn:  # PgBouncer reconnects to the restarted server
+        assert conn.execute("SELECT 1").fetchone() == (1,)

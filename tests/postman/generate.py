@@ -135,9 +135,17 @@ BODY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/v1/monitoring/notifications/channels/{channel_id}"): {"name": PREFIX + "hook-renamed"},
     ("PUT", "/api/v1/monitoring/alerts/rules/{rule_name}"): {"threshold": 30},
     # Explains a harmless statement; the optimize request only plans (an unknown id: 404).
+    # A pooler has its own e2e; here the request only says "no pooler" (a no-op for the run).
+    ("POST", "/api/v1/performance/connections/configure"): {
+        "targetId": "{{instanceId}}",
+        "poolerConfiguration": {"enabled": False},
+    },
     ("POST", "/api/v1/performance/queries/analyze"): {"targetId": "{{instanceId}}", "queryText": "SELECT 1"},
-    ("POST", "/api/v1/performance/indexes/optimize"): {"recommendations": ["idx-000000000000"], "dryRun": True,
-                                                        "maintenanceWindow": None},
+    ("POST", "/api/v1/performance/indexes/optimize"): {
+        "recommendations": ["idx-000000000000"],
+        "dryRun": True,
+        "maintenanceWindow": None,
+    },
     ("POST", "/api/v1/monitoring/incidents/{incident_id}/update"): {
         "actionType": "NOTE",
         "note": "from the Postman collection",

@@ -159,3 +159,38 @@ def test_reconcile_restarts_a_dead_pooler_and_delete_removes_it(
 def test_scram_verifier_has_postgres_format() -> None:
     text = pooling.scram_verifier("secret")
     assert text.startswith("SCRAM-SHA-256$4096:") and text.count("$") == 2 and ":" in text.split("$")[2]
+
+
+def test_a_cluster_pools_onto_its_primary_and_follows_it(call: Any, fake_ports: Any) -> None:
+    from pgfleet.domains.reconcile import service as reconcile
+
+    # 5 GB: the engine's default max_connections is its ceiling (500), the limit 512.
+    status, cluster = call("POST", "/api/v1/postgres/cluster", {"name": "ha-db", "memory": 5120})
+    assert status == 202, cluster
+    fake_ports.drain()
+    fake_ports.sql = _NoSql()
+    cid = cluster["id"]
+    status, body = call(
+        "POST", CONFIGURE, {"targetId": cid, "maxConnections": 510, "poolerConfiguration": _pooler()}
+    )
+    assert status == 202 and body["restartRequired"] is True, body
+    fake_ports.drain()
+    op = call("GET", f"/api/v1/operations/{body['operationId']}")[1]
+    assert op["status"] == "succeeded", op
+    engine = fake_ports.cluster_engine
+    assert engine.restarts[-1] == (cid, "n1")  # replicas first, the primary last
+    got = call("GET", f"/api/v1/postgres/cluster/{cid}")[1]
+    primary = next(n for n in got["nodes"] if n["id"] == got["primary"])
+    assert fake_ports.pooler.specs[cid].backend_port == primary["endpoint"]["port"]
+    assert got["pooler"]["status"] == "running" and got["status"] == "running"
+    # Lowering max_connections of a cluster is refused, naming the current value.
+    status, refused = call("POST", CONFIGURE, {"targetId": cid, "maxConnections": 505})
+    assert status == 422 and refused["error"]["details"]["minimum"] == 510
+    # A failover (Patroni picked n2): reconcile points the pooler at the new primary.
+    engine.leader[cid] = "n2"
+    lines = reconcile.run(fake_ports)
+    assert any("configuration changed" in line for line in lines), lines
+    got = call("GET", f"/api/v1/postgres/cluster/{cid}")[1]
+    primary = next(n for n in got["nodes"] if n["id"] == got["primary"])
+    assert got["primary"] == "n2"
+    assert fake_ports.pooler.specs[cid].backend_port == primary["endpoint"]["port"]

@@ -59,7 +59,7 @@ def test_instance_computed_attributes_and_their_sensitivity() -> None:
     schema = schema_document()["provider_schemas"][SOURCE_ADDRESS]
     resource = schema["resource_schemas"]["pgfleet_instance"]["block"]["attributes"]
     computed = {n for n, a in resource.items() if a.get("computed") and not a.get("optional")}
-    assert computed == {"id", "status", "host", "port", "password", "uri"}
+    assert computed == {"id", "status", "host", "port", "password", "uri", "pooler_host", "pooler_port"}
     assert {n for n, a in resource.items() if a.get("sensitive")} == {"password", "uri"}
     assert (
         resource["port"]["type"] == "number" and resource["host"]["description"] == "Host clients connect to."

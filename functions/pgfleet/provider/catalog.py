@@ -77,12 +77,19 @@ UPGRADE_MODE_ONLY = InPlaceUpdate("", ("upgrade_mode",), method="")
 def _pooler_request(planned: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     mode = planned.get("pooler_mode")
     pooler: dict[str, Any] = {"poolMode": mode} if mode else {"enabled": False}
-    return "/api/v1/performance/connections/configure", {"targetId": planned["id"], "poolerConfiguration": pooler}
+    return "/api/v1/performance/connections/configure", {
+        "targetId": planned["id"],
+        "poolerConfiguration": pooler,
+    }
 
 
 # `pooler_mode` is applied by the performance domain's configure (also right after a create).
 POOLER = InPlaceUpdate(
-    "configure connections", ("pooler_mode",), target=_pooler_request, operation_field="operationId", on_create=True
+    "configure connections",
+    ("pooler_mode",),
+    target=_pooler_request,
+    operation_field="operationId",
+    on_create=True,
 )
 POOLER_COMPUTED = (
     Computed("pooler_host", "pooler.host", description="Host of the pooler (null without one)."),

@@ -114,6 +114,8 @@ def _change_note(spec: ResourceSpec, name: str) -> str:
     if name in spec.force_new or name in spec.parents:
         return "Changing it replaces the resource."
     for change in spec.in_place:
+        if name in change.attributes and change.target is not None:
+            return f"Changes in place (`{change.method} {change.target({'id': '{id}'})[0]}`)."
         if name in change.attributes:
             return f"Changes in place ({_endpoints(spec, change.method, change.action)})."
     return ""

@@ -191,7 +191,9 @@ class ApiResource(Resource):
         for change in spec.in_place:
             if ctx.diagnostics.has_errors():
                 break
-            if change.on_create and any(_known(planned.get(a)) and planned.get(a) is not None for a in change.attributes):
+            if change.on_create and any(
+                _known(planned.get(a)) and planned.get(a) is not None for a in change.attributes
+            ):
                 state = self._change(ctx.diagnostics, client, change, state, planned)
         return state
 

@@ -57,3 +57,11 @@ output "read_only_uri" {
   value     = pgfleet_cluster.example.read_only_uri
   sensitive = true
 }
+
+output "pooler_host" {
+  value = pgfleet_cluster.example.pooler_host
+}
+
+output "pooler_port" {
+  value = pgfleet_cluster.example.pooler_port
+}

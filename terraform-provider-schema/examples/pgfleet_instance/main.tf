@@ -50,3 +50,11 @@ output "uri" {
   value     = pgfleet_instance.example.uri
   sensitive = true
 }
+
+output "pooler_host" {
+  value = pgfleet_instance.example.pooler_host
+}
+
+output "pooler_port" {
+  value = pgfleet_instance.example.pooler_port
+}

@@ -68,7 +68,9 @@ class Cluster(BaseModel):
     created_at: str
     updated_at: str
     operation_id: str | None = None
-    pooler: PoolerEndpoint | None = Field(default=None, description="PgBouncer in front of its primary, when configured.")
+    pooler: PoolerEndpoint | None = Field(
+        default=None, description="PgBouncer in front of its primary, when configured."
+    )
     first_backup_id: str | None = FirstBackupId
     backup_status: BackupStatus | None = BackupStatusField
     backup_status_reason: str = BackupStatusReason

@@ -91,7 +91,9 @@ class Instance(BaseModel):
     created_at: str
     updated_at: str
     operation_id: str | None = Field(default=None, description="The last operation on this instance.")
-    pooler: PoolerEndpoint | None = Field(default=None, description="PgBouncer in front of it, when configured.")
+    pooler: PoolerEndpoint | None = Field(
+        default=None, description="PgBouncer in front of it, when configured."
+    )
     first_backup_id: str | None = FirstBackupId
     backup_status: BackupStatus | None = BackupStatusField
     backup_status_reason: str = BackupStatusReason

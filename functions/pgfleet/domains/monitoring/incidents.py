@@ -24,7 +24,7 @@ from pgfleet.core.context import Ports
 from pgfleet.core.errors import AlreadyExists, Conflict, InvalidState, NotFound
 from pgfleet.core.models import new_id, utcnow_iso
 from pgfleet.core.paging import Page, PageQuery
-from pgfleet.domains.monitoring import service as alerts
+from pgfleet.domains.monitoring import listing
 from pgfleet.domains.monitoring.incidents_models import (
     Incident,
     IncidentEvent,
@@ -263,7 +263,7 @@ def list_incidents(
     filters = {
         name: value for name, value in (("status", status), ("severity", severity)) if value is not None
     }
-    records, total, summary = alerts.scoped_page(ports, principal, KIND, tenant_id, filters, query, STATUSES)
+    records, total, summary = listing.scoped_page(ports, principal, KIND, tenant_id, filters, query, STATUSES)
     page = Page.of([incident_view(r) for r in records], total, query)
     return IncidentListResponse(
         incidents=page.items, pagination=page.pagination, summary=IncidentSummary.model_validate(summary)

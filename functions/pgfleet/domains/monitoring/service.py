@@ -23,6 +23,7 @@ from pgfleet.core.errors import InvalidState, NotFound
 from pgfleet.core.models import new_id, utcnow_iso
 from pgfleet.core.paging import Page, PageQuery
 from pgfleet.core.time_range import TimeRange
+from pgfleet.domains.monitoring import listing
 from pgfleet.domains.monitoring.models import (
     Alert,
     AlertAcknowledgeRequest,
@@ -220,41 +221,11 @@ def list_alerts(
     }
     if span is not None:
         filters["triggered_at"] = Range(_iso(span.start), _iso(span.end))
-    records, total, summary = scoped_page(ports, principal, KIND, tenant_id, filters, query, STATUSES)
+    records, total, summary = listing.scoped_page(ports, principal, KIND, tenant_id, filters, query, STATUSES)
     page = Page.of([alert_view(r) for r in records], total, query)
     return AlertListResponse(
         alerts=page.items, pagination=page.pagination, summary=AlertSummary.model_validate(summary)
     )
-
-
-def scoped_page(
-    ports: Ports,
-    principal: Principal,
-    kind: str,
-    tenant_id: str | None,
-    filters: dict[str, Any],
-    query: PageQuery,
-    statuses: tuple[str, ...],
-) -> tuple[list[dict[str, Any]], int, dict[str, int]]:
-    """One page of the alerts or incidents the caller may see (its tenant's; every tenant's for a
-    platform admin, who may narrow to `tenant_id`; a tenant's token asking for another tenant
-    gets an empty page), newest first, and a summary of the filtered set by status and
-    severity. Filtering, counting and paging happen in the store."""
-    records: list[dict[str, Any]] = []
-    total = 0
-    counts: dict[str, dict[Any, int]] = {"status": {}, "severity": {}}
-    if principal.is_platform_admin or tenant_id in (None, principal.tenant_id):
-        scope = tenant_id if principal.is_platform_admin else principal.tenant_id
-        records, total = ports.store.page(
-            kind, tenant_id=scope, filters=filters, page=query.page, page_size=query.page_size
-        )
-        counts = ports.store.tally(kind, ("status", "severity"), tenant_id=scope, filters=filters)
-    summary: dict[str, int] = {"total": total}
-    for value in statuses:
-        summary[value.lower()] = counts["status"].get(value, 0)
-    for value in SEVERITIES:
-        summary[value.lower()] = counts["severity"].get(value, 0)
-    return records, total, summary
 
 
 def acknowledge(ports: Ports, principal: Principal, alert_id: str, body: AlertAcknowledgeRequest) -> Alert:

@@ -13,24 +13,12 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from pgfleet.core import time_range
 from pgfleet.core.domain import requires
 from pgfleet.core.routing import ports, principal
+from pgfleet.core.scope_params import Node, TargetId, TenantId
 from pgfleet.domains.performance import cache, connections, pooling
 from pgfleet.domains.performance.connections_models import CacheAnalysisResponse, ConnectionAnalysisResponse
 from pgfleet.domains.performance.pooling_models import ConnectionConfigureRequest, ConnectionConfigureResponse
 
 router = Router()
-
-TargetId = Annotated[
-    str | None,
-    Query(
-        alias="targetId",
-        pattern=r"^pg[ic]-[0-9a-f]{12}$",
-        description="An instance (pgi-...) or a cluster (pgc-...).",
-    ),
-]
-TenantId = Annotated[str | None, Query(alias="tenantId", max_length=128)]
-Node = Annotated[
-    str | None, Query(pattern=r"^n[0-9]{1,2}$", description="A cluster member; default its primary.")
-]
 
 
 @router.get(
