@@ -7,6 +7,11 @@ One real PostgreSQL 15 server of the local engine (hypopg from Debian), through 
 the metadata store is the in-memory fake of the unit tests (the analysis writes one record
 per database to it), the operation runs in this process as the worker would run it.
 
+The database also holds pgbench's tables at `--scale N` (default 20), loaded and exercised by
+`pgbench` itself as the app role (its TPC-B workload for `--pgbench-seconds`): their statements
+are among the heavy ones, and every one of them already has its index, so the advice must
+name `big(email)` and nothing else.
+
 `--tables N` (default 500; 3 indexes each), `--rows N` for the table read by a non-indexed
 column (default 1,000,000), `--rounds N` analyses timed (default 5).
 """
@@ -14,7 +19,9 @@ column (default 1,000,000), `--rounds N` analyses timed (default 5).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -57,12 +64,36 @@ def _reads(engine: LocalPostgresEngine, calls: int) -> None:
             )
 
 
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _pgbench(engine: LocalPostgresEngine, *args: str) -> str:
+    """pgbench over the server's socket as the app role (PGOPTIONS sets the role at connect)."""
+    info = engine.admin_socket(SERVER_ID)
+    env = {**os.environ, "PGOPTIONS": "-c role=shop_app"}
+    argv = [
+        str(PG_BIN / "pgbench"),
+        "-h",
+        str(info.socket),
+        "-p",
+        str(info.port),
+        "-U",
+        "postgres",
+        *args,
+        "shop",
+    ]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=True, timeout=900)
+    return proc.stdout
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tables", type=int, default=500)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=30)
+    parser.add_argument("--scale", type=int, default=20)
+    parser.add_argument("--pgbench-seconds", type=int, default=20)
     args = parser.parse_args()
     domains.install()
     with scratch_home("pgfleet-bench-indexes-") as home:
@@ -97,6 +128,9 @@ def main() -> None:
                     f" FROM generate_series(1, {args.rows}) g"
                 )
                 conn.execute("ANALYZE")
+            loaded = time.perf_counter()
+            _pgbench(engine, "-i", "-q", "-s", str(args.scale))
+            print(f"pgbench -i -s {args.scale}: {time.perf_counter() - loaded:.1f} s")
             with engine.connect(SERVER_ID, "shop") as conn:
                 conn.execute("SELECT pg_catalog.pg_stat_reset()")
             with engine.connect(SERVER_ID) as conn:
@@ -104,6 +138,12 @@ def main() -> None:
             print(f"schema: {args.tables} tables, {3 * args.tables + 1} indexes, {args.rows} rows in big "
                   f"({time.perf_counter() - t0:.1f} s)")  # fmt: skip
             _reads(engine, args.calls)
+            tps = [
+                ln
+                for ln in _pgbench(engine, "-c", "4", "-T", str(args.pgbench_seconds)).splitlines()
+                if "tps" in ln
+            ]
+            print(f"pgbench workload: {tps[-1].strip() if tps else '?'}")
 
             times = []
             for _ in range(args.rounds):
