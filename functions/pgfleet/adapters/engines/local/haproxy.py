@@ -199,30 +199,13 @@ class HAProxyEndpoints:
         os.replace(candidate, config)
 
     def _spawn(self, port: int) -> int:
-        directory = self._dir(port)
-        pid_file = directory / "haproxy.pid"
-        pid_file.unlink(missing_ok=True)
         self._socket(port).unlink(missing_ok=True)
-        wrapper = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(pid_file)]
-        argv = process.as_data_plane_user([*wrapper, HAPROXY, "-W", "-db", "-f", str(self._config(port))])
-        fd = os.open(directory / "haproxy.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        if process.running_as_root():
-            os.fchown(fd, *process.data_plane_ids())
-        with os.fdopen(fd, "ab") as out:
-            child = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=directory,
-                env=process.child_env(), start_new_session=True,
-            )  # fmt: skip
+        pid, child = process.spawn_daemon(
+            [HAPROXY, "-W", "-db", "-f", str(self._config(port))], self._dir(port), "haproxy",
+            read_pid=lambda: self.pid(port), tail=lambda: self.tail(port),
+            what=f"haproxy for port {port}", timeout=START_TIMEOUT,
+        )  # fmt: skip
         _children[child.pid] = child
-        deadline = time.monotonic() + START_TIMEOUT
-        while (pid := self.pid(port)) is None:
-            if child.poll() is not None:
-                raise EngineError(
-                    f"haproxy for port {port} exited with {child.returncode}: {self.tail(port)}"
-                )
-            if time.monotonic() > deadline:
-                raise EngineError(f"haproxy for port {port} did not start: {self.tail(port)}")
-            time.sleep(0.02)
         return pid
 
     def _wait_forwarding(self, port: int, pid: int) -> str:

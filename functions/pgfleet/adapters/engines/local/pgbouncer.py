@@ -178,29 +178,12 @@ class LocalPgBouncer(Pooler):
         return f"pgbouncer {self._spawn(server_id, port)} started on {self._host}:{port}"
 
     def _spawn(self, server_id: str, port: int) -> int:
-        directory = self._dir(server_id)
-        pid_file = directory / "pgbouncer.pid"
-        pid_file.unlink(missing_ok=True)
-        wrapper = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(pid_file)]
-        argv = process.as_data_plane_user([*wrapper, PGBOUNCER, str(self._config(server_id))])
-        fd = os.open(directory / "pgbouncer.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        if process.running_as_root():
-            os.fchown(fd, *process.data_plane_ids())
-        with os.fdopen(fd, "ab") as out:
-            child = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=directory,
-                env=process.child_env(), start_new_session=True,
-            )  # fmt: skip
+        pid, child = process.spawn_daemon(
+            [PGBOUNCER, str(self._config(server_id))], self._dir(server_id), "pgbouncer",
+            read_pid=lambda: self.pid(server_id), tail=lambda: self.tail(server_id),
+            what=f"pgbouncer for {server_id}", timeout=START_TIMEOUT,
+        )  # fmt: skip
         _children[child.pid] = child
-        deadline = time.monotonic() + START_TIMEOUT
-        while (pid := self.pid(server_id)) is None:
-            if child.poll() is not None:
-                raise EngineError(
-                    f"pgbouncer for {server_id} exited with {child.returncode}: {self.tail(server_id)}"
-                )
-            if time.monotonic() > deadline:
-                raise EngineError(f"pgbouncer for {server_id} did not start: {self.tail(server_id)}")
-            time.sleep(0.02)
         self._wait_listening(server_id, port, pid)
         return pid
 

@@ -18,7 +18,8 @@ import os
 import pwd
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,40 @@ def write_owned_file(path: Path, content: str, mode: int = 0o600) -> None:
         uid, gid = data_plane_ids()
         os.chown(tmp, uid, gid)
     os.replace(tmp, path)
+
+
+def spawn_daemon(
+    program: Sequence[str],
+    directory: Path,
+    name: str,
+    *,
+    read_pid: Callable[[], int | None],
+    tail: Callable[[], str],
+    what: str,
+    timeout: float,
+) -> tuple[int, subprocess.Popen[Any]]:
+    """Start `program` as the data-plane user in its own session, writing its pid to
+    `<directory>/<name>.pid` (a shell wrapper does, then execs it) and its output to
+    `<name>.out`; wait until `read_pid` sees it. Returns the pid and the child (the caller
+    keeps it, so that it is reaped). EngineError, with the output's tail, when it exits or
+    does not start in `timeout` seconds."""
+    pid_file = directory / f"{name}.pid"
+    pid_file.unlink(missing_ok=True)
+    wrapper = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(pid_file)]
+    argv = as_data_plane_user([*wrapper, *program])
+    fd = os.open(directory / f"{name}.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    if running_as_root():
+        os.fchown(fd, *data_plane_ids())
+    with os.fdopen(fd, "ab") as out:
+        child = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=directory,
+            env=child_env(), start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while (pid := read_pid()) is None:
+        if child.poll() is not None:
+            raise EngineError(f"{what} exited with {child.returncode}: {tail()}")
+        if time.monotonic() > deadline:
+            raise EngineError(f"{what} did not start: {tail()}")
+        time.sleep(0.02)
+    return pid, child
