@@ -16,7 +16,13 @@ from pgfleet.ports.history import HistoryRecord
 
 SINGLE = "/api/v1/postgres/single"
 ALERTS = "/api/v1/monitoring/alerts"
-T0 = datetime.now(UTC)  # samples from now on: alerts are stamped with the wall clock
+T0 = datetime.now(UTC)  # reset before each test: samples from now on (alerts carry the wall clock)
+
+
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    global T0
+    T0 = datetime.now(UTC)
 
 
 @pytest.fixture

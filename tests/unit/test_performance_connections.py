@@ -21,7 +21,6 @@ from pgfleet.ports.history import HistoryRecord
 INSTANCE = "pgi-0123456789ab"
 OTHER = "pgi-ba9876543210"
 MB = 1024 * 1024
-NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
 
 def _session(
@@ -38,7 +37,7 @@ def _status(sessions: list[connections.Session], **settings: int) -> ConnectionP
 
 
 def _samples(count: int, every: timedelta = timedelta(minutes=1), **data: Any) -> list[HistoryRecord]:
-    start = NOW - every * count
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - every * count  # at the call: never stale
     return [
         HistoryRecord("metrics", INSTANCE, "acme", start + every * i, {"connections_max": 100, **data})
         for i in range(count)
