@@ -9,7 +9,7 @@ export PGFLEET_HOME
 # and Prometheus, which the tests scrape /api/metrics with. Barman (PyPI; backups of 18) restores
 # with rsync, and its psycopg2 builds from source (libpq-dev, python3-dev, gcc).
 APT_PACKAGES := postgresql-15 postgresql-client-15 postgresql-15-hypopg etcd-server pgbackrest pgbouncer util-linux prometheus haproxy rsync libpq-dev python3-dev gcc
-REQUIRED_BINARIES := /usr/lib/postgresql/15/bin/postgres /usr/bin/etcd /usr/bin/pgbackrest /usr/sbin/pgbouncer /usr/sbin/runuser /usr/bin/prometheus /usr/sbin/haproxy /usr/bin/rsync /usr/bin/pg_config /usr/bin/gcc
+REQUIRED_BINARIES := /usr/lib/postgresql/15/bin/postgres /usr/lib/postgresql/15/lib/hypopg.so /usr/bin/etcd /usr/bin/pgbackrest /usr/sbin/pgbouncer /usr/sbin/runuser /usr/bin/prometheus /usr/sbin/haproxy /usr/bin/rsync /usr/bin/pg_config /usr/bin/gcc
 
 .PHONY: help install system-packages up down status token test unit lint bench clean provider node-tools postman
 
@@ -30,7 +30,7 @@ SERVICES_OF := postgresql-15:postgresql etcd-server:etcd pgbouncer:pgbouncer pro
 POLICY_RC_D := /usr/sbin/policy-rc.d
 
 system-packages:
-	@missing=""; for b in $(REQUIRED_BINARIES); do [ -x "$$b" ] || missing="$$missing $$b"; done; \
+	@missing=""; for b in $(REQUIRED_BINARIES); do [ -e "$$b" ] || missing="$$missing $$b"; done; \
 	[ -z "$$missing" ] && exit 0; \
 	if [ "$$(id -u)" != 0 ]; then \
 	  echo "missing:$$missing -- install as root: apt-get install $(APT_PACKAGES)" >&2; exit 1; \
