@@ -23,8 +23,11 @@ def placeholders(path: str) -> tuple[str, ...]:
 
 
 def dig(body: Any, path: tuple[str, ...], missing: Any = None) -> Any:
-    """The value at a dotted path through objects and lists (`replicas.0.id`)."""
+    """The value at a dotted path through objects and lists (`replicas.0.id`). Below a null
+    object the value is null (`pooler.host` of an instance without a pooler), not missing."""
     for key in path:
+        if body is None:
+            return None
         if isinstance(body, dict) and key in body:
             body = body[key]
         elif isinstance(body, list) and key.isdigit() and int(key) < len(body):
