@@ -93,11 +93,18 @@ def test_promote_keeps_every_row(stack: LocalStack, token: str, cluster: dict) -
 
 
 def _ready_to_take_over(cluster: dict, node_id: str) -> bool:
-    """What promote asks of a candidate: streaming on the primary's timeline."""
+    """What promote asks of a candidate: streaming on the primary's timeline, at most 1 MB behind
+    (a first backup's WAL switch shows as lag until Patroni publishes the positions again)."""
     nodes = {n["id"]: n for n in cluster["nodes"]}
     primary = nodes.get(cluster["primary"] or "")
     node = nodes[node_id]
-    return primary is not None and node["state"] == "streaming" and node["timeline"] == primary["timeline"]
+    caught_up = node.get("lag_bytes") is not None and node["lag_bytes"] <= 1024 * 1024
+    return (
+        primary is not None
+        and node["state"] == "streaming"
+        and node["timeline"] == primary["timeline"]
+        and caught_up
+    )
 
 
 def test_primary_loss_fails_over_by_itself(stack: LocalStack, token: str, cluster: dict) -> None:
