@@ -87,6 +87,10 @@ FIXTURES = {
     "channel_id": "channelId",
     "incident_id": "incidentId",
     "rule_name": "ruleName",
+    "task_id": "taskId",
+    "execution_id": "executionId",
+    "optimization_id": "optimizationId",
+    "window_id": "windowId",
 }
 # Body fields the converter leaves as a placeholder ("<string>", "<integer>"...) -> a value.
 FIELD_VALUES: dict[str, Any] = {
@@ -113,6 +117,14 @@ FIELD_VALUES: dict[str, Any] = {
     "channelId": "{{channelId}}",
     "note": "from the Postman collection",
 }
+# A nightly VACUUM of the Setup instance; dry runs only in the generated requests.
+POSTMAN_TASK = {
+    "taskName": PREFIX + "vacuum",
+    "taskType": "VACUUM",
+    "targetId": "{{instanceId}}",
+    "schedule": {"frequency": "DAILY", "cronExpression": "0 3 * * *"},
+}
+POSTMAN_WINDOW = {"name": PREFIX + "night", "startTime": "01:00", "endTime": "05:00"}
 # A channel nothing listens behind: its test send answers FAILED, with the reason.
 POSTMAN_CHANNEL = {
     "type": "WEBHOOK",
@@ -146,6 +158,37 @@ BODY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
         "dryRun": True,
         "maintenanceWindow": None,
     },
+    ("POST", "/api/v1/maintenance/tasks"): {
+        **POSTMAN_TASK,
+        "taskSQL": None,
+        "taskFunction": None,
+        "tenantId": None,
+        "database": None,
+    },
+    ("PUT", "/api/v1/maintenance/tasks/{task_id}"): {
+        "description": "changed from the Postman collection",
+        "schedule": {"frequency": "DAILY", "cronExpression": "0 4 * * *", "maintenanceWindow": None},
+    },
+    ("POST", "/api/v1/maintenance/tasks/{task_id}/execute"): {"dryRun": True},
+    ("POST", "/api/v1/maintenance/optimize/database"): {
+        "maintenanceWindow": None,
+        "targetId": "{{instanceId}}",
+        "optimizationType": "VACUUM",
+        "dryRun": True,
+    },
+    ("POST", "/api/v1/maintenance/cleanup/data"): {"categories": ["MONITORING"], "dryRun": True},
+    ("POST", "/api/v1/maintenance/schedule/optimize"): {
+        "timeHorizon": 24,
+        "apply": False,
+        "constraints": {
+            "maxConcurrentTasks": 1,
+            "maintenanceWindows": [],
+            "excludedTimeRanges": [],
+            "resourceLimits": None,
+        },
+    },
+    ("POST", "/api/v1/maintenance/windows"): POSTMAN_WINDOW,
+    ("PUT", "/api/v1/maintenance/windows/{window_id}"): {"name": PREFIX + "night-renamed"},
     ("POST", "/api/v1/monitoring/incidents/{incident_id}/update"): {
         "actionType": "NOTE",
         "note": "from the Postman collection",
@@ -442,6 +485,15 @@ pm.collectionVariables.set('incidentId', incidents.length ? incidents[0].inciden
 pm.collectionVariables.set('ruleName', 'deadlocks');"""),
             _request("Add a notification channel", "POST", "/api/v1/monitoring/notifications/channels",
                      _expect(201) + _keep("channelId", "pm.response.json().channelId"), body=POSTMAN_CHANNEL),
+            _request("Add a maintenance task", "POST", "/api/v1/maintenance/tasks",
+                     _expect(201) + _keep("taskId", "pm.response.json().taskId"), body=POSTMAN_TASK),
+            _request("Dry-run the maintenance task", "POST", "/api/v1/maintenance/tasks/{{taskId}}/execute",
+                     _expect(202) + _keep("executionId", "pm.response.json().executionId"), body={"dryRun": True}),
+            _request("Dry-run an optimization", "POST", "/api/v1/maintenance/optimize/database",
+                     _expect(202) + _keep("optimizationId", "pm.response.json().optimizationId"),
+                     body={"targetId": "{{instanceId}}", "optimizationType": "ALL", "dryRun": True}),
+            _request("Add a maintenance window", "POST", "/api/v1/maintenance/windows",
+                     _expect(201) + _keep("windowId", "pm.response.json().windowId"), body=POSTMAN_WINDOW),
             _request("A session holding a lock, if there is one", "GET",
                      "/api/v1/locks/activity?targetId={{instanceId}}", _expect(200) + """
 const locks = pm.response.json().locks;

@@ -264,7 +264,16 @@ class FakeRateCounter(RateCounter):
         item = self.counts.setdefault(f"{key}#{hour_start}", {})
         item["n"] = item.get("n", 0) + 1
         item[f"m{minute:02d}"] = item.get(f"m{minute:02d}", 0) + 1
+        item.setdefault("expires_at", expires_at)
         return WindowCounts(hour=item["n"], minute=item[f"m{minute:02d}"])
+
+    def sweep_expired(self, now: int, *, dry_run: bool = False) -> tuple[int, int]:
+        keys = [k for k, item in self.counts.items() if item.get("expires_at", now + 1) <= now]
+        size = sum(len(k) + len(repr(self.counts[k])) for k in keys)
+        if not dry_run:
+            for key in keys:
+                del self.counts[key]
+        return len(keys), size
 
 
 class FakeHistoryStore(HistoryStore):
@@ -325,6 +334,19 @@ class FakeHistoryStore(HistoryStore):
         offset = (page - 1) * page_size
         items = [copy.deepcopy(r) for r in matching[offset : offset + page_size]]
         return HistoryPage(items=items, total_items=len(matching), scanned_count=len(scope))
+
+    def purge(
+        self, stream: str, before: datetime, *, tenant_id: str | None = None, dry_run: bool = False
+    ) -> tuple[int, int]:
+        keys = [
+            key for key, r in self.records.items()
+            if key[0] == stream and r.at < before and (tenant_id is None or r.tenant_id == tenant_id)
+        ]  # fmt: skip
+        size = sum(len(repr(self.records[k].data)) for k in keys)
+        if not dry_run:
+            for key in keys:
+                del self.records[key]
+        return len(keys), size
 
     def sweep_expired(self, now: datetime) -> int:
         expired = [key for key, r in self.records.items() if r.expired(now)]

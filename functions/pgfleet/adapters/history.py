@@ -284,6 +284,30 @@ class DynamoDBHistoryStore(HistoryStore):
                 return
             kwargs["ExclusiveStartKey"] = last
 
+    def purge(
+        self, stream: str, before: datetime, *, tenant_id: str | None = None, dry_run: bool = False
+    ) -> tuple[int, int]:
+        check_stream(stream)
+        if before.tzinfo is None:
+            raise ValueError("before must be timezone-aware")
+        index, hash_attr, range_attr, partitions = self._scope(stream, None, tenant_id)
+        low, high = "0", time_key(before)
+        count, size, keys = 0, 0, []
+        for partition in partitions:
+            # every record before `before`, expired ones included ("now" = 0 keeps them all)
+            for _, item in self._read(index, hash_attr, range_attr, partition, low, high, "0", True, [0]):
+                if tenant_id is not None and json.loads(item["doc"]["S"]).get("tenant_id") != tenant_id:
+                    continue
+                count += 1
+                size += sum(len(k) + len(json.dumps(v)) for k, v in item.items())
+                keys.append({"pk": item["pk"], "sk": item["sk"]})
+        if not dry_run:
+            for i in range(0, len(keys), _BATCH):
+                self._write_batch(
+                    [{"DeleteRequest": {"Key": k}} for k in keys[i : i + _BATCH]], f"purge {stream}"
+                )
+        return count, size
+
     def sweep_expired(self, now: datetime) -> int:
         cutoff = str(int(now.timestamp()))
         deleted = 0

@@ -43,3 +43,27 @@ class DynamoDBRateCounter(RateCounter):
             raise StoreError(f"could not count a request of {key}: {exc}") from exc
         attrs = resp.get("Attributes") or {}
         return WindowCounts(hour=int(attrs["n"]["N"]), minute=int(attrs[f"m{minute:02d}"]["N"]))
+
+    def sweep_expired(self, now: int, *, dry_run: bool = False) -> tuple[int, int]:
+        ddb = client("dynamodb")
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "#e <= :now",
+            "ExpressionAttributeNames": {"#e": TTL_ATTRIBUTE},
+            "ExpressionAttributeValues": {":now": {"N": str(int(now))}},
+        }
+        count, size = 0, 0
+        try:
+            while True:
+                resp = ddb.scan(**kwargs)
+                for item in resp.get("Items", []):
+                    count += 1
+                    size += sum(len(k) + len(str(v)) for k, v in item.items())
+                    if not dry_run:
+                        ddb.delete_item(TableName=self._table, Key={"pk": item["pk"]})
+                last = resp.get("LastEvaluatedKey")
+                if not last:
+                    return count, size
+                kwargs["ExclusiveStartKey"] = last
+        except Exception as exc:
+            raise StoreError(f"could not sweep expired rate-limit windows: {exc}") from exc

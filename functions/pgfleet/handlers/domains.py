@@ -17,6 +17,7 @@ from pgfleet.domains import (
     clusters,
     instances,
     locks,
+    maintenance,
     migrations,
     monitoring,
     notifications,
@@ -54,6 +55,7 @@ DOMAINS: tuple[Domain, ...] = (
     upgrades.DOMAIN,
     backups.DOMAIN,
     locks.DOMAIN,
+    maintenance.DOMAIN,
     reconcile.DOMAIN,
     system.DOMAIN,
 )

@@ -250,6 +250,23 @@ class Engine(abc.ABC):
         raises because the host cannot enforce limits: the returned reason says whether the
         limits are enforced or settings only. Raises EngineError when the server is not running."""
 
+    def limit_backend(
+        self, server_id: str, pid: int, cpu_percent: float | None, io_mbps: float | None
+    ) -> tuple[list[str], list[str]]:
+        """Limit ONE backend of the running server (a maintenance statement's) where the host
+        allows it: CPU to `cpu_percent` of one core, storage reads and writes to `io_mbps` MB/s.
+        Returns (what was applied, why the rest was not), sentences for users. Never raises for
+        a host that cannot; the default (an engine without host access) applies nothing."""
+        asked = [n for n, v in (("CPU", cpu_percent), ("I/O", io_mbps)) if v is not None]
+        return [], [
+            f"{' and '.join(asked)} limits need host access, which this engine does not have"
+        ] if asked else []
+
+    def release_backend(self, server_id: str, pid: int) -> None:
+        """Undo `limit_backend` (the backend ended, or its work did). Idempotent; the default
+        has nothing to undo."""
+        return None
+
     @abc.abstractmethod
     def release_resources(self, server_id: str) -> str:
         """Give back what `apply_resources` reserved for a server that is stopped (pause,

@@ -144,6 +144,15 @@ class HistoryStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def purge(
+        self, stream: str, before: datetime, *, tenant_id: str | None = None, dry_run: bool = False
+    ) -> tuple[int, int]:
+        """Delete the records of `stream` with `at < before` (of `tenant_id` only, when given),
+        expired or not; with `dry_run` delete nothing. Returns (how many, their stored size in
+        bytes): a dry run and the run after it count alike. Raises ValueError for a naive
+        `before`, StoreError when the backend fails (part may be deleted: run it again)."""
+
+    @abc.abstractmethod
     def sweep_expired(self, now: datetime) -> int:
         """Delete the records whose expiry is at or before `now`; return how many. Idempotent,
         safe to run concurrently with appends and queries. Raises StoreError."""

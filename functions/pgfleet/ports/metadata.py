@@ -110,6 +110,20 @@ class MetadataStore(abc.ABC):
         Returns a page and an opaque token for the next page (None at the end).
         """
 
+    def every(
+        self, kind: str, *, tenant_id: str | None = None, parent_id: str | None = None
+    ) -> builtins.list[Record]:
+        """Every record of a kind in the scope of `list`, oldest first: all its pages read."""
+        found: builtins.list[Record] = []
+        token = None
+        while True:
+            page, token = self.list(
+                kind, tenant_id=tenant_id, parent_id=parent_id, limit=100, next_token=token
+            )
+            found.extend(page)
+            if not token:
+                return found
+
     @abc.abstractmethod
     def page(
         self,

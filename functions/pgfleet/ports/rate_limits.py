@@ -25,3 +25,9 @@ class RateCounter(abc.ABC):
         """Count one request of `key` in the hour starting at `hour_start` (epoch seconds) and
         in its `minute` (0-59); the window may be forgotten from `expires_at` (epoch seconds).
         Returns the counts including this request. Raises StoreError when the backend fails."""
+
+    @abc.abstractmethod
+    def sweep_expired(self, now: int, *, dry_run: bool = False) -> tuple[int, int]:
+        """Delete the windows whose `expires_at` is at or before `now` (epoch seconds); with
+        `dry_run` delete nothing. Returns (how many, their stored size in bytes). Idempotent.
+        Raises StoreError when the backend fails."""

@@ -64,6 +64,12 @@ class SqlSession(ABC):
     def fetch_one(self, query: Query, params: Params | None = None) -> tuple[Any, ...] | None:
         """Run one statement and return its first row, None when it returned none."""
 
+    @property
+    def rowcount(self) -> int:
+        """How many rows the last statement wrote or returned, as the server reported it; -1
+        when it did not say (a utility statement such as VACUUM)."""
+        return -1
+
 
 class SqlTarget(ABC):
     """Opens privileged sessions on the servers the platform manages."""
@@ -100,15 +106,18 @@ class SqlTarget(ABC):
         *,
         statement_timeout_ms: int = DEFAULT_CUSTOMER_STATEMENT_TIMEOUT_MS,
         lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
+        commit: bool = False,
     ) -> AbstractContextManager[SqlSession]:
         """A session as a customer's own role, for SQL a customer supplies (EXPLAIN of its
-        statement), never as the platform's admin role.
+        statement, a maintenance task's `taskSQL`), never as the platform's admin role.
 
         `uri` is a libpq URI naming the role and its password (servers.connection_uri); the
         session connects as a client would. It is ONE transaction: before the block's first
         statement `statement_timeout` and `lock_timeout` are set LOCAL to the values given
         (milliseconds, at least 1), and when the block ends, however it ends, the transaction is
-        ROLLED BACK: nothing a statement of the session wrote survives it. search_path is the
+        ROLLED BACK: nothing a statement of the session wrote survives it. With `commit=True`
+        (a maintenance task's own SQL) a block that ends without an exception COMMITS instead;
+        one that raises is rolled back all the same. search_path is the
         role's own (customer SQL names its own objects). Parameters are bound by the server as
         `$1..$n` placeholders, as PostgreSQL writes them; `%` in the text is not special.
 

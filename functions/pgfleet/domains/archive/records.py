@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -330,33 +330,64 @@ def expired(record: dict[str, Any], now: datetime) -> bool:
     return parse_iso(record["retention_expiry"]) <= now
 
 
-def expire_due(ports: Ports, now: datetime | None = None, stanza: str | None = None) -> list[str]:
-    """Remove every backup past its retention (of one stanza, when given). A full backup stays
-    while a backup based on it is kept, and the newest full backup of a live resource always
-    stays; a deleted resource's stanza goes once all its backups have expired."""
-    now = now or datetime.now(UTC)
+Expired = Callable[[dict[str, Any], datetime], bool]
+
+
+def _by_stanza(ports: Ports, stanza: str | None, tenant_id: str | None) -> dict[str, list[dict[str, Any]]]:
     by_stanza: dict[str, list[dict[str, Any]]] = {}
-    for record in every(ports):
+    for record in every(ports, **({"tenant_id": tenant_id} if tenant_id else {})):
         if stanza is None or record["stanza"] == stanza:
             by_stanza.setdefault(record["stanza"], []).append(record)
+    return by_stanza
+
+
+def expire_due(
+    ports: Ports, now: datetime | None = None, stanza: str | None = None, *, tenant_id: str | None = None,
+    is_expired: Expired = expired,
+) -> list[str]:  # fmt: skip
+    """Remove every backup past its retention (of one stanza, or one tenant's, when given;
+    `is_expired` may judge by a policy of its own: maintenance's cleanup). A full backup stays
+    while a backup based on it is kept; a deleted resource's stanza goes once all its backups
+    have expired."""
+    now = now or datetime.now(UTC)
     lines = []
-    for name, records in by_stanza.items():
-        if not any(expired(r, now) for r in records):
+    for name, records in _by_stanza(ports, stanza, tenant_id).items():
+        if not any(is_expired(r, now) for r in records):
             continue
         resource = ports.store.get(records[0]["resource_kind"], records[0]["parent_id"])
-        if resource is None and all(expired(r, now) for r in records):
+        if resource is None and all(is_expired(r, now) for r in records):
             lines.append(drop_stanza(ports, name, records))
         else:
-            lines.extend(_expire_some(ports, name, records, now))
+            lines.extend(_expire_some(ports, name, records, now, is_expired))
     return lines
 
 
-def _expire_some(ports: Ports, stanza: str, records: list[dict[str, Any]], now: datetime) -> list[str]:
+def expirable(
+    ports: Ports, now: datetime, *, tenant_id: str | None = None, is_expired: Expired = expired
+) -> list[dict[str, Any]]:
+    """The backup records `expire_due` (with the same arguments) would remove: a dry run of it."""
+    found = []
+    for _, records in _by_stanza(ports, None, tenant_id).items():
+        physical = [r for r in records if not r["logical"] and r["status"] == "completed"]
+        for record in records:
+            if not is_expired(record, now):
+                continue
+            if record in physical:
+                dependents = [r for r in physical if record["label"] in (r.get("references") or [])]
+                if any(not is_expired(r, now) for r in dependents):
+                    continue
+            found.append(record)
+    return found
+
+
+def _expire_some(
+    ports: Ports, stanza: str, records: list[dict[str, Any]], now: datetime, is_expired: Expired = expired
+) -> list[str]:
     lines = []
     physical = [r for r in records if not r["logical"] and r["status"] == "completed"]
     for record in sorted(physical, key=lambda r: r["finished_at"] or ""):
         dependents = [r for r in physical if record["label"] in (r.get("references") or [])]
-        if not expired(record, now) or any(not expired(r, now) for r in dependents):
+        if not is_expired(record, now) or any(not is_expired(r, now) for r in dependents):
             continue
         try:
             lines.append(ports.backup_engine.expire_backup(stanza, record["label"]))
@@ -365,10 +396,10 @@ def _expire_some(ports: Ports, stanza: str, records: list[dict[str, Any]], now: 
     present = {info.backup_id for info in ports.backup_engine.list_backups(stanza)} if physical else set()
     for record in records:
         gone = record["status"] == "completed" and not record["logical"] and record["label"] not in present
-        if gone or (record["status"] != "completed" and expired(record, now)):
+        if gone or (record["status"] != "completed" and is_expired(record, now)):
             forget(ports, record)
             lines.append(f"expired backup {record['id']} ({record.get('label') or record['status']})")
-        elif record["logical"] and record["status"] == "completed" and expired(record, now):
+        elif record["logical"] and record["status"] == "completed" and is_expired(record, now):
             ports.restore_host.delete_dump(dump_file(ports, record))
             forget(ports, record)
             lines.append(f"expired logical backup {record['id']}")

@@ -21,4 +21,7 @@ DOMAIN = Domain(
     schedules=(archive.schedules.EXPIRY_SCHEDULE,),
 )
 
-__all__ = ["DOMAIN"]
+start_backup = service.start_backup
+active_backup = service.active_backup
+
+__all__ = ["DOMAIN", "active_backup", "start_backup"]

@@ -4,6 +4,7 @@ capture and by the domains that watch a condition (quotas) through `observe`."""
 
 from pgfleet.core.domain import Domain, Mount
 from pgfleet.domains.monitoring import capture, incidents_routes, metrics_routes, routes
+from pgfleet.domains.monitoring.capture import BackendUsage, backend_usage
 from pgfleet.domains.monitoring.models import AlertAction
 from pgfleet.domains.monitoring.rules import reconciled_down
 from pgfleet.domains.monitoring.service import Condition, observe, resolve_all_for
@@ -19,4 +20,7 @@ DOMAIN = Domain(
     schedules=(capture.CAPTURE_SCHEDULE,),
 )
 
-__all__ = ["DOMAIN", "AlertAction", "Condition", "observe", "reconciled_down", "resolve_all_for"]
+__all__ = [
+    "DOMAIN", "AlertAction", "BackendUsage", "Condition", "backend_usage", "observe", "reconciled_down",
+    "resolve_all_for",
+]  # fmt: skip

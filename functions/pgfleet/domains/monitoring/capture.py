@@ -208,6 +208,40 @@ def resources(backend_pid: int, data_directory: str) -> Resources:
     return Resources(round(cpu, 3), memory, "proc")
 
 
+@dataclass(frozen=True)
+class BackendUsage:
+    """One backend's own counters (maintenance measures its runs with them)."""
+
+    cpu_seconds: float  # utime + stime
+    io_bytes: int | None  # read_bytes + write_bytes of /proc/<pid>/io: what reached storage
+    memory_bytes: int  # Pss (or RSS)
+    server: Resources  # the whole server's, at the same moment
+
+
+def backend_usage(backend_pid: int, data_directory: str) -> BackendUsage | None:
+    """CPU time, storage I/O and memory of one backend of the server at `data_directory`, and
+    the server's own resources; None when that server does not run on this host (or the
+    backend has ended)."""
+    fields = _stat(backend_pid)
+    if fields is None or not _is_postmaster_of(int(fields[1]), data_directory):
+        return None
+    ticks = float(os.sysconf("SC_CLK_TCK"))
+    io = None
+    with contextlib.suppress(OSError, ValueError):
+        counters = dict(
+            line.split(": ", 1)
+            for line in (PROC / str(backend_pid) / "io").read_text().splitlines()
+            if ": " in line
+        )
+        io = int(counters["read_bytes"]) + int(counters["write_bytes"])
+    return BackendUsage(
+        cpu_seconds=(int(fields[11]) + int(fields[12])) / ticks,
+        io_bytes=io,
+        memory_bytes=_memory_of(backend_pid, fields),
+        server=resources(backend_pid, data_directory),
+    )
+
+
 # --- one server ----------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ good)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any
 
 from pgfleet.core.context import Ports
@@ -45,9 +46,10 @@ def accepts(channel: dict[str, Any], severity: str, event: str) -> bool:
     )
 
 
-def notify(ports: Ports, alert: dict[str, Any], event: str) -> list[str]:
+def notify(ports: Ports, alert: dict[str, Any], event: str, only: Collection[str] | None = None) -> list[str]:
     """Queue one delivery of `alert` ("triggered" or "resolved") to every enabled channel of its
-    tenant, and every platform channel, whose routing takes its severity and the event. Returns
+    tenant, and every platform channel, whose routing takes its severity and the event (of the
+    channels `only` names, when given: a maintenance task's recipients). Returns
     a line per delivery queued (or not). Never raises: a channel problem is logged and recorded,
     so that evaluating alerts never stops for a notification."""
     lines: list[str] = []
@@ -62,7 +64,7 @@ def notify(ports: Ports, alert: dict[str, Any], event: str) -> list[str]:
         return [f"alert {alert_id}: no notification sent ({service.short_error(exc)})"]
     snapshot = {k: alert.get(k) for k in ALERT_FIELDS if alert.get(k) is not None}
     for channel in channels:
-        if not accepts(channel, severity, event):
+        if (only is not None and channel["id"] not in only) or not accepts(channel, severity, event):
             continue
         delivery_id = new_id(ID_PREFIX)
         try:

@@ -136,13 +136,7 @@ def full_configuration(ports: Ports, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _scan(ports: Ports, tenant_id: str | None) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    token = None
-    while True:
-        page, token = ports.store.list(KIND, tenant_id=tenant_id, limit=100, next_token=token)
-        found.extend(page)
-        if not token:
-            return found
+    return ports.store.every(KIND, tenant_id=tenant_id)
 
 
 def list_channels(ports: Ports, caller: Principal, tenant_id: str | None) -> list[dict[str, Any]]:

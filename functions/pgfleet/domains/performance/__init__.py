@@ -10,6 +10,7 @@ from pgfleet.domains.performance import (
     queries_routes,
     workflows,
 )
+from pgfleet.domains.performance.indexes import BLOAT_PERCENT, bloated_indexes, customer_sessions, database_of
 from pgfleet.domains.performance.pooling import reconcile_poolers
 
 DOMAIN = Domain(
@@ -26,4 +27,6 @@ DOMAIN = Domain(
     schedules=(queries.SNAPSHOT_SCHEDULE,),  # pg_stat_statements snapshots (queries/analysis timeRange)
 )
 
-__all__ = ["DOMAIN", "reconcile_poolers"]
+__all__ = [
+    "BLOAT_PERCENT", "DOMAIN", "bloated_indexes", "customer_sessions", "database_of", "reconcile_poolers",
+]  # fmt: skip

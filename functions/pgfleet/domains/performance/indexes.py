@@ -567,12 +567,14 @@ def create_recommendation(
 # --- one server ----------------------------------------------------------------------------------
 
 
-def customer_sessions(ports: Ports, target: servers.Target, database: str) -> CustomerSession:
+def customer_sessions(ports: Ports, target: servers.Target, database: str, **options: Any) -> CustomerSession:
     """Sessions of the database's own login (its app role, or its tenant's login), where
-    customer statements are planned. Raises InvalidState when no password is stored for it."""
+    customer statements are planned (and a maintenance task's own SQL runs: `options` are
+    customer_session's timeouts and `commit`). Raises InvalidState when no password is stored
+    for it."""
     login = login_for(ports, target.server, database)
     uri = servers.connection_uri(target.server, login.username, login.password, login.database)
-    return lambda: ports.sql.customer_session(target.target_id, uri)
+    return lambda: ports.sql.customer_session(target.target_id, uri, **options)
 
 
 def database_of(ports: Ports, target: servers.Target, database: str | None) -> str:
@@ -861,3 +863,16 @@ def response(
         recommendations=[IndexRecommendation.model_validate(r) for r in recs],
         summary=summary,
     )
+
+
+def bloated_indexes(session: SqlSession) -> list[Index]:
+    """The indexes of the session's database that the analysis finds BLOATED (estimated bloat
+    of BLOAT_PERCENT or more in an index of BLOAT_MIN_BYTES or more), most bloated first
+    (maintenance's reindex_bloated_indexes rebuilds them)."""
+    server = session.fetch_one(q.SERVER)
+    assert server is not None
+    version, block_size = int(server[0]), int(server[1])
+    found = read_indexes(session, version)
+    classify(found, read_column_stats(session), block_size)
+    bloated = [i for i in found if "BLOATED" in i.findings and i.valid]
+    return sorted(bloated, key=lambda i: -(i.bloat or 0.0))

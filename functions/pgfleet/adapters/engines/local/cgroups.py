@@ -15,6 +15,7 @@ alone, and callers put that reason in front of users.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -117,6 +118,61 @@ class CgroupLimits:
             except OSError as exc:
                 log.warning("could not remove cgroup %s: %s", directory, exc)
         return f"released cgroup(s) {', '.join(removed)} of {name}" if removed else f"no cgroup of {name}"
+
+    def place_backend(
+        self, name: str, pid: int, cpu_percent: float | None, io_mbps: float | None, data: Path
+    ) -> tuple[list[str], list[str]]:
+        """Move one backend of server `name` into groups of its own: `cpu/<group>/<name>/backend-<pid>`
+        (a CFS quota of `cpu_percent` of one core, inside the server's own quota) and
+        `blkio/<group>/<name>-backend-<pid>` (throttled reads and writes on the data
+        directory's device; cgroup v1 throttles reads and direct writes, while buffered writes
+        reach the device later from the kernel's flusher, outside the group). Returns (applied,
+        not applied), sentences."""
+        applied: list[str] = []
+        missed: list[str] = []
+        why_not = self.unavailable_reason()
+        if why_not is not None:
+            return [], [why_not] if (cpu_percent or io_mbps) else []
+        if cpu_percent is not None:
+            directory = self.directory("cpu", name) / f"backend-{pid}"
+            try:
+                directory.mkdir(exist_ok=True)
+                _write(directory / "cpu.cfs_period_us", str(CFS_PERIOD_US))
+                _write(directory / "cpu.cfs_quota_us", str(max(1000, int(cpu_percent / 100 * CFS_PERIOD_US))))
+                self._move(directory, pid)
+                applied.append(f"CPU {cpu_percent:g}% of one core (cgroup v1 cpu quota)")
+            except OSError as exc:
+                missed.append(f"CPU limit not applied: cgroup write failed ({exc.strerror or exc})")
+        if io_mbps is not None:
+            st = os.stat(data)
+            device = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+            directory = self._root / "blkio" / self._group / f"{name}-backend-{pid}"
+            try:
+                directory.parent.mkdir(exist_ok=True)
+                directory.mkdir(exist_ok=True)
+                rate = str(int(io_mbps * 1024 * 1024))
+                _write(directory / "blkio.throttle.read_bps_device", f"{device} {rate}")
+                _write(directory / "blkio.throttle.write_bps_device", f"{device} {rate}")
+                self._move(directory, pid)
+                applied.append(f"I/O {io_mbps:g} MB/s on device {device} (cgroup v1 blkio throttle)")
+            except OSError as exc:
+                missed.append(f"I/O limit not applied: cgroup blkio write failed ({exc.strerror or exc})")
+        return applied, missed
+
+    def release_backend(self, name: str, pid: int) -> None:
+        """Put the backend back in its server's groups (if it still runs) and remove its own."""
+        for directory, home in (
+            (self.directory("cpu", name) / f"backend-{pid}", self.directory("cpu", name)),
+            (self._root / "blkio" / self._group / f"{name}-backend-{pid}", self._root / "blkio"),
+        ):
+            if not directory.is_dir():
+                continue
+            with contextlib.suppress(OSError):
+                self._move(home, pid)
+            try:
+                directory.rmdir()
+            except OSError as exc:
+                log.warning("could not remove cgroup %s: %s", directory, exc)
 
     def pids(self, controller: str, name: str) -> list[int]:
         """Processes in the group of `name` in `controller` (empty when it does not exist)."""

@@ -117,6 +117,11 @@ class LocalSqlSession(SqlSession):
         self._conn = conn
         self._label = label
         self._limits = limits
+        self._rowcount = -1
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount
 
     def execute(self, query: Query, params: Params | None = None) -> None:
         self._run(query, params)
@@ -132,7 +137,9 @@ class LocalSqlSession(SqlSession):
     def _run(self, query: Query, params: Params | None) -> psycopg.Cursor[tuple[Any, ...]]:
         started = time.perf_counter()
         try:
-            return self._conn.execute(query, params)
+            cur = self._conn.execute(query, params)
+            self._rowcount = cur.rowcount
+            return cur
         except pg_errors.LockNotAvailable as exc:
             raise StatementCancelled(
                 f"statement on {self._label} cancelled: it waited for a lock longer than the"
@@ -184,6 +191,7 @@ class LocalSqlTarget(SqlTarget):
         *,
         statement_timeout_ms: int = DEFAULT_CUSTOMER_STATEMENT_TIMEOUT_MS,
         lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
+        commit: bool = False,
     ) -> Iterator[SqlSession]:
         limits = SessionLimits(statement_timeout_ms, lock_timeout_ms)
         label = f"server {server_id}"
@@ -206,6 +214,11 @@ class LocalSqlTarget(SqlTarget):
                 (str(limits.statement_timeout_ms), str(limits.lock_timeout_ms)),
             )
             yield session
+            if commit:
+                try:
+                    conn.commit()
+                except psycopg.Error as exc:
+                    raise EngineError(f"statement on {label} failed at commit: {first_line(exc)}") from exc
         finally:
             with contextlib.suppress(psycopg.Error):
                 conn.rollback()

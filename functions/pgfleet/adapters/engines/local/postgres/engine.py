@@ -237,6 +237,18 @@ class LocalPostgresEngine(LogicalReplication, Engine):
         self.paths(server_id)  # validates the id
         return self._limits.release(server_id)
 
+    def limit_backend(
+        self, server_id: str, pid: int, cpu_percent: float | None, io_mbps: float | None
+    ) -> tuple[list[str], list[str]]:
+        paths = self.paths(server_id)
+        if pid not in postmaster.postgres_processes_in(paths.data):
+            return [], [f"process {pid} is not a backend of {server_id}"]
+        return self._limits.place_backend(server_id, pid, cpu_percent, io_mbps, paths.data)
+
+    def release_backend(self, server_id: str, pid: int) -> None:
+        self.paths(server_id)
+        self._limits.release_backend(server_id, pid)
+
     def database_admin(self, server_id: str) -> DatabaseAdmin:
         """Tenants, quotas and usage of the server, over its private socket; logical dumps go
         to `<home>/logical-backups/<server_id>/`."""

@@ -1,0 +1,149 @@
+"""`POST /api/v1/maintenance/cleanup/data`: records past their retention, counted, then
+deleted (a dry run counts exactly what the run deletes, by the same query).
+
+- AUDIT: the history store's `audit` stream. An audit event younger than the legal retention
+  (LEGAL_AUDIT_RETENTION_DAYS, or the platform's own `audit_retention_days` when longer) is
+  never deleted, whatever the request says: a shorter custom retention is raised to it, and
+  the result says so.
+- MONITORING: metric samples (`metrics`, `metrics_hour`), lock captures and deadlocks
+  (`locks`, `deadlocks`), statement snapshots (`statements`), API metrics (`api_metrics`).
+- SESSION: rate-limit windows past their expiry (platform-wide: a platform admin's call), and
+  the platform's own idle sessions (`application_name` pgfleet...) on the servers in scope,
+  idle longer than the retention.
+- BACKUP: backups past retention, removed with the backup tool's own expiry (`pgbackrest
+  expire` through the backup engine); a custom retention counts from when each finished, and
+  a full backup that a kept backup depends on stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pgfleet.core.auth import Principal, tenant_scope
+from pgfleet.core.context import Ports
+from pgfleet.core.errors import EngineError, InvalidState
+from pgfleet.core.models import new_id
+from pgfleet.domains import archive, servers
+from pgfleet.domains.maintenance import sql as q
+from pgfleet.domains.maintenance.models import DataCleanupRequest
+
+# PCI DSS v4.0 requirement 10.5.1: audit log history is kept for at least 12 months.
+LEGAL_AUDIT_RETENTION_DAYS = 365
+MONITORING_STREAMS = ("metrics", "metrics_hour", "locks", "deadlocks", "statements", "api_metrics")
+DEFAULT_DAYS = {"AUDIT": LEGAL_AUDIT_RETENTION_DAYS, "MONITORING": 30, "SESSION": 1, "BACKUP": None}
+MB = 1024 * 1024
+
+
+def _result(category: str, identified: int, deleted: int, size: int, days: float | None, status: str,
+            details: str) -> dict[str, Any]:  # fmt: skip
+    return {
+        "category": category, "records_identified": identified, "records_deleted": deleted,
+        "space_freed_mb": round(size / MB, 4), "retention_period_days": days if days is not None else 0,
+        "status": status, "details": details,
+    }  # fmt: skip
+
+
+def _history(ports: Ports, category: str, streams: tuple[str, ...], days: float, tenant: str | None,
+             dry_run: bool, note: str = "") -> dict[str, Any]:  # fmt: skip
+    before = datetime.now(UTC) - timedelta(days=days)
+    counts, total, size = [], 0, 0
+    for stream in streams:
+        n, b = ports.history.purge(stream, before, tenant_id=tenant, dry_run=dry_run)
+        total, size = total + n, size + b
+        if n:
+            counts.append(f"{stream} {n}")
+    details = f"records before {before.isoformat(timespec='seconds')}: " + (", ".join(counts) or "none")
+    return _result(category, total, 0 if dry_run else total, size, days, "COMPLETED", details + note)
+
+
+def _sessions(
+    ports: Ports, caller: Principal, tenant: str | None, days: float, dry_run: bool
+) -> dict[str, Any]:
+    found, size, lines = 0, 0, []
+    if caller.is_platform_admin and tenant is None:
+        n, size = ports.rate_counter.sweep_expired(int(datetime.now(UTC).timestamp()), dry_run=dry_run)
+        found += n
+        lines.append(f"{n} expired rate-limit window(s)")
+    idle = 0
+    for target in servers.targets(ports, caller, None, tenant):
+        with contextlib.suppress(EngineError, InvalidState):
+            with ports.sql.session(target.target_id, statement_timeout_ms=5_000) as session:
+                pids = [r[0] for r in session.fetch_all(q.PLATFORM_IDLE_SESSIONS, (days * 86400,))]
+                if not dry_run:
+                    for pid in pids:
+                        session.execute(q.TERMINATE, (pid,))
+                idle += len(pids)
+    found += idle
+    lines.append(f"{idle} platform session(s) idle longer than {days:g} day(s)")
+    return _result("SESSION", found, 0 if dry_run else found, size, days, "COMPLETED", "; ".join(lines))
+
+
+def _backups(ports: Ports, tenant: str | None, days: float | None, dry_run: bool) -> dict[str, Any]:
+    now = datetime.now(UTC)
+
+    def past(record: dict[str, Any], at: datetime) -> bool:
+        if days is None:
+            return archive.records.expired(record, at)
+        when = record.get("finished_at") or record.get("created_at")
+        return (
+            bool(when)
+            and datetime.fromisoformat(str(when).replace("Z", "+00:00")) + timedelta(days=days) <= at
+        )
+
+    due = archive.records.expirable(ports, now, tenant_id=tenant, is_expired=past)
+    size = sum(int(r.get("repo_size_bytes") or 0) for r in due)
+    policy = (
+        f"finished more than {days:g} day(s) ago" if days is not None else "past each backup's own retention"
+    )
+    if dry_run or not due:
+        return _result("BACKUP", len(due), 0, size, days, "COMPLETED", f"{len(due)} backup(s) {policy}")
+    lines = archive.records.expire_due(ports, now, tenant_id=tenant, is_expired=past)
+    deleted = sum(1 for line in lines if line.startswith("expired") or "backup record(s) removed" in line)
+    status = "COMPLETED" if deleted >= len(due) else "FAILED"
+    return _result("BACKUP", len(due), deleted, size, days, status, "; ".join(lines)[:2000])
+
+
+def run(ports: Ports, caller: Principal, body: DataCleanupRequest) -> dict[str, Any]:
+    tenant = tenant_scope(caller, body.tenant_id)
+    custom = body.custom_retention_policies or {}
+    results = []
+    for category in dict.fromkeys(body.categories):
+        asked = custom.get(category)
+        if category == "AUDIT":
+            legal = max(LEGAL_AUDIT_RETENTION_DAYS, ports.settings.audit_retention_days)
+            days = max(float(asked), legal) if asked is not None else float(legal)
+            note = (
+                f"; the requested {asked:g} day(s) is below the legal retention of {legal} days: {legal} kept"
+                if asked is not None and asked < legal
+                else ""
+            )
+            results.append(_history(ports, category, ("audit",), days, tenant, body.dry_run, note))
+        elif category == "MONITORING":
+            days = float(asked) if asked is not None else float(DEFAULT_DAYS["MONITORING"] or 30)
+            results.append(_history(ports, category, MONITORING_STREAMS, days, tenant, body.dry_run))
+        elif category == "SESSION":
+            days = float(asked) if asked is not None else 1.0
+            results.append(_sessions(ports, caller, tenant, days, body.dry_run))
+        else:
+            results.append(_backups(ports, tenant, float(asked) if asked is not None else None, body.dry_run))
+    failed = any(r["status"] == "FAILED" for r in results)
+    return {
+        "cleanup_id": new_id("mcl"),
+        "status": "FAILED" if failed else ("DRY_RUN" if body.dry_run else "COMPLETED"),
+        "results": results,
+        "summary": {
+            "dry_run": body.dry_run,
+            "total_identified": sum(r["records_identified"] for r in results),
+            "total_deleted": sum(r["records_deleted"] for r in results),
+            "total_space_freed_mb": round(sum(r["space_freed_mb"] for r in results), 4),
+        },
+    }
+
+
+def for_task(ports: Ports, tenant_id: str) -> dict[str, Any]:
+    """A CLEANUP task's run: monitoring history past 30 days, of its tenant."""
+    tenant = None if tenant_id == "*" else tenant_id
+    result = _history(ports, "MONITORING", MONITORING_STREAMS, 30.0, tenant, False)
+    return {"status": "COMPLETED", "rows": result["records_deleted"], "details": result["details"]}
