@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from tests.helpers import LocalStack, running_stack, wait_for
+from tests.receivers import http_receiver
 
 M = "/api/v1/maintenance"
 
@@ -307,3 +308,100 @@ def test_a_cron_task_fires_on_its_own(stack: LocalStack, token: str, instance: d
     print("cron fired", (started - due).total_seconds() if started else None, "s after its time")
     status, _ = stack.request("DELETE", f"{M}/tasks/{created['taskId']}", token=token)
     assert status == 200
+
+
+def test_a_task_waits_on_a_lock_retries_and_notifies(
+    stack: LocalStack, token: str, instance: dict[str, Any]
+) -> None:
+    """requiresExclusiveLock: a statement blocked by a session's lock gives up at lock_timeout
+    and is retried; the task's notificationSettings reach its channel through the monitoring
+    API's notification delivery."""
+    uri = instance["credentials"]["uri"]
+    _bloat(uri, "locked", 50_000)
+    with http_receiver() as http:
+        channel = {"type": "WEBHOOK", "name": "maintenance hook",
+                   "configuration": {"url": http.url("/maintenance"), "secret": "maintenance-secret-0123"}}  # fmt: skip
+        status, made = stack.request("POST", "/api/v1/monitoring/notifications/channels", channel, token)
+        assert status == 201, made
+        task = {"taskName": "locked vacuum", "taskType": "VACUUM", "targetId": instance["id"],
+                "schedule": {"frequency": "DAILY", "cronExpression": "0 4 * * *"},
+                "configuration": {"requiresExclusiveLock": True, "retryAttempts": 2, "retryDelay": 0.05,
+                                  "notificationSettings": {"onSuccess": True, "onFailure": True,
+                                                           "recipients": [made["channelId"]]}}}  # fmt: skip
+        status, created = stack.request("POST", f"{M}/tasks", task, token)
+        assert status == 201, created
+        with psycopg.connect(uri, connect_timeout=5) as holder:
+            holder.execute("LOCK TABLE public.locked IN SHARE UPDATE EXCLUSIVE MODE")
+            status, started = stack.request(
+                "POST", f"{M}/tasks/{created['taskId']}/execute", {"overrideSchedule": True}, token
+            )
+            assert status == 202, started
+            failed = _wait_execution(stack, token, started["executionId"])
+            holder.rollback()
+        print("locked:", failed["status"], failed["attempts"], failed["errorMessage"])
+        assert failed["status"] == "FAILED" and failed["attempts"] == 3, failed
+        assert (
+            "lock_timeout of 2000 ms" in failed["errorMessage"] and "public.locked" in failed["errorMessage"]
+        )
+        hook = http.wait_for_request("/maintenance", timeout=60)
+        assert "locked vacuum" in hook.raw.decode() and "FAILED" in hook.raw.decode()
+
+        status, again = stack.request(
+            "POST", f"{M}/tasks/{created['taskId']}/execute", {"overrideSchedule": True}, token
+        )
+        done = _wait_execution(stack, token, again["executionId"])
+        assert done["status"] == "COMPLETED" and done["attempts"] == 1, done
+        success = http.wait_for_request("/maintenance", count=2, timeout=60)
+        assert "COMPLETED" in success.raw.decode()
+
+
+def test_optimize_outside_its_window_waits_for_it(
+    stack: LocalStack, token: str, instance: dict[str, Any]
+) -> None:
+    body = {"targetId": instance["id"], "optimizationType": "ANALYZE", "maintenanceWindow": _outside_now()}
+    status, waiting = stack.request("POST", f"{M}/optimize/database", body, token)
+    assert status == 202 and waiting["status"] == "INITIATED" and waiting["scheduledFor"], waiting
+    assert waiting["operationId"] is None
+    status, again = stack.request("GET", f"{M}/optimize/database/{waiting['optimizationId']}", token=token)
+    assert again["status"] == "INITIATED", again
+
+
+def test_cleanup_of_backups_and_sessions(stack: LocalStack, token: str, instance: dict[str, Any]) -> None:
+    path = f"/api/v1/postgres/single/{instance['id']}"
+    stack.wait_first_backup(path, token)
+    status, second = stack.request("POST", f"{path}/backup", {"type": "full"}, token)
+    assert status == 202, second
+    stack.wait_operation(second["operation_id"], token, timeout=180)
+    request = {"categories": ["BACKUP", "SESSION"], "dryRun": True, "customRetentionPolicies": {"BACKUP": 0}}
+    status, dry = stack.request("POST", f"{M}/cleanup/data", request, token)
+    assert status == 200, dry
+    backup, session = dry["results"]
+    assert backup["recordsIdentified"] == 1 and backup["recordsDeleted"] == 0, backup  # the newest full stays
+    assert session["status"] == "COMPLETED", session
+    status, done = stack.request("POST", f"{M}/cleanup/data", {**request, "dryRun": False}, token)
+    assert status == 200 and done["results"][0]["recordsDeleted"] == 1, done
+    status, listed = stack.request("GET", f"{path}/backups", token=token)
+    assert [b["backup_id"] for b in listed["backups"]] == [second["backup_id"]], listed
+
+
+def test_backup_and_cleanup_tasks(stack: LocalStack, token: str, instance: dict[str, Any]) -> None:
+    made = {}
+    for kind in ("BACKUP", "CLEANUP"):
+        body = {"taskName": f"{kind.lower()} task", "taskType": kind, "targetId": instance["id"],
+                "schedule": {"frequency": "WEEKLY", "cronExpression": "0 5 * * 6"}}  # fmt: skip
+        status, created = stack.request("POST", f"{M}/tasks", body, token)
+        assert status == 201 and created["scheduleExpression"] == "cron(0 5 ? * 7 *)", created
+        made[kind] = created
+    status, started = stack.request(
+        "POST", f"{M}/tasks/{made['BACKUP']['taskId']}/execute", {"overrideSchedule": True}, token
+    )
+    done = _wait_execution(stack, token, started["executionId"], timeout=240)
+    assert done["status"] == "COMPLETED", done
+    (step,) = done["statements"]
+    status, listed = stack.request("GET", f"/api/v1/postgres/single/{instance['id']}/backups", token=token)
+    assert step["backup_id"] in [b["backup_id"] for b in listed["backups"]], (step, listed)
+    status, started = stack.request(
+        "POST", f"{M}/tasks/{made['CLEANUP']['taskId']}/execute", {"overrideSchedule": True}, token
+    )
+    done = _wait_execution(stack, token, started["executionId"])
+    assert done["status"] == "COMPLETED" and "records before" in done["statements"][0]["details"], done

@@ -11,8 +11,9 @@ deleted (a dry run counts exactly what the run deletes, by the same query).
   the platform's own idle sessions (`application_name` pgfleet...) on the servers in scope,
   idle longer than the retention.
 - BACKUP: backups past retention, removed with the backup tool's own expiry (`pgbackrest
-  expire` through the backup engine); a custom retention counts from when each finished, and
-  a full backup that a kept backup depends on stays.
+  expire` through the backup engine); a custom retention counts from when each finished; a
+  full backup that a kept backup depends on stays, and so does the newest full backup of each
+  live server (its restore point).
 """
 
 from __future__ import annotations
@@ -80,10 +81,27 @@ def _sessions(
     return _result("SESSION", found, 0 if dry_run else found, size, days, "COMPLETED", "; ".join(lines))
 
 
+def _latest_fulls(ports: Ports, tenant: str | None) -> set[str]:
+    """The newest completed full backup of each live resource: its restore point stays."""
+    newest: dict[str, dict[str, Any]] = {}
+    for record in ports.store.every(archive.records.KIND, tenant_id=tenant):
+        if record["status"] != "completed" or record.get("logical") or record.get("type") != "full":
+            continue
+        best = newest.get(record["stanza"])
+        if best is None or str(record.get("finished_at") or "") > str(best.get("finished_at") or ""):
+            newest[record["stanza"]] = record
+    return {
+        r["id"] for r in newest.values() if ports.store.get(r["resource_kind"], r["parent_id"]) is not None
+    }
+
+
 def _backups(ports: Ports, tenant: str | None, days: float | None, dry_run: bool) -> dict[str, Any]:
     now = datetime.now(UTC)
+    kept = _latest_fulls(ports, tenant)
 
     def past(record: dict[str, Any], at: datetime) -> bool:
+        if record["id"] in kept:
+            return False
         if days is None:
             return archive.records.expired(record, at)
         when = record.get("finished_at") or record.get("created_at")
@@ -100,7 +118,9 @@ def _backups(ports: Ports, tenant: str | None, days: float | None, dry_run: bool
     if dry_run or not due:
         return _result("BACKUP", len(due), 0, size, days, "COMPLETED", f"{len(due)} backup(s) {policy}")
     lines = archive.records.expire_due(ports, now, tenant_id=tenant, is_expired=past)
-    deleted = sum(1 for line in lines if line.startswith("expired") or "backup record(s) removed" in line)
+    # one line per record forgotten ("expired backup ...", "expired logical backup ..."); the
+    # backup tool's own lines ("expired <label> from stanza ...") say what it removed
+    deleted = sum(1 for line in lines if line.startswith(("expired backup ", "expired logical backup ")))
     status = "COMPLETED" if deleted >= len(due) else "FAILED"
     return _result("BACKUP", len(due), deleted, size, days, status, "; ".join(lines)[:2000])
 

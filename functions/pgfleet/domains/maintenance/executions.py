@@ -37,6 +37,7 @@ from pgfleet.core import operations
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import Conflict, EngineError, InvalidState, NotFound
+from pgfleet.core.leases import lease_kept
 from pgfleet.core.models import new_id, utcnow_iso
 from pgfleet.core.operations import StepContext, Workflow
 from pgfleet.domains import backups, monitoring, notifications, performance, servers
@@ -524,7 +525,9 @@ def _platform_statement(
     out: dict[str, Any] = {"size_before": before_size, "size_after": after_size}
     if before_size is not None and after_size is not None:
         out["space_reclaimed"] = before_size - after_size
-    if item.action.startswith("VACUUM") and before_dead is not None and after_dead is not None:
+    if item.action == "VACUUM_FULL" and before_dead is not None:
+        out["rows"] = before_dead  # the rewrite copies the live rows only (its statistics keep the old count)
+    elif item.action.startswith("VACUUM") and before_dead is not None and after_dead is not None:
         out["rows"] = max(0, before_dead - after_dead)
     return out
 
@@ -659,7 +662,8 @@ def _notify(ports: Ports, record: dict[str, Any]) -> None:
 
 
 def _run_step(ctx: StepContext) -> str:
-    return run(ctx.ports, str(ctx.params["execution_id"]))
+    with lease_kept(ctx):  # a run may outlast the operation's lease (LEASE_SECONDS)
+        return run(ctx.ports, str(ctx.params["execution_id"]))
 
 
 def _failed(ctx: StepContext, error: str) -> None:

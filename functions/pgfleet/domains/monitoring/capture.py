@@ -212,7 +212,7 @@ def resources(backend_pid: int, data_directory: str) -> Resources:
 class BackendUsage:
     """One backend's own counters (maintenance measures its runs with them)."""
 
-    cpu_seconds: float  # utime + stime
+    cpu_seconds: float  # time on a CPU: /proc/<pid>/schedstat (ns), else utime + stime
     io_bytes: int | None  # read_bytes + write_bytes of /proc/<pid>/io: what reached storage
     memory_bytes: int  # Pss (or RSS)
     server: Resources  # the whole server's, at the same moment
@@ -234,8 +234,12 @@ def backend_usage(backend_pid: int, data_directory: str) -> BackendUsage | None:
             if ": " in line
         )
         io = int(counters["read_bytes"]) + int(counters["write_bytes"])
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        # nanoseconds on a CPU (the scheduler's own count: finer than utime/stime's clock ticks)
+        cpu = max(cpu, int((PROC / str(backend_pid) / "schedstat").read_text().split()[0]) / 1e9)
     return BackendUsage(
-        cpu_seconds=(int(fields[11]) + int(fields[12])) / ticks,
+        cpu_seconds=cpu,
         io_bytes=io,
         memory_bytes=_memory_of(backend_pid, fields),
         server=resources(backend_pid, data_directory),
