@@ -42,7 +42,9 @@ def _build(uri: str, where: str) -> int:
     return _size(uri)
 
 
-def _optimize(stack: Any, token: str, iid: str, full: bool) -> tuple[dict[str, Any], dict[str, Any], list[float]]:
+def _optimize(
+    stack: Any, token: str, iid: str, full: bool
+) -> tuple[dict[str, Any], dict[str, Any], list[float]]:
     body = {"targetId": iid, "optimizationType": "VACUUM", "allowVacuumFull": full}
     status, started = stack.request("POST", f"{M}/optimize/database", body, token)
     assert status == 202, started
@@ -58,7 +60,9 @@ def _optimize(stack: Any, token: str, iid: str, full: bool) -> tuple[dict[str, A
     return execution, result, seen
 
 
-def _vacuum_case(stack: Any, token: str, instance: dict[str, Any], label: str, where: str, full: bool) -> None:
+def _vacuum_case(
+    stack: Any, token: str, instance: dict[str, Any], label: str, where: str, full: bool
+) -> None:
     uri = instance["credentials"]["uri"]
     before = _build(uri, where)
     execution, result, seen = _optimize(stack, token, instance["id"], full)
@@ -72,7 +76,9 @@ def _vacuum_case(stack: Any, token: str, instance: dict[str, Any], label: str, w
     print(f"  status {execution['status']}, duration {execution['duration']} s, rows (dead tuples removed) "
           f"{execution['rowsAffected']}, progress seen while running {sorted(set(seen))[:12]}")  # fmt: skip
     print(f"  resource use {execution['resourceUsage']}, performanceImpact {execution['performanceImpact']}")
-    print(f"  choice: {result['summary']['choices'][0]['sql']} -- {result['summary']['choices'][0]['reason']}")
+    print(
+        f"  choice: {result['summary']['choices'][0]['sql']} -- {result['summary']['choices'][0]['reason']}"
+    )
 
 
 def _cron(stack: Any, token: str, iid: str) -> None:
@@ -109,12 +115,21 @@ def _cron(stack: Any, token: str, iid: str) -> None:
 def main() -> None:
     with local_stack() as stack:
         token = stack.token("operator", "bench")
-        status, instance = stack.request("POST", "/api/v1/postgres/single", {"name": "bench-maint", "memory": 4096}, token)
+        status, instance = stack.request(
+            "POST", "/api/v1/postgres/single", {"name": "bench-maint", "memory": 4096}, token
+        )
         assert status == 202, instance
         stack.wait_operation(instance["operation_id"], token, timeout=180)
         _vacuum_case(stack, token, instance, "VACUUM, newest 30% deleted", f"id > {int(ROWS * 0.7)}", False)
         _vacuum_case(stack, token, instance, "VACUUM, every third row deleted", "id % 3 = 0", False)
-        _vacuum_case(stack, token, instance, "VACUUM FULL (allowVacuumFull), every third row deleted", "id % 3 = 0", True)
+        _vacuum_case(
+            stack,
+            token,
+            instance,
+            "VACUUM FULL (allowVacuumFull), every third row deleted",
+            "id % 3 = 0",
+            True,
+        )
         _cron(stack, token, instance["id"])
         stack.request("DELETE", f"/api/v1/postgres/single/{instance['id']}", token=token)
 
