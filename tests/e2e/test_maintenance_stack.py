@@ -116,6 +116,8 @@ def test_a_nightly_vacuum_task_dry_run_and_execution(
     assert done["status"] == "COMPLETED", done
     after = _size(uri, "orders")
     print("vacuum:", done["rowsAffected"], "rows,", done["spaceReclaimed"], "bytes,", done["resourceUsage"])
+    print("limits:", done["resourceLimitsApplied"])
+    assert "CPU 80% of one core (cgroup v1 cpu quota)" in done["resourceLimitsApplied"]
     assert done["rowsAffected"] >= 60_000
     assert done["spaceReclaimed"] >= before - after - 65536 and done["spaceReclaimed"] > 0.2 * before
     assert done["progress"] == 100.0
