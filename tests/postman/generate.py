@@ -158,6 +158,14 @@ BODY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
         "dryRun": True,
         "maintenanceWindow": None,
     },
+    # A reload-level change of the Setup instance (a restart-level one has its own e2e).
+    ("PUT", "/api/v1/system/configuration"): {
+        "section": "DATABASE",
+        "targetId": "{{instanceId}}",
+        "configuration": {"work_mem": "8MB"},
+        "applyImmediately": False,
+        "scheduleRestart": None,
+    },
     ("POST", "/api/v1/maintenance/tasks"): {
         **POSTMAN_TASK,
         "taskSQL": None,

@@ -47,9 +47,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "tenant_admin": frozenset({ALL}),
     "operator": frozenset(
         {f"{area}:*" for area in RESOURCE_AREAS if area != "operations"}
-        | {"operations:read", "incidents:read"}
+        | {"operations:read", "incidents:read", "system:read", "system:configure"}
     ),
-    "viewer": frozenset({f"{area}:read" for area in RESOURCE_AREAS} | {"incidents:read"}),
+    "viewer": frozenset({f"{area}:read" for area in RESOURCE_AREAS} | {"incidents:read", "system:read"}),
     # Security analyst: threats and investigations, incidents, vulnerabilities, the audit trail.
     "security_analyst": frozenset(
         {"security:*", "incidents:*", "audit:read", "monitoring:read", "postgres:read", "operations:read"}

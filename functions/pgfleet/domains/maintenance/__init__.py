@@ -13,4 +13,6 @@ DOMAIN = Domain(
     tasks={tasks.FIRE_TASK: executions.fire_task, executions.START_TASK: executions.start_waiting},
 )
 
-__all__ = ["DOMAIN"]
+in_progress = executions.in_progress
+
+__all__ = ["DOMAIN", "in_progress"]

@@ -679,3 +679,15 @@ WORKFLOWS = (Workflow(RUN, (("run", _run_step),), _failed),)
 
 def since(days: float) -> datetime:
     return datetime.now(UTC) - timedelta(days=days)
+
+
+def in_progress(ports: Ports, tenant_id: str | None) -> list[str]:
+    """What maintenance runs now (a tenant's, or every tenant's when None): one line each, for
+    `system/status` (MAINTENANCE)."""
+    records, _ = ports.store.page(
+        KIND, tenant_id=tenant_id, filters={"status": "RUNNING"}, page=1, page_size=20
+    )
+    return [
+        f"maintenance {r['task_name']} ({r['id']}) runs on {', '.join(r.get('targets') or []) or 'its scope'}"
+        for r in records
+    ]

@@ -5,7 +5,7 @@ expiry sweep). The OpenAPI document and Swagger UI are served by the api handler
 domain's routes."""
 
 from pgfleet.core.domain import Domain, Mount
-from pgfleet.domains.platform import routes, schedules
+from pgfleet.domains.platform import health, routes, schedules
 
 DOMAIN = Domain(
     name="platform",
@@ -14,4 +14,6 @@ DOMAIN = Domain(
     schedules=(schedules.HISTORY_EXPIRY_SCHEDULE,),
 )
 
-__all__ = ["DOMAIN"]
+detailed_health = health.detailed
+
+__all__ = ["DOMAIN", "detailed_health"]

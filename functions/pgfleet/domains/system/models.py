@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from pgfleet.core.paging import Pagination
-from pgfleet.core.wire import CamelModel
+from pgfleet.core.wire import CamelModel, StrictCamelModel
 
 AuditResult = Literal["SUCCESS", "FAILURE", "PARTIAL"]
 
@@ -63,3 +63,63 @@ class AuditTrailResponse(CamelModel):
     events: list[AuditEvent]
     pagination: Pagination
     summary: AuditSummary
+
+
+# --- configuration and status -------------------------------------------------------------------
+
+Section = Literal["DATABASE"]
+
+
+class UpdateConfigurationRequest(StrictCamelModel):
+    section: Section = Field(
+        description="DATABASE: a server's PostgreSQL settings (targetId), by the seed's names or their own."
+    )
+    configuration: dict[str, Any] = Field(min_length=1, max_length=50)
+    target_id: str | None = Field(default=None, pattern=r"^pg[ic]-[0-9a-f]{12}$")
+    apply_immediately: bool = Field(
+        default=False, description="Restart now (an operation) when a setting needs it; else it waits."
+    )
+    schedule_restart: str | None = Field(
+        default=None, description="ISO 8601: restart then (an at() schedule)."
+    )
+
+
+class SystemConfigurationResponse(CamelModel):
+    database: dict[str, Any] | None = Field(
+        description="The target's settings (seed names, then every setting read under `settings`); null without targetId."
+    )
+    database_note: str | None = None
+
+
+class UpdateConfigurationResponse(CamelModel):
+    section: str
+    target_id: str
+    applied: dict[str, str] = Field(description="Settings in effect now (reloaded).")
+    pending_restart: list[str]
+    operation_id: str | None
+    scheduled_restart: str | None
+    previous: dict[str, str]
+    message: str
+    database: dict[str, Any]
+
+
+class ComponentStatus(CamelModel):
+    component: str
+    status: str
+    version: str | None = None
+    last_check: str
+    details: dict[str, Any]
+
+
+class VersionInfo(CamelModel):
+    control_plane: str
+    api: str
+    postgres_versions: list[str]
+
+
+class SystemStatusResponse(CamelModel):
+    overall: Literal["HEALTHY", "WARNING", "CRITICAL", "MAINTENANCE", "UNKNOWN"]
+    components: list[ComponentStatus]
+    version: VersionInfo
+    uptime: float = Field(description="Seconds since the API process answering started.")
+    last_restart: str

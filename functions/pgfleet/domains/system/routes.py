@@ -11,9 +11,17 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from pgfleet.core.domain import requires
 from pgfleet.core.paging import DEFAULT_PAGE_SIZE, PageNumber, PageQuery, PageSize
 from pgfleet.core.routing import ports, principal
+from pgfleet.core.scope_params import Node, TargetId
 from pgfleet.core.time_range import FORMS
-from pgfleet.domains.system import service
-from pgfleet.domains.system.models import AuditTrailResponse
+from pgfleet.domains import servers
+from pgfleet.domains.system import configuration, service, status
+from pgfleet.domains.system.models import (
+    AuditTrailResponse,
+    SystemConfigurationResponse,
+    SystemStatusResponse,
+    UpdateConfigurationRequest,
+    UpdateConfigurationResponse,
+)
 
 router = Router()
 
@@ -52,3 +60,51 @@ def audit_trail(
         time_range_text=time_range,
         query=PageQuery(page=page, page_size=page_size),
     )
+
+
+@router.get(
+    "/configuration", summary="A server's PostgreSQL settings (pg_settings, the seed's names and any GUC)"
+)
+@requires("system:read")
+def get_configuration(
+    target_id: TargetId = None,
+    node: Node = None,
+    settings: Annotated[
+        str | None, Query(max_length=2000, description="More settings by their own names, comma-separated.")
+    ] = None,
+) -> SystemConfigurationResponse:
+    if target_id is None:
+        return SystemConfigurationResponse(
+            database=None,
+            database_note="section DATABASE is a server's: give targetId (and node for a cluster member)",
+        )
+    (target,) = servers.targets(ports(), principal(router), target_id, None, node, what="its settings")
+    extra = [s.strip().lower() for s in (settings or "").split(",") if s.strip()]
+    return SystemConfigurationResponse(database=configuration.database_section(ports(), target, extra))
+
+
+@router.put(
+    "/configuration",
+    summary="Change settings, validated against pg_settings: reloaded now, or restarted (now, at a time, or later)",
+)
+@requires("system:configure")
+def put_configuration(body: UpdateConfigurationRequest) -> UpdateConfigurationResponse:
+    return UpdateConfigurationResponse.model_validate(
+        configuration.update(
+            ports(),
+            principal(router),
+            body.target_id,
+            body.configuration,
+            body.apply_immediately,
+            body.schedule_restart,
+        )
+    )
+
+
+@router.get(
+    "/status",
+    summary="The platform's components and the servers in scope; MAINTENANCE while maintenance runs",
+)
+@requires("system:read")
+def get_status() -> SystemStatusResponse:
+    return SystemStatusResponse.model_validate(status.read(ports(), principal(router)))
