@@ -25,6 +25,7 @@ from typing import Any
 from pgfleet.core import schedule_expressions
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
+from pgfleet.core.errors import ValidationFailed
 from pgfleet.domains.maintenance import executions, tasks, windows
 from pgfleet.domains.maintenance.models import TaskUpdate
 
@@ -210,9 +211,27 @@ def optimize(ports: Ports, caller: Principal, body: Any) -> dict[str, Any]:
     before_runs = runs(ports, found, now, horizon)
     before = conflicts(before_runs, tenant_windows, max_concurrent)
     in_conflict = {tid for c in before for tid in c["affected_tasks"]}
-    excluded = [
-        (executions.parse(r.start), executions.parse(r.end)) for r in body.constraints.excluded_time_ranges
-    ]
+    excluded = []
+    for n, r in enumerate(body.constraints.excluded_time_ranges):
+        try:
+            start, end = executions.parse(r.start), executions.parse(r.end)
+        except ValueError:
+            raise ValidationFailed(
+                f"constraints.excludedTimeRanges[{n}]: start and end are ISO 8601 times",
+                details={"field": f"constraints.excludedTimeRanges.{n}"},
+            ) from None
+        if start is None or end is None:
+            raise ValidationFailed(
+                f"constraints.excludedTimeRanges[{n}]: give start and end",
+                details={"field": f"constraints.excludedTimeRanges.{n}"},
+            )
+        start, end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
+        if end <= start:
+            raise ValidationFailed(
+                f"constraints.excludedTimeRanges[{n}]: its end is not after its start",
+                details={"field": f"constraints.excludedTimeRanges.{n}"},
+            )
+        excluded.append((start, end))
     movable = [t for t in found if t["id"] in in_conflict and t.get("is_enabled")
                and str(t.get("schedule_expression", "")).startswith("cron(")]  # fmt: skip
     fixed = [r for r in before_runs if r.task["id"] not in {t["id"] for t in movable}]

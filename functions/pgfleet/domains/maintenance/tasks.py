@@ -97,7 +97,7 @@ def aws_cron(expression: str) -> str:
         schedule_expressions.validate(aws)
         if schedule_expressions.next_after(aws, datetime.now(UTC)) is None:
             raise schedule_expressions.ExpressionError("it never runs again")
-    except schedule_expressions.ExpressionError as exc:
+    except (schedule_expressions.ExpressionError, ValueError, IndexError) as exc:
         raise ValidationFailed(
             f"schedule.cronExpression {expression!r} is not valid: {exc}",
             details=[{"field": "schedule.cronExpression", "message": str(exc)}],
