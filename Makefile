@@ -12,7 +12,7 @@ export PGFLEET_HOME
 APT_PACKAGES := postgresql-15 postgresql-client-15 postgresql-15-hypopg etcd-server pgbackrest pgbouncer util-linux prometheus haproxy rsync libpq-dev python3-dev gcc poppler-utils
 REQUIRED_BINARIES := /usr/lib/postgresql/15/bin/postgres /usr/lib/postgresql/15/lib/hypopg.so /usr/bin/etcd /usr/bin/pgbackrest /usr/sbin/pgbouncer /usr/sbin/runuser /usr/bin/prometheus /usr/sbin/haproxy /usr/bin/rsync /usr/bin/pg_config /usr/bin/gcc /usr/bin/pdftoppm
 
-.PHONY: help install system-packages up down status token test unit lint bench clean provider node-tools postman
+.PHONY: help install postgres-access system-packages up down status token test unit lint bench clean provider node-tools postman
 
 help:
 	@echo "make up      start the local stack (moto, gateway, worker, ticker) in the background"
@@ -72,7 +72,21 @@ node-tools:
 	npm install --prefix $(NODE_PREFIX) --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
 	  $(NODE_TOOLS) >/dev/null && echo "$(NODE_TOOLS)" > $(NODE_PREFIX)/.installed
 
-install: system-packages $(VENV)/.installed node-tools
+# The servers run as the `postgres` OS user, and so do the tools they call (Barman, as
+# archive_command): that user must reach this checkout and the venv's interpreter, whose
+# prefix may sit under a home directory closed to others (/root is 0700). Each closed
+# directory above them gets o+x (passage only, no listing); nothing else changes.
+postgres-access: system-packages $(VENV)/.installed
+	@[ "$$(id -u)" = 0 ] || exit 0; \
+	for start in "$$(readlink -f $(PY))" "$(CURDIR)/$(VENV)/bin"; do \
+	  d="$$start"; while [ "$$d" != / ]; do d=$$(dirname "$$d"); \
+	    [ -n "$$(find "$$d" -maxdepth 0 ! -perm -o+x)" ] && { echo "o+x on $$d (for the postgres user)"; chmod o+x "$$d"; }; \
+	  done; \
+	done; \
+	runuser -u postgres -- $(PY) -c 'import barman' 2>/dev/null || runuser -u postgres -- $(PY) -c pass || \
+	  { echo "the postgres user cannot run $(PY)" >&2; exit 1; }
+
+install: system-packages $(VENV)/.installed node-tools postgres-access
 
 up: install
 	$(VENV)/bin/pgfleet up

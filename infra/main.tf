@@ -41,6 +41,7 @@ locals {
     "pgfleet-performance-snapshot" = { expression = "rate(5 minutes)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-performance-snapshot\"], \"detail\": {\"task\": \"performance_snapshot\"}}" }
     "pgfleet-backup-expiry"        = { expression = "rate(1 hour)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-backup-expiry\"], \"detail\": {\"task\": \"backup\", \"action\": \"expire\"}}" }
     "pgfleet-history-expiry"       = { expression = "rate(1 hour)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-history-expiry\"], \"detail\": {\"task\": \"history_expiry\"}}" }
+    "pgfleet-capacity-capture"     = { expression = "rate(1 hour)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-capacity-capture\"], \"detail\": {\"task\": \"capacity.capture\"}}" }
   }
 
   # What functions/pgfleet/core/settings.py reads.

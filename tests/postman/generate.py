@@ -91,6 +91,7 @@ FIXTURES = {
     "execution_id": "executionId",
     "optimization_id": "optimizationId",
     "window_id": "windowId",
+    "thresholdId": "thresholdId",
 }
 # Body fields the converter leaves as a placeholder ("<string>", "<integer>"...) -> a value.
 FIELD_VALUES: dict[str, Any] = {
@@ -123,6 +124,14 @@ POSTMAN_TASK = {
     "taskType": "VACUUM",
     "targetId": "{{instanceId}}",
     "schedule": {"frequency": "DAILY", "cronExpression": "0 3 * * *"},
+}
+POSTMAN_THRESHOLD = {
+    "thresholdName": PREFIX + "storage",
+    "resourceType": "STORAGE",
+    "thresholdPercentage": 85,
+    "thresholdType": "WARNING",
+    "alertEnabled": True,
+    "notificationChannels": [],
 }
 POSTMAN_WINDOW = {"name": PREFIX + "night", "startTime": "01:00", "endTime": "05:00"}
 # A channel nothing listens behind: its test send answers FAILED, with the reason.
@@ -165,6 +174,31 @@ BODY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
         "configuration": {"work_mem": "8MB"},
         "applyImmediately": False,
         "scheduleRestart": None,
+    },
+    ("POST", "/api/v1/capacity/utilization/capture"): {
+        "targetId": "{{instanceId}}",
+        "tenantId": None,
+        "resourceTypes": None,
+    },
+    ("POST", "/api/v1/capacity/growth/analyze"): {
+        "targetId": "{{instanceId}}",
+        "tenantId": None,
+        "resourceType": None,
+        "analysisDays": 30,
+    },
+    ("POST", "/api/v1/capacity/thresholds"): {**POSTMAN_THRESHOLD, "tenantId": None, "targetId": None},
+    ("PUT", "/api/v1/capacity/thresholds/{thresholdId}"): {
+        "thresholdPercentage": 88,
+        "alertEnabled": True,
+        "notificationChannels": None,
+        "escalationEnabled": None,
+        "isActive": None,
+    },
+    ("POST", "/api/v1/capacity/thresholds/evaluate"): {"tenantId": None, "targetId": "{{instanceId}}"},
+    ("POST", "/api/v1/capacity/analysis/run"): {
+        "tenantId": None,
+        "createDefaultThresholds": False,
+        "analysisDays": 7,
     },
     ("POST", "/api/v1/maintenance/tasks"): {
         **POSTMAN_TASK,
@@ -502,6 +536,9 @@ pm.collectionVariables.set('ruleName', 'deadlocks');"""),
                      body={"targetId": "{{instanceId}}", "optimizationType": "ALL", "dryRun": True}),
             _request("Add a maintenance window", "POST", "/api/v1/maintenance/windows",
                      _expect(201) + _keep("windowId", "pm.response.json().windowId"), body=POSTMAN_WINDOW),
+            _request("Add a capacity threshold", "POST", "/api/v1/capacity/thresholds",
+                     _expect(201) + _keep("thresholdId", "pm.response.json().data.thresholdId"),
+                     body=POSTMAN_THRESHOLD),
             _request("A session holding a lock, if there is one", "GET",
                      "/api/v1/locks/activity?targetId={{instanceId}}", _expect(200) + """
 const locks = pm.response.json().locks;

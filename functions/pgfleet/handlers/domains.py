@@ -14,6 +14,7 @@ from pgfleet.core.domain import Domain, MessageHandler, ScheduledTask
 from pgfleet.domains import (
     archive,
     backups,
+    capacity,
     clusters,
     instances,
     locks,
@@ -56,6 +57,7 @@ DOMAINS: tuple[Domain, ...] = (
     backups.DOMAIN,
     locks.DOMAIN,
     maintenance.DOMAIN,
+    capacity.DOMAIN,
     reconcile.DOMAIN,
     system.DOMAIN,
 )

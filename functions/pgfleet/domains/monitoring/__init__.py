@@ -7,6 +7,7 @@ from pgfleet.domains.monitoring import capture, incidents_routes, metrics_routes
 from pgfleet.domains.monitoring.capture import BackendUsage, backend_usage
 from pgfleet.domains.monitoring.models import AlertAction
 from pgfleet.domains.monitoring.rules import reconciled_down
+from pgfleet.domains.monitoring.service import KIND as ALERT_KIND
 from pgfleet.domains.monitoring.service import Condition, observe, resolve_all_for
 
 DOMAIN = Domain(
@@ -21,6 +22,6 @@ DOMAIN = Domain(
 )
 
 __all__ = [
-    "DOMAIN", "AlertAction", "BackendUsage", "Condition", "backend_usage", "observe", "reconciled_down",
+    "ALERT_KIND", "DOMAIN", "AlertAction", "BackendUsage", "Condition", "backend_usage", "observe", "reconciled_down",
     "resolve_all_for",
 ]  # fmt: skip

@@ -54,6 +54,9 @@ class Condition:
     metric_value: float
     threshold: float
     actions: list[AlertAction] = field(default_factory=list)
+    # Only these notification channels (a capacity threshold's own), else every channel of
+    # the tenant whose routing takes the alert.
+    channels: list[str] | None = None
 
 
 def _iso(moment: datetime) -> str:
@@ -87,7 +90,10 @@ def announce(ports: Ports, record: dict[str, Any], event: str) -> list[str]:
     lines: list[str] = []
     for what in ("incident", "notification"):
         try:
-            outcome = _listener(what)(ports, record, event)
+            if what == "notification" and record.get("notification_channels"):
+                outcome = _listener(what)(ports, record, event, only=record["notification_channels"])
+            else:
+                outcome = _listener(what)(ports, record, event)
         except Exception as exc:  # the evaluation goes on; the alert says what went wrong
             log.exception("alert %s: %s of %s failed", record["id"], what, event)
             _note_failure(ports, record["id"], f"{what} of {event} failed: {exc}")
@@ -145,7 +151,7 @@ def observe(
                 "triggered_at": now, "acknowledged_at": None, "resolved_at": None, "assigned_to": None,
                 "metric_value": condition.metric_value, "threshold": condition.threshold,
                 "actions": [action.to_record() for action in condition.actions],
-                "resource_type": resource_type,
+                "resource_type": resource_type, "notification_channels": condition.channels,
             },
         )  # fmt: skip
         ports.store.release(key)

@@ -1,0 +1,14 @@
+"""capacity: utilization capture (hourly) and history, growth analysis with models chosen by
+backtest, forecasts with prediction intervals, `/api/v1/capacity` (seed 003, phase 5)."""
+
+from pgfleet.core.domain import Domain, Mount
+from pgfleet.domains.capacity import capture, routes
+
+DOMAIN = Domain(
+    name="capacity",
+    mounts=(Mount(routes.router, "/api/v1/capacity"),),
+    tasks={capture.CAPTURE_TASK: capture.scheduled_capture},
+    schedules=(capture.CAPTURE_SCHEDULE,),  # utilization, hourly
+)
+
+__all__ = ["DOMAIN"]
