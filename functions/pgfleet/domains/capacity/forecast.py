@@ -135,7 +135,7 @@ class Analysis:
     backtest_errors: dict[str, float] = field(default_factory=dict)
     confidence: float | None = None
     growth_rate_percent: float | None = None
-    forecasts: dict[str, dict[str, float]] = field(default_factory=dict)
+    forecasts: dict[str, dict[str, float | None]] = field(default_factory=dict)
     time_to_capacity_days: float | None = None
     fit: Fit | None = None
     last_t: float = 0.0
@@ -175,27 +175,42 @@ def analyze(t_days: list[float], values: list[float], capacity: float | None) ->
             chosen = pattern
     if chosen == "LINEAR" and not _slope_significant(t, y):
         chosen = "STABLE"
-    fit = _fit(chosen, t, y, *seasonal) if chosen == "SEASONAL" and seasonal else _fit(chosen, t, y)
-    assert fit is not None
+    fit = None
+    # The refit on every point may fail where the training part fitted (a zero at the end of
+    # a series an exponential needs positive): the next best model then.
+    for pattern in [chosen, *sorted((p for p in errors if p != chosen), key=errors.__getitem__)]:
+        fit = _fit(pattern, t, y, *seasonal) if pattern == "SEASONAL" and seasonal else _fit(pattern, t, y)
+        if fit is not None:
+            chosen = pattern
+            break
+    if fit is None:
+        return Analysis(None, "no model could be fitted to the whole series")
     result = Analysis(chosen, backtest_errors={k: round(v * 100, 3) for k, v in errors.items()}, fit=fit,
                       last_t=float(t[-1]), last_value=float(y[-1]))  # fmt: skip
     result.confidence = round(max(0.0, min(100.0, 100.0 * (1 - errors[chosen]))), 1)
     now_mean, _, _ = fit.predict([t[-1]])
     day_after, _, _ = fit.predict([t[-1] + 1.0])
     base = float(now_mean[0])
-    result.growth_rate_percent = round(100.0 * (float(day_after[0]) - base) / base, 4) if base else None
+    rate = 100.0 * (float(day_after[0]) - base) / base if base else math.nan
+    result.growth_rate_percent = round(rate, 4) if math.isfinite(rate) else None
     if chosen == "STABLE":
         result.growth_rate_percent = 0.0
     for days in HORIZONS:
         mean, low, high = fit.predict([t[-1] + days])
+        # An exponential fit of a fast series overflows far out: no number rather than inf.
         result.forecasts[f"{int(days)}d"] = {
-            "value": float(mean[0]),
-            "low": float(low[0]),
-            "high": float(high[0]),
+            "value": _finite(mean[0]),
+            "low": _finite(low[0]),
+            "high": _finite(high[0]),
         }
     if capacity:
         result.time_to_capacity_days = time_to_capacity(fit, float(t[-1]), capacity)
     return result
+
+
+def _finite(value: Any) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) and abs(number) < 1e300 else None
 
 
 def time_to_capacity(fit: Fit, last_t: float, capacity: float) -> float | None:
@@ -211,7 +226,14 @@ def time_to_capacity(fit: Fit, last_t: float, capacity: float) -> float | None:
     )
     _, _, high = fit.predict(last_t + steps)
     crossed = np.nonzero(high >= capacity)[0]
-    return round(float(steps[crossed[0]]), 2) if crossed.size else None
+    if not crossed.size:
+        return None
+    k = int(crossed[0])
+    if k == 0:
+        return round(float(steps[0]), 2)
+    fine = np.linspace(steps[k - 1], steps[k], 101)  # the step it crossed in, to a hundredth of it
+    _, _, high = fit.predict(last_t + fine)
+    return round(float(fine[int(np.nonzero(high >= capacity)[0][0])]), 2)
 
 
 def predict_linear(t_days: list[float], values: list[float], horizon_days: float) -> float:

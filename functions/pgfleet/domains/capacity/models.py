@@ -82,8 +82,8 @@ class AnalyzeGrowthRequest(StrictCamelModel):
 
 
 class Interval(CamelModel):
-    low: float
-    high: float
+    low: float | None
+    high: float | None
 
 
 class GrowthPattern(CamelModel):

@@ -121,21 +121,23 @@ def _action(
         return "none yet: " + (analysis.reason or "not enough history")
     if days is None or capacity_value is None:
         return f"none: within {int(forecast.MAX_DAYS)} days the forecast stays below capacity"
-    by = now + timedelta(days=max(0.0, days - 7))
-    needed = analysis.forecasts.get("90d", {}).get("high") or capacity_value
+    by = (now + timedelta(days=max(0.0, days - 7))).date().isoformat()
+    # Sized for the upper 30-day forecast at 70 % use; growth that would need over ten times
+    # today's capacity within a month is a runaway writer, not a sizing question.
+    needed = analysis.forecasts.get("30d", {}).get("high")
+    if needed is None or needed > 10 * capacity_value:
+        return (f"find what grows {kind.lower()} this fast (full in {days:g} days; a month of it would need more "
+                f"than ten times today's capacity): a resize alone will not keep up")  # fmt: skip
     if kind in ("STORAGE", "TENANT_STORAGE"):
         size = max(math.ceil(needed / 0.7 / GB), math.ceil(capacity_value / GB) + 1)
-        what = "resize storage" if kind == "STORAGE" else "raise the tenant's max_storage_mb quota"
-        target = f"{size} GB" if kind == "STORAGE" else f"{size * 1024} MB"
-        return (
-            f"{what} to {target} before {by.date().isoformat()} (full in {days:g} days at the upper forecast)"
-        )
+        if kind == "STORAGE":
+            return f"resize storage to {size} GB before {by} (full in {days:g} days at the upper forecast)"
+        return f"raise the tenant's max_storage_mb quota to {size * 1024} before {by} (full in {days:g} days)"
     if kind == "CONNECTIONS":
-        return (f"raise max_connections to {math.ceil(needed / 0.7)} or put a pooler in front before "
-                f"{by.date().isoformat()} (exhausted in {days:g} days)")  # fmt: skip
+        return f"raise max_connections to {math.ceil(needed / 0.7)} or put a pooler in front before {by} (exhausted in {days:g} days)"
     if kind == "CPU":
-        return f"resize to {math.ceil(needed / 0.7)} CPU before {by.date().isoformat()} (saturated in {days:g} days)"
-    return f"resize memory to {math.ceil(needed / 0.7 / 1048576)} MB before {by.date().isoformat()} ({days:g} days)"
+        return f"resize to {math.ceil(needed / 0.7)} CPU before {by} (saturated in {days:g} days)"
+    return f"resize memory to {math.ceil(needed / 0.7 / 1048576)} MB before {by} (full in {days:g} days)"
 
 
 def analyze(ports: Ports, caller: Principal, target_id: str | None, tenant_id: str | None, resource_type: str | None,
@@ -151,7 +153,10 @@ def analyze(ports: Ports, caller: Principal, target_id: str | None, tenant_id: s
         t = [(i["at"] - origin).total_seconds() / 86400 for i in items]
         values = [float(i["current_usage"]) for i in items]
         capacity_value = items[-1].get("capacity")
-        result = forecast.analyze(t, values, float(capacity_value) if capacity_value else None)
+        try:
+            result = forecast.analyze(t, values, float(capacity_value) if capacity_value else None)
+        except (ArithmeticError, ValueError) as exc:  # numpy's LinAlgError is a ValueError
+            result = forecast.Analysis(None, f"the series could not be fitted: {exc}")
         view = {
             "id": f"{resource_id}|{kind}", "tenant_id": items[-1]["tenant_id"], "target_id": items[-1]["target_id"],
             "resource_id": resource_id, "resource_type": kind, "pattern_type": result.pattern, "reason": result.reason,
