@@ -5,8 +5,11 @@ summary; too short a history is a 200 with no pattern and a reason; bad input is
 
 from __future__ import annotations
 
+import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -184,3 +187,29 @@ def test_analysis_run_creates_the_default_thresholds(
     assert again["data"]["thresholdsCreated"] == 0, again
     status, listed = stack.request("GET", f"{C}/thresholds?thresholdType=WARNING", token=token)
     assert {t["resourceType"] for t in listed["data"]} >= {"STORAGE", "CONNECTIONS", "CPU", "MEMORY"}, listed
+
+
+def test_dashboard_and_the_pdf_with_forecast_charts(stack: LocalStack, token: str, tmp_path: Path) -> None:
+    status, board = stack.request("GET", f"{C}/dashboard", token=token)
+    assert status == 200, board
+    data = board["data"]
+    assert data["summary"]["totalResources"] >= 3 and data["recentAlerts"], data
+    assert any(t["resourceType"] == "STORAGE" and t["trend"] == "INCREASING" for t in data["growthTrends"]), (
+        data
+    )
+    status, text = stack.request("GET", f"{C}/reports/export?reportType=FORECASTS&format=CSV", token=token)
+    assert status == 200 and text.splitlines()[0].startswith(
+        "targetId,resourceId,resourceType,patternType"
+    ), text[:200]
+    req = urllib.request.Request(f"{stack.url}{C}/reports/export?reportType=COMPREHENSIVE&format=PDF",
+                                 headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310
+        pdf = resp.read()
+        assert (
+            resp.headers["Content-Type"] == "application/pdf"
+            and "attachment" in resp.headers["Content-Disposition"]
+        )
+    (tmp_path / "capacity.pdf").write_bytes(pdf)
+    subprocess.run(["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "1", str(tmp_path / "capacity.pdf"),
+                    str(tmp_path / "page")], check=True)  # fmt: skip
+    assert list(tmp_path.glob("page*.png"))

@@ -283,3 +283,49 @@ class AnalysisResult(CamelModel):
 class RunAnalysisResponse(CamelModel):
     success: bool
     data: AnalysisResult
+
+
+class DashboardSummary(CamelModel):
+    total_resources: int
+    resources_at_capacity: int
+    resources_near_capacity: int
+    average_utilization: float | None
+    growth_rate: float | None = Field(description="Mean daily growth (%) of the analyzed series.")
+
+
+class ResourceStatusItem(CamelModel):
+    resource_type: str
+    resource_id: str
+    utilization: float | None
+    status: str
+    days_to_capacity: float | None
+
+
+class RecentAlert(CamelModel):
+    alert_id: str
+    severity: str | None
+    message: str
+    timestamp: str
+
+
+class GrowthTrend(CamelModel):
+    resource_type: str
+    resource_id: str
+    trend: Literal["INCREASING", "STABLE", "DECREASING"]
+    growth_rate: float
+    confidence: float | None
+
+
+class CapacityDashboard(CamelModel):
+    summary: DashboardSummary
+    resource_status: list[ResourceStatusItem]
+    recent_alerts: list[RecentAlert]
+    growth_trends: list[GrowthTrend]
+
+
+class CapacityDashboardResponse(CamelModel):
+    data: CapacityDashboard
+
+
+ReportType = Literal["UTILIZATION", "FORECASTS", "THRESHOLDS", "COMPREHENSIVE"]
+ReportFormat = Literal["JSON", "CSV", "PDF"]

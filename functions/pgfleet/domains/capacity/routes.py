@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.api_gateway import Response, Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from pgfleet.core.domain import requires
@@ -14,12 +14,13 @@ from pgfleet.core.models import new_id
 from pgfleet.core.routing import ports, principal
 from pgfleet.core.scope_params import TargetId, TenantId
 from pgfleet.domains import servers
-from pgfleet.domains.capacity import capture, service, thresholds
+from pgfleet.domains.capacity import capture, reports, service, thresholds
 from pgfleet.domains.capacity.models import (
     Aggregation,
     AnalyzeGrowthRequest,
     AnalyzeGrowthResponse,
     CapacityAlertsResponse,
+    CapacityDashboardResponse,
     CapacityStatusResponse,
     CapacityThreshold,
     CaptureUtilizationRequest,
@@ -31,6 +32,8 @@ from pgfleet.domains.capacity.models import (
     ForecastsResponse,
     ForecastSummaryResponse,
     Horizon,
+    ReportFormat,
+    ReportType,
     ResourceType,
     RunAnalysisRequest,
     RunAnalysisResponse,
@@ -208,3 +211,50 @@ def run_analysis(body: RunAnalysisRequest) -> RunAnalysisResponse:
                  "forecasts_generated": patterns, "thresholds_created": created, "alerts_triggered": opened,
                  "problems": problems},
     })  # fmt: skip
+
+
+@router.get("/dashboard", summary="Utilization, days to capacity, recent alerts and growth trends in scope")
+@requires("capacity:read")
+def capacity_dashboard(tenant_id: TenantId = None) -> CapacityDashboardResponse:
+    caller = principal(router)
+    alerts = thresholds.alerts(ports(), caller, tenant_id, None, None, None, None)
+    return CapacityDashboardResponse.model_validate(
+        {"data": service.dashboard(ports(), caller, tenant_id, alerts)}
+    )
+
+
+@router.get(
+    "/reports/export",
+    summary="UTILIZATION | FORECASTS | THRESHOLDS | COMPREHENSIVE as JSON, CSV or PDF (forecast charts)",
+    responses={
+        200: {
+            "description": "The report; PDF base64-encoded through API Gateway",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/csv": {"schema": {"type": "string"}},
+                "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
+@requires("capacity:read")
+def export_report(  # type: ignore[no-untyped-def]  # no return annotation: a PDF body is bytes
+    report_type: Annotated[ReportType, Query(alias="reportType")],
+    format: Annotated[ReportFormat, Query()] = "JSON",  # noqa: A002 (the seed's name)
+    tenant_id: TenantId = None,
+    start_date: Annotated[str | None, Query(alias="startDate", max_length=40)] = None,
+    end_date: Annotated[str | None, Query(alias="endDate", max_length=40)] = None,
+):
+    caller = principal(router)
+    start, end = reports.window(service._date(start_date, "startDate"), service._date(end_date, "endDate"))
+    data = {
+        "utilization": service.history(ports(), caller, None, tenant_id, None, start, end, "HOURLY"),
+        "forecasts": service.forecasts(ports(), caller, None, tenant_id, None),
+        "thresholds": [thresholds.view(t) for t in thresholds.visible(ports(), caller, tenant_id)],
+    }
+    report = reports.build(report_type, format, data, start, end)
+    body: str | bytes = report.body if report.content_type == "application/pdf" else report.body.decode()
+    return Response(
+        status_code=200, content_type=report.content_type, body=body,
+        headers={"Content-Disposition": report.content_disposition},
+    )  # fmt: skip

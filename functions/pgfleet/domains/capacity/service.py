@@ -209,3 +209,63 @@ def priority_of(days: float | None) -> str:
     if days is None:
         return "LOW"
     return next((name for name, limit in PRIORITY if days < limit), "LOW")
+
+
+def dashboard(
+    ports: Ports, caller: Principal, tenant_id: str | None, alerts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The seed's CapacityDashboard from the latest utilization, the forecasts and the alerts."""
+    current = [
+        s for s in status(ports, caller, None, tenant_id) if s.get("utilization_percentage") is not None
+    ]
+    found = {f["id"]: f for f in forecasts(ports, caller, None, tenant_id, None)}
+    rates = [
+        f["growth_rate_percentage"] for f in found.values() if f.get("growth_rate_percentage") is not None
+    ]
+    utilizations = [float(s["utilization_percentage"]) for s in current]
+    trends = []
+    for f in found.values():
+        rate = f.get("growth_rate_percentage")
+        if f.get("pattern_type") is None or rate is None:
+            continue
+        trend = (
+            "STABLE"
+            if f["pattern_type"] == "STABLE" or abs(rate) < 0.01
+            else ("INCREASING" if rate > 0 else "DECREASING")
+        )
+        trends.append({"resource_type": f["resource_type"], "resource_id": f["resource_id"], "trend": trend,
+                       "growth_rate": rate, "confidence": f.get("confidence_level")})  # fmt: skip
+    return {
+        "summary": {
+            "total_resources": len(current),
+            "resources_at_capacity": sum(1 for u in utilizations if u >= capture.CRITICAL_PERCENT),
+            "resources_near_capacity": sum(
+                1 for u in utilizations if capture.WARNING_PERCENT <= u < capture.CRITICAL_PERCENT
+            ),
+            "average_utilization": round(sum(utilizations) / len(utilizations), 3) if utilizations else None,
+            "growth_rate": round(sum(rates) / len(rates), 4) if rates else None,
+        },
+        "resource_status": [
+            {
+                "resource_type": s["resource_type"],
+                "resource_id": s["resource_id"],
+                "utilization": s["utilization_percentage"],
+                "status": s["status"],
+                "days_to_capacity": (found.get(f"{s['resource_id']}|{s['resource_type']}") or {}).get(
+                    "time_to_capacity_days"
+                ),
+            }
+            for s in current
+        ],  # fmt: skip
+        "recent_alerts": [
+            {
+                "alert_id": a["alert_id"],
+                "severity": a["severity"],
+                "timestamp": a["triggered_at"],
+                "message": f"{a['threshold_name']}: {a['resource_type']} of {a['resource_id']} at {a['current_utilization']}%"
+                f" ({a['status']})",
+            }
+            for a in alerts[:10]
+        ],  # fmt: skip
+        "growth_trends": trends,
+    }
