@@ -213,3 +213,20 @@ def test_dashboard_and_the_pdf_with_forecast_charts(stack: LocalStack, token: st
     subprocess.run(["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "1", str(tmp_path / "capacity.pdf"),
                     str(tmp_path / "page")], check=True)  # fmt: skip
     assert list(tmp_path.glob("page*.png"))
+
+
+def test_system_capacity_shows_the_host_the_servers_and_the_projection(
+    stack: LocalStack, instance: dict[str, Any]
+) -> None:
+    admin = stack.token("admin", None)
+    status, body = stack.request("GET", "/api/v1/system/capacity", token=admin)
+    assert status == 200, body
+    current = body["current"]
+    assert current["disk"]["total"] > 0 and 0 <= current["cpu"]["utilizationPercent"] <= 100, current
+    assert current["memory"]["used"] > 0 and current["connections"]["total"] > 0, current
+    assert current["disk"]["trend"] == "INCREASING", current  # the growing database's forecast
+    assert any(s["targetId"] == instance["id"] and s["resourceType"] == "STORAGE" for s in body["servers"])
+    assert any(p["resourceType"] == "STORAGE" and p["priority"] == "URGENT" for p in body["projected"]), body[
+        "projected"
+    ]
+    assert any(r["resourceId"] == instance["id"] for r in body["recommendations"]), body["recommendations"]

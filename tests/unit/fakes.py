@@ -437,7 +437,7 @@ class FakeEngine(Engine):
     def host(self) -> str:
         return "127.0.0.1"
 
-    def host_capacity(self) -> HostCapacity | None:
+    def host_capacity(self, cpu: bool = False) -> HostCapacity | None:
         return self.capacity
 
     def missing_tools(self) -> list[str]:

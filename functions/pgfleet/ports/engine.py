@@ -103,6 +103,8 @@ class HostCapacity:
     memory_available_mb: int  # what new processes can use without swapping (MemAvailable)
     disk_total_gb: float
     disk_free_gb: float  # on the filesystem that holds the servers' data directories
+    cpu_count: int | None = None
+    cpu_busy_percent: float | None = None  # of every CPU, over a short sample; None: not measured
 
 
 def replication_slot_name(server_id: str) -> str:
@@ -127,9 +129,9 @@ class Engine(abc.ABC):
         do not share a host (RDS) keep this default."""
         return True
 
-    def host_capacity(self) -> HostCapacity | None:
+    def host_capacity(self, cpu: bool = False) -> HostCapacity | None:
         """Free memory and disk of the host every server of this engine shares, measured now
-        (cheap: no server is contacted). None for engines whose servers do not share a host
+        (cheap: no server is contacted; `cpu` adds how busy its CPUs are, over a 0.2 s sample). None for engines whose servers do not share a host
         (RDS): admission then checks only the tenant's limits."""
         return None
 

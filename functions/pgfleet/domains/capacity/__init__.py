@@ -2,7 +2,7 @@
 backtest, forecasts with prediction intervals, `/api/v1/capacity` (seed 003, phase 5)."""
 
 from pgfleet.core.domain import Domain, Mount
-from pgfleet.domains.capacity import capture, routes
+from pgfleet.domains.capacity import capture, routes, service
 
 DOMAIN = Domain(
     name="capacity",
@@ -11,4 +11,8 @@ DOMAIN = Domain(
     schedules=(capture.CAPTURE_SCHEDULE,),  # utilization, hourly
 )
 
-__all__ = ["DOMAIN"]
+status = service.status
+forecasts = service.forecasts
+priority_of = service.priority_of
+
+__all__ = ["DOMAIN", "forecasts", "priority_of", "status"]

@@ -123,3 +123,57 @@ class SystemStatusResponse(CamelModel):
     version: VersionInfo
     uptime: float = Field(description="Seconds since the API process answering started.")
     last_restart: str
+
+
+class ResourceCapacity(CamelModel):
+    used: float
+    total: float
+    utilization_percent: float
+    trend: Literal["INCREASING", "STABLE", "DECREASING"] | None = Field(
+        description="From the forecasts' growth rates; null before any growth analysis."
+    )
+    unit: str
+
+
+class CapacityMetrics(CamelModel):
+    cpu: ResourceCapacity | None
+    memory: ResourceCapacity | None
+    disk: ResourceCapacity | None
+    connections: ResourceCapacity | None
+
+
+class ServerCapacity(CamelModel):
+    target_id: str
+    resource_id: str
+    resource_type: str
+    used: float
+    total: float | None
+    utilization_percent: float | None
+    status: str
+    unit: str | None
+    measured_at: str
+
+
+class CapacityProjection(CamelModel):
+    resource_type: str
+    resource_id: str
+    pattern_type: str | None
+    current: float
+    projected30d: float | None = Field(alias="projected30d")
+    projected90d: float | None = Field(alias="projected90d")
+    time_to_capacity_days: float | None
+    priority: str
+
+
+class CapacityRecommendation(CamelModel):
+    resource_type: str
+    resource_id: str
+    priority: str
+    action: str
+
+
+class CapacityResponse(CamelModel):
+    current: CapacityMetrics
+    servers: list[ServerCapacity]
+    projected: list[CapacityProjection]
+    recommendations: list[CapacityRecommendation]

@@ -14,9 +14,10 @@ from pgfleet.core.routing import ports, principal
 from pgfleet.core.scope_params import Node, TargetId
 from pgfleet.core.time_range import FORMS
 from pgfleet.domains import servers
-from pgfleet.domains.system import configuration, service, status
+from pgfleet.domains.system import capacity_view, configuration, service, status
 from pgfleet.domains.system.models import (
     AuditTrailResponse,
+    CapacityResponse,
     SystemConfigurationResponse,
     SystemStatusResponse,
     UpdateConfigurationRequest,
@@ -108,3 +109,11 @@ def put_configuration(body: UpdateConfigurationRequest) -> UpdateConfigurationRe
 @requires("system:read")
 def get_status() -> SystemStatusResponse:
     return SystemStatusResponse.model_validate(status.read(ports(), principal(router)))
+
+
+@router.get(
+    "/capacity", summary="The host and the servers as used/total, the forecasts' projections, what to do"
+)
+@requires("system:read")
+def get_capacity() -> CapacityResponse:
+    return CapacityResponse.model_validate(capacity_view.read(ports(), principal(router)))

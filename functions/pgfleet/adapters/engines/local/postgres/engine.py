@@ -136,9 +136,9 @@ class LocalPostgresEngine(LogicalReplication, Engine):
     def port_available(self, port: int) -> bool:
         return port_is_free(self._host, port)
 
-    def host_capacity(self) -> HostCapacity:
+    def host_capacity(self, cpu: bool = False) -> HostCapacity:
         """Free memory of this host and free disk under `home` (every server's data)."""
-        return host_capacity.measure(self._home)
+        return host_capacity.measure(self._home, cpu=cpu)
 
     def supported_versions(self) -> list[str]:
         """Major versions with binaries installed here, lowest first."""
