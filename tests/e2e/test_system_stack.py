@@ -104,7 +104,10 @@ def test_bad_settings_are_refused(stack: LocalStack, token: str, instance: dict[
         ({"work_mem": "4TB"}, "outside its range"),
         ({"work_mem": "5 apples"}, "work_mem"),
         ({"random_page_cost": "fast"}, "random_page_cost"),
-        ({"wal_level": "everything"}, "minimal, replica, logical"),
+        ({"synchronous_commit": "sometimes"}, "remote_apply"),
+        ({"wal_level": "minimal"}, "managed"),
+        ({"archive_cleanup_command": "rm -rf /"}, "managed"),
+        ({"shared_preload_libraries": "evil"}, "managed"),
         ({"port": "6000"}, "managed"),
         ({"shared_buffers": "100GB"}, "shared_buffers"),
     ):

@@ -203,8 +203,12 @@ def analyze(t_days: list[float], values: list[float], capacity: float | None) ->
             "low": _finite(low[0]),
             "high": _finite(high[0]),
         }
-    if capacity:
+    if capacity and chosen != "STABLE":
         result.time_to_capacity_days = time_to_capacity(fit, float(t[-1]), capacity)
+    elif capacity and (result.forecasts["30d"]["value"] or 0) >= capacity:
+        result.time_to_capacity_days = (
+            0.0  # a stable series at or over capacity is full now, not in the noise
+        )
     return result
 
 

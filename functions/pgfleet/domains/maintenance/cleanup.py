@@ -19,12 +19,14 @@ deleted (a dry run counts exactly what the run deletes, by the same query).
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pgfleet.core import audit
 from pgfleet.core.auth import Principal, tenant_scope
 from pgfleet.core.context import Ports
-from pgfleet.core.errors import EngineError, InvalidState
+from pgfleet.core.errors import EngineError, Forbidden, InvalidState
 from pgfleet.core.models import new_id
 from pgfleet.domains import archive, servers
 from pgfleet.domains.maintenance import sql as q
@@ -100,8 +102,8 @@ def _backups(ports: Ports, tenant: str | None, days: float | None, dry_run: bool
     kept = _latest_fulls(ports, tenant)
 
     def past(record: dict[str, Any], at: datetime) -> bool:
-        if record["id"] in kept:
-            return False
+        if record["id"] in kept or record.get("status") not in ("completed", "failed"):
+            return False  # the restore point stays; a backup under way is nobody's to remove
         if days is None:
             return archive.records.expired(record, at)
         when = record.get("finished_at") or record.get("created_at")
@@ -121,12 +123,19 @@ def _backups(ports: Ports, tenant: str | None, days: float | None, dry_run: bool
     # one line per record forgotten ("expired backup ...", "expired logical backup ..."); the
     # backup tool's own lines ("expired <label> from stanza ...") say what it removed
     deleted = sum(1 for line in lines if line.startswith(("expired backup ", "expired logical backup ")))
+    deleted += sum(
+        int(m.group(1)) for line in lines if (m := re.search(r"; (\d+) backup record\(s\) removed", line))
+    )
     status = "COMPLETED" if deleted >= len(due) else "FAILED"
     return _result("BACKUP", len(due), deleted, size, days, status, "; ".join(lines)[:2000])
 
 
 def run(ports: Ports, caller: Principal, body: DataCleanupRequest) -> dict[str, Any]:
     tenant = tenant_scope(caller, body.tenant_id)
+    if "AUDIT" in body.categories and not caller.can("audit:read"):
+        raise Forbidden(
+            "cleaning the audit trail needs audit:read as well (a tenant admin, the platform's admin)"
+        )
     custom = body.custom_retention_policies or {}
     results = []
     for category in dict.fromkeys(body.categories):
@@ -149,6 +158,16 @@ def run(ports: Ports, caller: Principal, body: DataCleanupRequest) -> dict[str, 
         else:
             results.append(_backups(ports, tenant, float(asked) if asked is not None else None, body.dry_run))
     failed = any(r["status"] == "FAILED" for r in results)
+    if not body.dry_run:
+        ports.history.append_all([
+            audit.action_event(
+                action="maintenance.cleanup", resource="history", target_id=None, user_id=caller.sub,
+                tenant_id=tenant or caller.tenant_id, succeeded=not failed,
+                details={"categories": list(body.categories), "deleted": {r["category"]: r["records_deleted"] for r in results},
+                         "retention_days": {r["category"]: r["retention_period_days"] for r in results}},
+                retention_days=ports.settings.audit_retention_days,
+            )
+        ])  # fmt: skip
     return {
         "cleanup_id": new_id("mcl"),
         "status": "FAILED" if failed else ("DRY_RUN" if body.dry_run else "COMPLETED"),

@@ -562,8 +562,9 @@ def run(ports: Ports, execution_id: str) -> str:
     if window:
         span = windows.Span.of(window["start"], window["end"])
         closes = span.end_after(started_at)
-        if closes is not None:
-            deadline = min(deadline, clock0 + (closes - started_at).total_seconds())
+        if closes is None:  # started late (a queue, a schedule): wait for the next opening again
+            return _wait_again(ports, record, span, started_at)
+        deadline = min(deadline, clock0 + (closes - started_at).total_seconds())
     record = _update(ports, execution_id, status="RUNNING", start_time=iso(started_at))
     try:
         items = plan_items(ports, record)
@@ -584,6 +585,18 @@ def run(ports: Ports, execution_id: str) -> str:
         _update(ports, execution_id, statements=planned, progress=round(100.0 * (n + 1) / len(items), 1),
                 current_object=None, resource_limits_applied=limits_said)  # fmt: skip
     return finish(ports, execution_id, started_at, planned, limits_said, usage)
+
+
+def _wait_again(ports: Ports, record: dict[str, Any], span: windows.Span, now: datetime) -> str:
+    opens = span.next_open(now)
+    assert opens is not None
+    name = f"{START_PREFIX}{hashlib.sha256((record['id'] + str(iso(opens))).encode()).hexdigest()[:16]}"
+    _update(ports, record["id"], scheduled_for=iso(opens), operation_id=None)
+    ports.scheduler.put(
+        Schedule(name, f"at({opens.strftime('%Y-%m-%dT%H:%M:%S')})",
+                 {"task": START_TASK, "execution_id": record["id"], "schedule_name": name})
+    )  # fmt: skip
+    return f"execution {record['id']}: its window had closed when it started; waits for {iso(opens)}"
 
 
 def finish(

@@ -151,8 +151,11 @@ def delete_task(task_id: TaskId) -> TaskDeleted:
 def execute_task(task_id: TaskId, body: ExecuteTaskRequest) -> ExecuteTaskResponse:
     caller = principal(router)
     task = tasks.get(ports(), caller, task_id)
+    label = (
+        f"{body.triggered_by} ({caller.sub})" if body.triggered_by else caller.sub
+    )  # who, whatever the label
     record = executions.execute_task(
-        ports(), task, triggered_by=body.triggered_by or caller.sub, override=body.override_schedule, dry_run=body.dry_run
+        ports(), task, triggered_by=label, override=body.override_schedule, dry_run=body.dry_run
     )  # fmt: skip
     if record["dry_run"]:
         message = f"dry run: {len(record['statements'])} statement(s) would run; nothing changed"

@@ -8,7 +8,7 @@ before its first). Conflicts over the horizon:
 - TIME: a run outside its own window, or outside every active window of its tenant that
   allows its type (when the tenant has windows);
 - DEPENDENCY: an ANALYZE or REINDEX of a server that runs before that server's VACUUM the same
-  day (statistics and indexes are best rebuilt after the dead tuples are gone).
+  UTC day (statistics and indexes are best rebuilt after the dead tuples are gone).
 
 Optimize proposes, for each task in conflict, the first time inside an allowed window (5-minute
 steps) that is clear of exclusive overlap, concurrency and excluded ranges, in the order the
@@ -138,7 +138,8 @@ def conflicts(
                 if (
                     b.task["task_type"] == "VACUUM"
                     and _same_server(a, b)
-                    and a.at < b.at < a.at + timedelta(hours=24)
+                    and a.at < b.at
+                    and a.at.date() == b.at.date()
                 ):
                     add("DEPENDENCY", [a.task["id"], b.task["id"]],
                         f"{a.task['task_name']} ({a.task['task_type']}) runs at {executions.iso(a.at)}, before "

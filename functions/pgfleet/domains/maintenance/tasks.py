@@ -9,7 +9,6 @@ schedule disabled (EventBridge's `State: DISABLED`), so the ticker does not fire
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,32 +39,49 @@ DEFAULT_FUNCTIONS = {
 }
 # taskSQL may not end or open a transaction: it runs in one of its own.
 TRANSACTION_STATEMENTS = ("TransactionStmt",)
-_DOW = re.compile(r"^[0-7,\-*/]+$")
 
 
 def schedule_name(task_id: str) -> str:
     return f"{SCHEDULE_PREFIX}{task_id}"
 
 
+UNIX_DAYS = {"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6}
+
+
+def _unix_day(text: str) -> int:
+    if text.upper() in UNIX_DAYS:
+        return UNIX_DAYS[text.upper()]
+    if not text.isdigit() or int(text) > 7:
+        raise schedule_expressions.ExpressionError(f"'{text}' is not a day of the week (0-7 or SUN-SAT)")
+    return int(text) % 7
+
+
 def _dow_to_aws(field: str) -> str:
-    """A Unix weekday field (0-7, 0 and 7 = Sunday) in EventBridge's numbering (1-7, 1 = SUN)."""
+    """A Unix weekday field (0-7, 0 and 7 = Sunday, names, ranges, steps) as the list of days in
+    EventBridge's numbering (1-7, 1 = SUN); `*` is `?` (any)."""
     if field in ("*", "?"):
         return "?"
-    if not _DOW.match(field):
-        names = field.upper()
-        return names  # names (MON-FRI) are the same in both
-    out = []
+    days: set[int] = set()
     for part in field.split(","):
-        step = ""
+        step = 1
         if "/" in part:
-            part, step = part.split("/", 1)
-            step = "/" + step
+            part, step_text = part.split("/", 1)
+            if not step_text.isdigit() or int(step_text) < 1:
+                raise schedule_expressions.ExpressionError(f"'{field}': the step after / must be at least 1")
+            step = int(step_text)
         if part == "*":
-            out.append("*" + step)
-            continue
-        bounds = [str((int(b) % 7) + 1) for b in part.split("-")]
-        out.append("-".join(bounds) + step)
-    return ",".join(out)
+            low, high = 0, 6
+        elif "-" in part:
+            a, b = part.split("-", 1)
+            low, high = _unix_day(a), (7 if b.strip() == "7" else _unix_day(b))
+            if high < low:
+                raise schedule_expressions.ExpressionError(
+                    f"'{part}': a range of days runs forward (e.g. 1-5)"
+                )
+        else:
+            low = high = _unix_day(part)
+        days.update(d % 7 for d in range(low, high + 1, step))
+    return ",".join(str(d + 1) for d in sorted(days))
 
 
 def aws_cron(expression: str) -> str:

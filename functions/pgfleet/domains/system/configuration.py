@@ -56,6 +56,25 @@ MANAGED = frozenset({
     "config_file", "hba_file", "ident_file", "external_pid_file", "primary_conninfo", "primary_slot_name",
     "archive_mode", "archive_command", "restore_command", "archive_library", "hot_standby", "cluster_name",
 })  # fmt: skip
+# Never settable through the API, whatever the role: what runs programs or loads code as the
+# server's OS user (the `*_command`s, libraries, the JIT provider), names files on the host,
+# turns off durability or the platform's replication and archiving, or locks the platform out.
+FORBIDDEN = frozenset({
+    "fsync", "full_page_writes", "wal_level", "wal_sync_method", "data_sync_retry", "superuser_reserved_connections",
+    "reserved_connections", "allow_system_table_mods", "ignore_system_indexes", "zero_damaged_pages",
+    "ignore_checksum_failure", "ignore_invalid_pages", "jit_provider", "dynamic_library_path",
+    "default_transaction_read_only", "max_wal_senders", "max_replication_slots", "wal_keep_size", "hot_standby_feedback",
+    "event_source", "syslog_ident", "log_statement", "log_min_error_statement", "log_parameter_max_length_on_error",
+    "debug_print_parse", "debug_print_rewritten", "debug_print_plan", "session_replication_role",
+})  # fmt: skip
+FORBIDDEN_PATTERNS = (re.compile(r"_command$"), re.compile(r"librar"), re.compile(r"_file$"), re.compile(r"^ssl"),
+                      re.compile(r"^krb_"), re.compile(r"_directory$"), re.compile(r"^debug_"))  # fmt: skip
+
+
+def forbidden(name: str) -> bool:
+    return name in MANAGED or name in FORBIDDEN or any(p.search(name) for p in FORBIDDEN_PATTERNS)
+
+
 HOT_STANDBY_MINIMUMS = frozenset(
     {
         "max_connections",
@@ -229,10 +248,11 @@ def update(
     (target,) = servers.targets(ports, caller, target_id, None, what="its settings")
     server = target.server
     wanted = {_guc(k): v for k, v in configuration.items()}
-    managed = sorted(set(wanted) & MANAGED)
+    managed = sorted(n for n in wanted if forbidden(n))
     if managed:
         raise ValidationFailed(
-            f"managed by the platform, not settable: {', '.join(managed)}",
+            f"managed by the platform, not settable: {', '.join(managed)} (programs, libraries, files, durability, "
+            "replication and archiving stay the platform's)",
             details=[{"field": f"configuration.{n}", "message": "managed"} for n in managed],
         )
     rows = read_rows(ports, target, list(wanted))
