@@ -758,6 +758,7 @@ class LocalRestoreHost(RestoreHost):
         self._write_auto_conf(data, with_run_settings(self._read_auto_conf(data), run))
         bin_dir = pg.bin_dir_for(pg.data_dir_version(data))
         logfile = root / RECOVER_LOG
+        pg.clear_stale_socket_locks(location.socket_dir)  # a killed server's zombie holds its lock
         argv = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-W", "start"]
         mark = logfile.stat().st_size if logfile.exists() else 0
         wall_start = time.time()

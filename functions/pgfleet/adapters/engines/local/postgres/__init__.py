@@ -41,13 +41,14 @@ from pgfleet.adapters.engines.local.postgres.paths import (
     read_pidfile,
     remove_tree,
 )
-from pgfleet.adapters.engines.local.postgres.postmaster import postgres_processes_in
+from pgfleet.adapters.engines.local.postgres.postmaster import clear_stale_socket_locks, postgres_processes_in
 from pgfleet.adapters.engines.local.postgres.replication import replica_lag
 from pgfleet.adapters.engines.local.postgres.roles import ensure_role_and_database
 from pgfleet.adapters.engines.local.postgres.stats import collect_stats
 from pgfleet.adapters.engines.local.sql import ADMIN_USER
 
 __all__ = [
+    "clear_stale_socket_locks",
     "ADMIN_USER",
     "CONFIG_INCLUDE",
     "DEBIAN_PG_ROOT",

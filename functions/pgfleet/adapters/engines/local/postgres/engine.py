@@ -647,6 +647,7 @@ class LocalPostgresEngine(LogicalReplication, Engine):
         stale = paths.pidfile.exists()
         if stale:
             postmaster.clear_stale_postmaster(paths)
+        postmaster.clear_stale_socket_locks(paths.socket)
         attempts = STALE_START_ATTEMPTS if stale else 1
         argv = pg_ctl_argv(bin_dir, "start", paths.data, log_file=paths.startup_log)
         for attempt in range(1, attempts + 1):

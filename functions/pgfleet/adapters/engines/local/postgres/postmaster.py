@@ -102,3 +102,26 @@ def clear_stale_postmaster(paths: ServerPaths) -> None:
             break
         time.sleep(0.1)
     paths.pidfile.unlink(missing_ok=True)
+
+
+def clear_stale_socket_locks(socket_dir: Path) -> list[str]:
+    """Remove the socket lock files (`.s.PGSQL.<port>.lock`) of a postmaster that is gone or a
+    zombie, and their sockets. PostgreSQL refuses to start while a lock names a pid that
+    `kill(pid, 0)` still finds, and a SIGKILLed postmaster stays a zombie until its parent
+    (here often an init that reaps late) collects it. A lock of a live postgres is kept."""
+    removed = []
+    for lock in socket_dir.glob(".s.PGSQL.*.lock"):
+        try:
+            pid = int(lock.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        seen = _proc_state_and_comm(pid)
+        if seen is not None and seen[0] != "Z" and seen[1] == "postgres":
+            continue
+        with contextlib.suppress(OSError):
+            lock.unlink()
+            Path(str(lock)[: -len(".lock")]).unlink(missing_ok=True)
+            removed.append(lock.name)
+    if removed:
+        log.info("removed stale socket lock(s) %s in %s", removed, socket_dir)
+    return removed
