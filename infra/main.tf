@@ -16,6 +16,7 @@ locals {
     api       = { handler = "pgfleet.handlers.api.lambda_handler", timeout = 29 }       # HTTP API integrations time out at 30 s
     worker    = { handler = "pgfleet.handlers.worker.lambda_handler", timeout = 100 }   # below the queue's visibility timeout
     scheduled = { handler = "pgfleet.handlers.scheduled.lambda_handler", timeout = 55 } # reconcile runs every minute
+    events    = { handler = "pgfleet.handlers.events.lambda_handler", timeout = 10 }    # the WebSocket API's routes
   }
   # Built from names, not referenced: the functions' environment names the scheduled function.
   function_arns = {
@@ -58,6 +59,8 @@ locals {
     PGFLEET_JWKS_URL               = var.jwks_url != "" ? var.jwks_url : "${var.jwt_issuer}/.well-known/jwks.json"
     PGFLEET_SCHEDULED_FUNCTION_ARN = local.function_arns["scheduled"]
     PGFLEET_SCHEDULER_ROLE_ARN     = aws_iam_role.scheduler.arn
+    # Real-time events: the management API of the WebSocket API pushes to subscribers.
+    PGFLEET_EVENTS_ENDPOINT = "${replace(aws_apigatewayv2_api.events.api_endpoint, "wss://", "https://")}/live"
     # Admission (core/admission.py): what one tenant may hold; headroom a request leaves on a shared host.
     PGFLEET_TENANT_MAX_INSTANCES    = "10"
     PGFLEET_TENANT_MAX_NODES        = "20"
@@ -93,8 +96,15 @@ locals {
     Action   = ["dynamodb:BatchWriteItem", "dynamodb:Query"]
     Resource = [aws_dynamodb_table.history.arn, "${aws_dynamodb_table.history.arn}/index/*"]
   }
+  # real-time events: push to the WebSocket subscribers, close expired ones
+  push_statement = {
+    Effect   = "Allow"
+    Action   = ["execute-api:ManageConnections"]
+    Resource = "${aws_apigatewayv2_api.events.execution_arn}/live/*/@connections/*"
+  }
   own_statements = {
     api = [
+      local.push_statement,
       # rate limits: one atomic counter update per request
       { Effect = "Allow", Action = ["dynamodb:UpdateItem"], Resource = aws_dynamodb_table.rate_limits.arn },
       # send operations; its depth for /api/health/detailed and /api/metrics
@@ -111,6 +121,7 @@ locals {
       { Effect = "Allow", Action = ["sns:Publish"], NotResource = "arn:${local.partition}:sns:*:*:*" },
     ]
     worker = [
+      local.push_statement,
       # the SQS event source polls with the function's role
       { Effect = "Allow", Action = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], Resource = aws_sqs_queue.operations.arn },
       # set the password on the server; remove it with the instance
@@ -123,9 +134,11 @@ locals {
       { Effect = "Allow", Action = ["sns:Publish"], NotResource = "arn:${local.partition}:sns:*:*:*" },
     ]
     scheduled = [
+      local.push_statement,
       # reconcile re-enqueues operations that lost their worker
       { Effect = "Allow", Action = ["sqs:GetQueueUrl", "sqs:SendMessage"], Resource = aws_sqs_queue.operations.arn },
     ]
+    events = [] # the connections' subscription records only (the metadata table)
   }
 }
 
@@ -343,7 +356,7 @@ resource "aws_iam_role_policy" "function" {
         Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
         Resource = "${aws_cloudwatch_log_group.function[each.key].arn}:*"
       }],
-      [local.table_statement, local.history_statement],
+      each.key == "events" ? [local.table_statement] : [local.table_statement, local.history_statement],
       local.own_statements[each.key],
     )
   })
@@ -435,4 +448,55 @@ resource "aws_lambda_permission" "api" {
   function_name = aws_lambda_function.function["api"].function_name
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.http.execution_arn}/*/*"
+}
+
+# --- real-time events: the WebSocket API (pgfleet.handlers.events) ----------------------
+# Subscribers connect with the HTTP API's JWT (header or ?token=, checked by the handler: a
+# WebSocket API has no JWT authorizer); connections are records of the metadata table.
+
+resource "aws_apigatewayv2_api" "events" {
+  name                       = "${var.name}-events"
+  protocol_type              = "WEBSOCKET"
+  route_selection_expression = "$request.body.action"
+}
+
+resource "aws_apigatewayv2_integration" "events" {
+  api_id           = aws_apigatewayv2_api.events.id
+  integration_type = "AWS_PROXY"
+  integration_uri  = aws_lambda_function.function["events"].invoke_arn
+}
+
+resource "aws_apigatewayv2_route" "events" {
+  for_each           = toset(["$connect", "$disconnect", "$default"])
+  api_id             = aws_apigatewayv2_api.events.id
+  route_key          = each.value
+  target             = "integrations/${aws_apigatewayv2_integration.events.id}"
+  authorization_type = "NONE"
+  # two-way: ping and subscribe are answered
+  route_response_selection_expression = each.value == "$default" ? "$default" : null
+}
+
+resource "aws_apigatewayv2_route_response" "events_default" {
+  api_id             = aws_apigatewayv2_api.events.id
+  route_id           = aws_apigatewayv2_route.events["$default"].id
+  route_response_key = "$default"
+}
+
+resource "aws_apigatewayv2_stage" "events" {
+  api_id      = aws_apigatewayv2_api.events.id
+  name        = "live"
+  auto_deploy = true
+
+  default_route_settings {
+    throttling_rate_limit  = var.api_throttle_rate
+    throttling_burst_limit = var.api_throttle_burst
+  }
+}
+
+resource "aws_lambda_permission" "events" {
+  statement_id  = "AllowWebSocketApi"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.function["events"].function_name
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_apigatewayv2_api.events.execution_arn}/*"
 }

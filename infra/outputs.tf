@@ -26,3 +26,8 @@ output "function_names" {
 output "rate_limit_table_name" {
   value = aws_dynamodb_table.rate_limits.name
 }
+
+output "events_url" {
+  description = "The WebSocket URL of the real-time events (connect with ?token=<JWT>)."
+  value       = "${aws_apigatewayv2_api.events.api_endpoint}/live"
+}

@@ -73,6 +73,7 @@ class LocalStack:
         self.aws_port = free_port()
         self.etcd_port = free_port()
         self.etcd_peer_port = free_port()
+        self.ws_port = free_port()
         self.env = {
             **os.environ,
             "PGFLEET_HOME": str(home),
@@ -80,6 +81,7 @@ class LocalStack:
             "PGFLEET_AWS_PORT": str(self.aws_port),
             "PGFLEET_ETCD_PORT": str(self.etcd_port),
             "PGFLEET_ETCD_PEER_PORT": str(self.etcd_peer_port),
+            "PGFLEET_WS_PORT": str(self.ws_port),
             "PYTHONPATH": str(REPO / "functions"),
             # Tests poll far faster than a person: limits that polling never reaches, except
             # where a test sets the seed's (tests/e2e/test_api_platform_stack.py).
@@ -92,6 +94,10 @@ class LocalStack:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ws_port}"
 
     def cli(self, *args: str, check: bool = True) -> str:
         proc = subprocess.run(

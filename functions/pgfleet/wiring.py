@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from pgfleet.ports.backup_engine import BackupEngine
     from pgfleet.ports.cluster_engine import ClusterEngine
     from pgfleet.ports.engine import Engine
+    from pgfleet.ports.events import EventPush
     from pgfleet.ports.history import HistoryStore
     from pgfleet.ports.metadata import MetadataStore
     from pgfleet.ports.notifier import Notifier
@@ -54,6 +55,12 @@ class Dependencies:
 
             return LocalPatroniEngine(self.settings.data_dir, self.settings.etcd_endpoint)
         raise ValueError(f"unknown engine {self.settings.engine!r}")
+
+    @functools.cached_property
+    def events(self) -> EventPush:
+        from pgfleet.adapters.websocket_events import ManagementApiEventPush
+
+        return ManagementApiEventPush(self.settings.events_endpoint_url, self.settings.region)
 
     @functools.cached_property
     def notifier(self) -> Notifier:

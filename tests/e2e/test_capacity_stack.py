@@ -1,10 +1,12 @@
 """Issue 17's capacity core, as a new user on the real local stack: capture a growing database
 (rows inserted between captures), see its history and status, analyze its growth (LINEAR or
 EXPONENTIAL, a finite time to capacity, a concrete action), read the forecasts and their
-summary; too short a history is a 200 with no pattern and a reason; bad input is a 422."""
+summary; too short a history is a 200 with no pattern and a reason; bad input is a 422; the
+capacity events reach a real WebSocket client of the tenant, and no other tenant's."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import urllib.request
@@ -14,6 +16,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from tests.helpers import LocalStack, running_stack
 from tests.receivers import http_receiver
@@ -230,3 +234,61 @@ def test_system_capacity_shows_the_host_the_servers_and_the_projection(
         "projected"
     ]
     assert any(r["resourceId"] == instance["id"] for r in body["recommendations"]), body["recommendations"]
+
+
+def _events(ws: Any, wanted: str, timeout: float = 30) -> dict[str, Any]:
+    """The next event named `wanted` on the connection (others are skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {wanted} within {timeout} s"
+        event = json.loads(ws.recv(timeout=left))
+        if event["event"] == wanted:
+            return event
+
+
+def test_capacity_events_reach_their_tenant_only_and_a_spike_is_analyzed_at_once(
+    stack: LocalStack, token: str, instance: dict[str, Any]
+) -> None:
+    iid = instance["id"]
+    other = stack.token("operator", "globex")
+    with pytest.raises(InvalidStatus) as refused:
+        connect(stack.ws_url, open_timeout=10).close()
+    assert refused.value.response.status_code == 401
+    assert b"missing token" in refused.value.response.body
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{stack.ws_url}/?token={token}&events=capacity:nonsense", open_timeout=10).close()
+    assert refused.value.response.status_code == 422
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{stack.ws_url}/?token=not-a-jwt", open_timeout=10).close()
+    assert refused.value.response.status_code == 401
+
+    with (
+        connect(
+            stack.ws_url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10
+        ) as mine,
+        connect(f"{stack.ws_url}/?token={other}", open_timeout=10) as theirs,
+    ):
+        mine.send(json.dumps({"action": "ping"}))
+        assert json.loads(mine.recv(timeout=10))["event"] == "pong"
+        body = {"thresholdName": "storage live", "resourceType": "STORAGE", "thresholdPercentage": 0.5,
+                "thresholdType": "WARNING", "alertEnabled": True}  # fmt: skip
+        status, created = stack.request("POST", f"{C}/thresholds", body, token)
+        assert status == 201, created
+        status, _ = stack.request("POST", f"{C}/thresholds/evaluate", {"targetId": iid}, token)
+        assert status == 200
+        exceeded = _events(mine, "capacity:threshold_exceeded")
+        assert exceeded["tenantId"] == "acme" and exceeded["data"]["resourceType"] == "STORAGE", exceeded
+        assert exceeded["data"]["threshold"] == 0.5 and exceeded["data"]["currentUtilization"] > 0.5
+
+        # A spike: the database grows well over 5 % between two captures.
+        _capture(stack, token, iid)
+        _grow(instance["credentials"]["uri"], 20000)
+        _capture(stack, token, iid)
+        spike = _events(mine, "capacity:utilization_spike")
+        assert spike["data"]["resourceId"] == iid and spike["data"]["growthRate"] > 5, spike
+        assert spike["data"]["resourceType"] in ("STORAGE", "TENANT_STORAGE"), spike
+        updated = _events(mine, "capacity:forecast_updated")
+        assert updated["data"]["resourcesAnalyzed"] >= 1, updated
+        with pytest.raises(TimeoutError):  # nothing of acme's reached globex
+            theirs.recv(timeout=2)

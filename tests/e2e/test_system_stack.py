@@ -3,7 +3,8 @@ configuration; change work_mem (a reload: new sessions see it within 2 s) and ma
 (a restart, applied immediately as an operation), both seen in pg_settings; a restart left for
 later shows in pendingRestart; bad settings are 422s naming the setting and its range and
 change nothing; every change is in the audit trail with its old and new value; system/status
-turns WARNING when a replica is down."""
+turns WARNING when a replica is down; a tenant's default backup schedule and retention
+(section BACKUP) are those of the next instance it creates."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -159,3 +161,35 @@ def test_status_turns_warning_when_a_replica_is_down(
     got = wait_for(warned, timeout=30, interval=0.5, what="status WARNING with the replica down")
     (server,) = [c for c in got["components"] if c["component"] == f"server:{iid}"]
     assert server["status"] == "WARNING" and "replica" in server["details"]["message"], server
+
+
+def test_a_tenants_backup_defaults_reach_its_next_instance(stack: LocalStack) -> None:
+    """Section BACKUP: the default schedule and retention a tenant sets are those of the next
+    instance it creates (its own tenant, so the other tests' instance keeps none)."""
+    token = stack.token("operator", "initech")
+    body = {"section": "BACKUP", "configuration": {"fullBackupCron": "0 3 * * ? *", "retentionDays": 3}}
+    status, changed = stack.request("PUT", f"{S}/configuration", body, token)
+    assert status == 200 and changed["backup"]["fullBackupCron"] == "cron(0 3 * * ? *)", changed
+    assert changed["previous"] == {"fullBackupCron": None, "retentionDays": 7}, changed
+    status, created = stack.request("POST", "/api/v1/postgres/single", {"name": "scheduled"}, token)
+    assert status == 202, created
+    stack.wait_created(created["operation_id"], token)
+    iid = created["id"]
+    status, schedule = stack.request("GET", f"/api/v1/postgres/single/{iid}/backup/schedule", token=token)
+    assert status == 200 and schedule["full_backup_cron"] == "cron(0 3 * * ? *)", schedule
+    assert schedule["retention_days"] == 3 and schedule["enabled"] and schedule["next_full_backup_at"], (
+        schedule
+    )
+    status, listed = stack.request("GET", "/api/v1/backup/list", token=token)
+    assert status == 200 and listed["backups"], listed
+    first = listed["backups"][-1]
+    kept = datetime.fromisoformat(first["retentionExpiry"].replace("Z", "+00:00")) - datetime.now(UTC)
+    assert timedelta(days=2, hours=23) < kept <= timedelta(days=3), first
+    auditor = stack.token("tenant_admin", "initech")
+    status, audited = stack.request("GET", f"{S}/audit?action=system.configuration", token=auditor)
+    assert status == 200, audited
+    changes = [e["details"]["changes"] for e in audited["events"] if e["details"].get("section") == "BACKUP"]
+    assert {
+        "fullBackupCron": {"old": None, "new": "cron(0 3 * * ? *)"},
+        "retentionDays": {"old": 7, "new": 3},
+    } in changes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +41,7 @@ from pgfleet.ports.engine import (
     SubscriptionProgress,
     replication_slot_name,
 )
+from pgfleet.ports.events import EventPush
 from pgfleet.ports.history import HistoryPage, HistoryRecord, HistoryStore, check_query, check_stream
 from pgfleet.ports.metadata import (
     FILTERABLE_STRING_LENGTH,
@@ -873,6 +875,24 @@ class FakePooler(Pooler):
         return sorted(self.specs)
 
 
+class FakeEventPush(EventPush):
+    """What was pushed to which connection; a connection in `gone` is reported gone."""
+
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, dict[str, Any]]] = []
+        self.closed: list[str] = []
+        self.gone: set[str] = set()
+
+    def post(self, connection_id: str, data: bytes) -> bool:
+        if connection_id in self.gone:
+            return False
+        self.posted.append((connection_id, json.loads(data)))
+        return True
+
+    def close(self, connection_id: str) -> None:
+        self.closed.append(connection_id)
+
+
 class FakePorts:
     def __init__(self, home: Path) -> None:
         self.settings = Settings(
@@ -893,6 +913,7 @@ class FakePorts:
         self.restore_host = FakeRestoreHost()
         self.sql: Any = None  # no server to run SQL in; integration tests use LocalSqlTarget
         self.pooler = FakePooler()
+        self.events = FakeEventPush()
 
     def drain(self) -> None:
         """Run every queued message (operations, notification deliveries), as the worker would."""

@@ -13,6 +13,7 @@ shared default tenant.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -307,6 +308,19 @@ class JwksTokens:
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}") from exc
+
+
+@functools.cache
+def verifier() -> LocalTokens | JwksTokens:
+    """The process's token verifier: JWKS (an OIDC issuer) or the local signing secret."""
+    from pgfleet.core.settings import get_settings
+
+    settings = get_settings()
+    if settings.auth_mode == "jwks":
+        if not (settings.jwt_issuer and settings.jwks_url):
+            raise RuntimeError("PGFLEET_AUTH_MODE=jwks needs PGFLEET_JWT_ISSUER and PGFLEET_JWKS_URL")
+        return JwksTokens(settings.jwt_issuer, settings.jwks_url, settings.jwt_audience)
+    return LocalTokens(settings.home)
 
 
 def bearer_token(headers: dict[str, str]) -> str:

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from pgfleet.ports.backup_engine import BackupEngine
     from pgfleet.ports.cluster_engine import ClusterEngine
     from pgfleet.ports.engine import Engine
+    from pgfleet.ports.events import EventPush
     from pgfleet.ports.history import HistoryStore
     from pgfleet.ports.metadata import MetadataStore
     from pgfleet.ports.notifier import Notifier
@@ -54,6 +55,10 @@ class Ports(Protocol):
     # --- the API platform: rate-limit counters (pgfleet.core.rate_limits) ---
     @property
     def rate_counter(self) -> RateCounter: ...
+
+    # --- real-time events: pushes to WebSocket connections (pgfleet.domains.events) ---
+    @property
+    def events(self) -> EventPush: ...
 
     # --- SQL inside managed servers (privileged sessions; see pgfleet.ports.sql) ---
     @property

@@ -91,6 +91,11 @@ class Settings:
     api_middleware: bool = True
     # In AWS: each request's metrics also go to CloudWatch as EMF (Powertools Metrics).
     emf_metrics: bool = False
+    # Real-time events (pgfleet.domains.events): the WebSocket endpoint subscribers connect to
+    # (locally the gateway's second port) and the management API that pushes to them (in AWS
+    # https://{api}.execute-api.{region}.amazonaws.com/{stage}; locally the gateway).
+    ws_port: int = 8081
+    events_endpoint_url: str = "http://127.0.0.1:8080"
 
     @property
     def runtime_dir(self) -> Path:
@@ -156,6 +161,10 @@ def get_settings() -> Settings:
         api_middleware=os.environ.get("PGFLEET_API_MIDDLEWARE", "on").strip().lower()
         not in ("off", "0", "false"),
         emf_metrics=os.environ.get("PGFLEET_EMF_METRICS", "off").strip().lower() in ("on", "1", "true"),
+        ws_port=int(os.environ.get("PGFLEET_WS_PORT", "8081")),
+        events_endpoint_url=os.environ.get(
+            "PGFLEET_EVENTS_ENDPOINT", f"http://127.0.0.1:{os.environ.get('PGFLEET_API_PORT', '8080')}"
+        ),
         queue_name=os.environ.get("PGFLEET_QUEUE", "pgfleet-operations"),
         schedule_group=os.environ.get("PGFLEET_SCHEDULE_GROUP", "pgfleet"),
         engine=os.environ.get("PGFLEET_ENGINE", "local"),

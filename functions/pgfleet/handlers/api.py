@@ -122,14 +122,7 @@ def _unexpected(exc: Exception) -> Any:
     return error_response(500, "internal_error", "internal error; see the server log", None, _request_id())
 
 
-@functools.cache
-def _tokens() -> Any:
-    settings = get_settings()
-    if settings.auth_mode == "jwks":
-        if not (settings.jwt_issuer and settings.jwks_url):
-            raise RuntimeError("PGFLEET_AUTH_MODE=jwks needs PGFLEET_JWT_ISSUER and PGFLEET_JWKS_URL")
-        return auth.JwksTokens(settings.jwt_issuer, settings.jwks_url, settings.jwt_audience)
-    return auth.LocalTokens(settings.home)
+_tokens = auth.verifier  # the tests reset it (cache_clear) with the settings
 
 
 def authenticate(event: dict[str, Any]) -> auth.Principal:

@@ -22,12 +22,15 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from pgfleet.core.responses import error_event_response
+from pgfleet.local import websocket
 from pgfleet.local.lambda_context import LocalLambdaContext
 
 log = logging.getLogger("pgfleet.gateway")
 
 # What the HTTP API passes to a Lambda function at most (its synchronous payload limit).
 MAX_BODY_BYTES = 6 * 1024 * 1024
+# The management API of the WebSocket API (pgfleet.local.websocket): pushes to connections.
+CONNECTIONS = "/@connections/"
 TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
 
 
@@ -113,6 +116,11 @@ class _Handler(BaseHTTPRequestHandler):
             ))  # fmt: skip
             return
         body = self.rfile.read(length) if length else b""
+        if self.path.startswith(CONNECTIONS):
+            self._write_raw(
+                *websocket.management(self.command, self.path[len(CONNECTIONS) :].split("?")[0], body)
+            )
+            return
         event = build_event(self.command, self.path, dict(self.headers.items()), body, self.client_address[0])
         after = None
         try:
@@ -129,6 +137,14 @@ class _Handler(BaseHTTPRequestHandler):
             # answer, outside the one-event-at-a-time lock (in Lambda, before it returns).
             if after is not None:
                 after()
+
+    def _write_raw(self, status: int, headers: dict[str, str], data: bytes) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _write(self, result: dict[str, Any]) -> None:
         payload = result.get("body") or ""
@@ -158,7 +174,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         # Access log without query strings or headers: they may carry tokens.
-        log.info("%s %s %s", self.command, urlsplit(self.path).path, args[1] if len(args) > 1 else "")
+        path = urlsplit(self.path).path
+        if path.startswith(CONNECTIONS):  # a connection id is what pushes to it: not logged
+            path = CONNECTIONS + "..."
+        log.info("%s %s %s", self.command, path, args[1] if len(args) > 1 else "")
 
 
 class GatewayServer(ThreadingHTTPServer):
@@ -166,9 +185,11 @@ class GatewayServer(ThreadingHTTPServer):
     request_queue_size = 128
 
 
-def serve(host: str, port: int) -> None:
-    from pgfleet.handlers import api  # noqa: F401  (import once, before the first request)
+def serve(host: str, port: int, ws_port: int | None = None) -> None:
+    from pgfleet.handlers import api, events  # noqa: F401  (import once, before the first request)
 
+    if ws_port:
+        websocket.start(host, ws_port)
     server = GatewayServer((host, port), _Handler)
     log.info("gateway listening on http://%s:%d", host, port)
     server.serve_forever()
@@ -181,7 +202,8 @@ def main() -> None:
         level=os.environ.get("PGFLEET_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    serve("127.0.0.1", get_settings().api_port)
+    settings = get_settings()
+    serve("127.0.0.1", settings.api_port, settings.ws_port)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def record_logical_backup(
         resource,
         type="logical",
         trigger="logical",
-        retention=retention or backup_records.retention_for(ports, resource["id"]),
+        retention=retention or backup_records.retention_for(ports, resource),
         created_by=created_by,
         record_id=record_id,
         tags={**(tags or {}), **({"tenant": tenant} if tenant else {})},

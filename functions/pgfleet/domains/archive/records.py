@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pgfleet.core import tenant_settings
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import AlreadyExists, Conflict, EngineError, InvalidState, NotFound, PgfleetError
 from pgfleet.core.models import new_id, utcnow_iso
@@ -176,12 +177,19 @@ def update(ports: Ports, record: dict[str, Any], **changes: Any) -> dict[str, An
     return ports.store.update(KIND, record["id"], {**changes, "updated_at": utcnow_iso()}, record["revision"])
 
 
-def retention_for(ports: Ports, resource_id: str) -> timedelta:
-    """The retention of the resource's backup schedule, else the default."""
-    schedule = ports.store.get("backup_schedule", resource_id)
-    if schedule is not None:
-        return timedelta(days=int(schedule.get("retention_days") or DEFAULT_RETENTION.days))
-    return DEFAULT_RETENTION
+def default_retention(ports: Ports, tenant_id: str | None) -> timedelta:
+    """The retention of a backup nothing else sets one for: its tenant's (section BACKUP of
+    the system configuration, `retentionDays`), else DEFAULT_RETENTION."""
+    days = tenant_settings.value(ports, tenant_id, "backup", "retention_days", DEFAULT_RETENTION.days)
+    return timedelta(days=int(days))
+
+
+def retention_for(ports: Ports, resource: dict[str, Any]) -> timedelta:
+    """The retention of the resource's backup schedule, else its tenant's default."""
+    schedule = ports.store.get("backup_schedule", resource["id"])
+    if schedule is not None and schedule.get("retention_days"):
+        return timedelta(days=int(schedule["retention_days"]))
+    return default_retention(ports, resource.get("tenant_id"))
 
 
 def _label_key(stanza: str, label: str) -> str:

@@ -7,6 +7,10 @@ fires them), invoking the scheduled handler with
 metadata record (kind "backup_schedule", id = the resource's id) so reads need no Scheduler
 call. One platform schedule (`EXPIRY_SCHEDULE`) removes expired backups of every resource,
 those of deleted resources included.
+
+A new instance or cluster gets its tenant's default schedule (section BACKUP of the system
+configuration: `fullBackupCron`, `incrementalBackupCron`, `retentionDays`) when the tenant set
+one (`apply_tenant_default`); without one it has none, as before.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pgfleet.core import schedule_expressions
+from pgfleet.core import schedule_expressions, tenant_settings
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import ValidationFailed
 from pgfleet.core.models import utcnow_iso
@@ -115,6 +119,25 @@ def put(ports: Ports, resource: dict[str, Any], body: BackupScheduleUpdate) -> d
     else:
         record = ports.store.update(KIND, resource["id"], settings, current["revision"])
     return view(resource["id"], record)
+
+
+def apply_tenant_default(ports: Ports, resource: dict[str, Any]) -> str | None:
+    """Give a new resource its tenant's default backup schedule, unless it has a schedule
+    already (a retried step, a migration that carried one over) or the tenant set none.
+    Returns what it did, for the step's reason (None: nothing)."""
+    chosen = tenant_settings.overrides(ports, resource.get("tenant_id"), "backup")
+    if not (chosen.get("full_backup_cron") or chosen.get("incremental_backup_cron")):
+        return None
+    if ports.store.get(KIND, resource["id"]) is not None:
+        return None
+    body = BackupScheduleUpdate(
+        full_backup_cron=chosen.get("full_backup_cron"),
+        incremental_backup_cron=chosen.get("incremental_backup_cron"),
+        retention_days=backup_records.default_retention(ports, resource.get("tenant_id")).days,
+    )
+    view = put(ports, resource, body)
+    shown = ", ".join(f"{t} {view[f]}" for t, f in TYPES.items() if view[f])
+    return f"the tenant's default backup schedule ({shown}; kept {view['retention_days']} days)"
 
 
 def remove(ports: Ports, resource_id: str) -> str:

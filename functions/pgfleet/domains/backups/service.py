@@ -113,7 +113,7 @@ def start_backup(
         resource,
         type=backup_type,
         trigger=trigger,
-        retention=retention or archive.records.retention_for(ports, resource["id"]),
+        retention=retention or archive.records.retention_for(ports, resource),
         created_by=created_by,
         compression_level=compression_level,
         tags=tags,

@@ -2,12 +2,12 @@
 backtest, forecasts with prediction intervals, `/api/v1/capacity` (seed 003, phase 5)."""
 
 from pgfleet.core.domain import Domain, Mount
-from pgfleet.domains.capacity import capture, routes, service
+from pgfleet.domains.capacity import capture, live, routes, service
 
 DOMAIN = Domain(
     name="capacity",
     mounts=(Mount(routes.router, "/api/v1/capacity"),),
-    tasks={capture.CAPTURE_TASK: capture.scheduled_capture},
+    tasks={capture.CAPTURE_TASK: live.scheduled_capture},
     schedules=(capture.CAPTURE_SCHEDULE,),  # utilization, hourly
 )
 

@@ -138,9 +138,3 @@ def capture(
     if records:
         ports.history.append(STREAM, records)
     return [i for i in items if not i.get("internal")], problems
-
-
-def scheduled_capture(ports: Ports, detail: dict[str, Any]) -> list[str]:
-    found = [t for t in (servers.Target(s) for s in servers.all_servers(ports)) if t.running]
-    items, problems = capture(ports, found)
-    return [f"captured {len(items)} utilization figure(s) of {len(found)} server(s)", *problems]

@@ -14,7 +14,7 @@ from pgfleet.core.models import new_id
 from pgfleet.core.routing import ports, principal
 from pgfleet.core.scope_params import TargetId, TenantId
 from pgfleet.domains import servers
-from pgfleet.domains.capacity import capture, reports, service, thresholds
+from pgfleet.domains.capacity import live, reports, service, thresholds
 from pgfleet.domains.capacity.models import (
     Aggregation,
     AnalyzeGrowthRequest,
@@ -56,7 +56,7 @@ def capture_utilization(body: CaptureUtilizationRequest) -> CaptureUtilizationRe
     found = servers.targets(
         ports(), principal(router), body.target_id, body.tenant_id, what="its utilization"
     )
-    items, problems = capture.capture(ports(), found)
+    items, problems, _ = live.capture_and_follow(ports(), found)
     if body.resource_types:
         items = [i for i in items if i["resource_type"] in body.resource_types]
     return CaptureUtilizationResponse.model_validate(
@@ -198,7 +198,7 @@ def capacity_alerts(
 def run_analysis(body: RunAnalysisRequest) -> RunAnalysisResponse:
     caller = principal(router)
     found = servers.targets(ports(), caller, None, body.tenant_id)
-    _, problems = capture.capture(ports(), found)
+    _, problems, _ = live.capture_and_follow(ports(), found)
     analyzed = service.analyze(ports(), caller, None, body.tenant_id, None, body.analysis_days)
     created = (
         thresholds.create_defaults(ports(), caller, body.tenant_id) if body.create_default_thresholds else 0

@@ -14,7 +14,7 @@ from pgfleet.core.context import Ports
 from pgfleet.core.errors import Conflict, ValidationFailed
 from pgfleet.core.models import utcnow_iso
 from pgfleet.domains import servers
-from pgfleet.domains.capacity import capture, forecast
+from pgfleet.domains.capacity import capture, forecast, push
 
 FORECAST_KIND = "capacity_forecast"
 BUCKETS = {"HOURLY": 3600, "DAILY": 86400, "WEEKLY": 7 * 86400}
@@ -174,6 +174,7 @@ def analyze(ports: Ports, caller: Principal, target_id: str | None, tenant_id: s
         }  # fmt: skip
         _keep(ports, view)
         out.append(view)
+    push.forecasts_updated(ports, out)
     return out
 
 

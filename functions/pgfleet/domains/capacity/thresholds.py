@@ -21,7 +21,7 @@ from pgfleet.core.context import Ports
 from pgfleet.core.errors import Conflict, NotFound
 from pgfleet.core.models import new_id, utcnow_iso
 from pgfleet.domains import monitoring
-from pgfleet.domains.capacity import service
+from pgfleet.domains.capacity import push, service
 from pgfleet.domains.capacity.models import CreateThresholdRequest, UpdateThresholdRequest
 
 KIND = "capacity_threshold"
@@ -145,14 +145,19 @@ def evaluate(
             elif line and " resolved " in line:
                 cleared += 1
             forecast = forecasts.get(f"{item['resource_id']}|{item['resource_type']}")
-            out.append({
+            evaluation = {
                 "threshold_id": threshold["id"], "threshold_name": threshold["threshold_name"],
                 "resource_type": item["resource_type"], "resource_id": item["resource_id"],
                 "current_utilization": round(util, 3), "threshold_percentage": float(threshold["threshold_percentage"]),
                 "threshold_exceeded": exceeded, "alert_severity": severity if exceeded else "NONE",
                 "recommended_action": (forecast or {}).get("recommended_action")
                 or ("act now: it is past the threshold" if exceeded else "none: under the threshold"),
-            })  # fmt: skip
+            }  # fmt: skip
+            out.append(evaluation)
+            if exceeded:
+                push.threshold_exceeded(
+                    ports, item["tenant_id"], evaluation, bool(line and " raised " in line)
+                )
         opened += raised
         _note(ports, threshold, any_exceeded, raised, cleared)
     return out, opened

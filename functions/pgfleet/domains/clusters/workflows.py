@@ -106,8 +106,10 @@ def mark_created_step(ctx: StepContext) -> str:
     """Running once the primary takes writes and the replicas stream: the first full backup
     follows as its own operation (see archive.lifecycle), so nobody waits for it."""
     record = _record(ctx)
+    scheduled = archive.schedules.apply_tenant_default(ctx.ports, record)
     backup = archive.lifecycle.start_first_backup(ctx, record)
     reason = f"created; replicas streaming; first backup {backup['id']} started (operation {backup['operation_id']})"
+    reason += f"; {scheduled}" if scheduled else ""
     return _mark_running(ctx, record, reason, first_backup_id=backup["id"])
 
 

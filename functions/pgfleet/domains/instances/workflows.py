@@ -75,8 +75,10 @@ def _mark_created(ctx: StepContext) -> str:
     """Running as soon as it accepts connections: the first full backup follows as its own
     operation (see archive.lifecycle), so neither a user nor `terraform apply` waits for it."""
     record = _record(ctx)
+    scheduled = archive.schedules.apply_tenant_default(ctx.ports, record)
     backup = archive.lifecycle.start_first_backup(ctx, record)
     note = f"; first backup {backup['id']} started (operation {backup['operation_id']})"
+    note += f"; {scheduled}" if scheduled else ""
     return _mark_running(ctx, record, note, first_backup_id=backup["id"])
 
 

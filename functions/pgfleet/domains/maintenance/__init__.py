@@ -3,7 +3,7 @@ database optimization, data cleanup, schedule conflicts and their optimization, 
 and reports, `/api/v1/maintenance` (seed 003, phase 3)."""
 
 from pgfleet.core.domain import Domain, Mount
-from pgfleet.domains.maintenance import executions, routes, tasks
+from pgfleet.domains.maintenance import cleanup, executions, routes, tasks
 
 DOMAIN = Domain(
     name="maintenance",
@@ -14,5 +14,8 @@ DOMAIN = Domain(
 )
 
 in_progress = executions.in_progress
+# the defaults of the tenant settings (section MAINTENANCE of the system configuration)
+VACUUM_COST_DELAY_MS = executions.COST_DELAY_MS
+IDLE_CONNECTION_DAYS = float(cleanup.DEFAULT_DAYS["SESSION"] or 1)
 
-__all__ = ["DOMAIN", "in_progress"]
+__all__ = ["DOMAIN", "IDLE_CONNECTION_DAYS", "VACUUM_COST_DELAY_MS", "in_progress"]

@@ -10,6 +10,10 @@ deleted (a dry run counts exactly what the run deletes, by the same query).
 - SESSION: rate-limit windows past their expiry (platform-wide: a platform admin's call), and
   the platform's own idle sessions (`application_name` pgfleet...) on the servers in scope,
   idle longer than the retention.
+
+Without a custom retention, MONITORING purges past the tenant's `metricRetentionDays` and
+SESSION past its `idleConnectionDays` (sections MONITORING and MAINTENANCE of the system
+configuration; 30 days and 1 day unless it set others).
 - BACKUP: backups past retention, removed with the backup tool's own expiry (`pgbackrest
   expire` through the backup engine); a custom retention counts from when each finished; a
   full backup that a kept backup depends on stays, and so does the newest full backup of each
@@ -23,12 +27,12 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pgfleet.core import audit
+from pgfleet.core import audit, tenant_settings
 from pgfleet.core.auth import Principal, tenant_scope
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import EngineError, Forbidden, InvalidState
 from pgfleet.core.models import new_id
-from pgfleet.domains import archive, servers
+from pgfleet.domains import archive, monitoring, servers
 from pgfleet.domains.maintenance import sql as q
 from pgfleet.domains.maintenance.models import DataCleanupRequest
 
@@ -150,10 +154,12 @@ def run(ports: Ports, caller: Principal, body: DataCleanupRequest) -> dict[str, 
             )
             results.append(_history(ports, category, ("audit",), days, tenant, body.dry_run, note))
         elif category == "MONITORING":
-            days = float(asked) if asked is not None else float(DEFAULT_DAYS["MONITORING"] or 30)
+            days = (
+                float(asked) if asked is not None else float(monitoring.metric_retention_days(ports, tenant))
+            )
             results.append(_history(ports, category, MONITORING_STREAMS, days, tenant, body.dry_run))
         elif category == "SESSION":
-            days = float(asked) if asked is not None else 1.0
+            days = float(asked) if asked is not None else idle_connection_days(ports, tenant)
             results.append(_sessions(ports, caller, tenant, days, body.dry_run))
         else:
             results.append(_backups(ports, tenant, float(asked) if asked is not None else None, body.dry_run))
@@ -181,8 +187,17 @@ def run(ports: Ports, caller: Principal, body: DataCleanupRequest) -> dict[str, 
     }
 
 
+def idle_connection_days(ports: Ports, tenant: str | None) -> float:
+    """How long a platform session may stay idle before SESSION cleanup ends it: the tenant's
+    `idleConnectionDays` (section MAINTENANCE of the system configuration), else 1 day."""
+    default = float(DEFAULT_DAYS["SESSION"] or 1)
+    return float(tenant_settings.value(ports, tenant, "maintenance", "idle_connection_days", default))
+
+
 def for_task(ports: Ports, tenant_id: str) -> dict[str, Any]:
-    """A CLEANUP task's run: monitoring history past 30 days, of its tenant."""
+    """A CLEANUP task's run: monitoring history past its tenant's metric retention (30 days
+    unless the tenant set less), of its tenant."""
     tenant = None if tenant_id == "*" else tenant_id
-    result = _history(ports, "MONITORING", MONITORING_STREAMS, 30.0, tenant, False)
+    days = float(monitoring.metric_retention_days(ports, tenant))
+    result = _history(ports, "MONITORING", MONITORING_STREAMS, days, tenant, False)
     return {"status": "COMPLETED", "rows": result["records_deleted"], "details": result["details"]}

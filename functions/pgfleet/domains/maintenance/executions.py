@@ -9,8 +9,9 @@ A run:
   waits past it is retried `retryAttempts` times, `retryDelay` minutes apart; a task's own
   `taskSQL` runs as the database's app role, in a transaction of its own (committed);
 - applies `resourceLimits`: `vacuum_cost_limit` / `vacuum_cost_delay` from `ioLimitMBPS`
-  (page misses at vacuum_cost_page_miss each), `maintenance_work_mem` from `memoryLimitMB`,
-  and, where the host allows, a cgroup of the backend's own for CPU and I/O; the execution
+  (page misses at vacuum_cost_page_miss each; the delay is the tenant's `vacuumCostDelayMs`),
+  `maintenance_work_mem` from `memoryLimitMB` (else the tenant's `maintenanceWorkMemMB`, when
+  it set one: section MAINTENANCE of the system configuration), and, where the host allows, a cgroup of the backend's own for CPU and I/O; the execution
   lists what was applied;
 - measures: sizes before and after each relation (`spaceReclaimed`), dead tuples removed
   (`rowsAffected` of a VACUUM) or the rows a taskSQL wrote; `progress` from
@@ -33,7 +34,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pgfleet.core import operations
+from pgfleet.core import operations, tenant_settings
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import Conflict, EngineError, InvalidState, NotFound
@@ -171,8 +172,9 @@ def plan_items(ports: Ports, record: dict[str, Any]) -> list[plan.Item]:
                 target_id, database=database, statement_timeout_ms=plan.PLAN_STATEMENT_TIMEOUT_MS
             ) as s:
                 found += plan.choose(
-                    s, target_id, database, in_sql, allow_full=bool(settings.get("allow_vacuum_full"))
-                )
+                    s, target_id, database, in_sql, allow_full=bool(settings.get("allow_vacuum_full")),
+                    bloated_from=performance.bloat_threshold(ports, target.tenant_id),
+                )  # fmt: skip
         if "backup_full" in functions:
             found.append(
                 plan.Item("BACKUP", target_id, None, None, None, "a full backup (the server's backup tool)")
@@ -405,20 +407,36 @@ class Sampler:
 # --- running ---------------------------------------------------------------------------------------
 
 
-def _limits(settings: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
-    """The session settings `resourceLimits` become, and what each means."""
+def tenant_defaults(ports: Ports, tenant_id: str | None) -> dict[str, Any]:
+    """What the tenant set for its maintenance runs (section MAINTENANCE of the system
+    configuration): `vacuum_cost_delay_ms` (COST_DELAY_MS unless set) and
+    `maintenance_work_mem_mb` (None: the server's own, unless set)."""
+    chosen = tenant_settings.overrides(ports, tenant_id, "maintenance")
+    return {
+        "vacuum_cost_delay_ms": int(chosen.get("vacuum_cost_delay_ms", COST_DELAY_MS)),
+        "maintenance_work_mem_mb": chosen.get("maintenance_work_mem_mb"),
+    }
+
+
+def _limits(
+    settings: dict[str, Any], defaults: dict[str, Any] | None = None
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The session settings `resourceLimits` become (the tenant's defaults where the run sets
+    none), and what each means."""
     limits = settings.get("resource_limits") or {}
+    defaults = defaults or {}
+    delay = int(defaults.get("vacuum_cost_delay_ms") or COST_DELAY_MS)
     out: list[tuple[str, str]] = []
     said = []
     io = limits.get("io_limit_mbps")
     if io:
         pages_per_second = io * 1048576 / PAGE_BYTES
-        cost_limit = max(1, min(10_000, round(pages_per_second * PAGE_MISS_COST * COST_DELAY_MS / 1000)))
-        out += [("vacuum_cost_delay", str(COST_DELAY_MS)), ("vacuum_cost_limit", str(cost_limit))]
+        cost_limit = max(1, min(10_000, round(pages_per_second * PAGE_MISS_COST * delay / 1000)))
+        out += [("vacuum_cost_delay", str(delay)), ("vacuum_cost_limit", str(cost_limit))]
         said.append(
-            f"vacuum_cost_limit {cost_limit} with vacuum_cost_delay {COST_DELAY_MS} ms (~{io:g} MB/s of page reads)"
+            f"vacuum_cost_limit {cost_limit} with vacuum_cost_delay {delay} ms (~{io:g} MB/s of page reads)"
         )
-    memory = limits.get("memory_limit_mb")
+    memory = limits.get("memory_limit_mb") or defaults.get("maintenance_work_mem_mb")
     if memory:
         out.append(("maintenance_work_mem", f"{max(1, int(memory))}MB"))
         said.append(f"maintenance_work_mem {int(memory)} MB")
@@ -496,7 +514,7 @@ def _platform_statement(
     with ports.sql.session(item.target_id, database=item.database, statement_timeout_ms=remaining_ms,
                            lock_timeout_ms=lock_ms) as session:  # fmt: skip
         pid, data_directory = session.fetch_one(q.BACKEND) or (None, None)
-        set_limits, said = _limits(settings)
+        set_limits, said = _limits(settings, tenant_defaults(ports, target.tenant_id))
         for name, value in set_limits:
             session.execute(q.SET_CONFIG, (name, value))
         cpu = (settings.get("resource_limits") or {}).get("cpu_limit_percent")

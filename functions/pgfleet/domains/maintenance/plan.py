@@ -163,15 +163,15 @@ def _analyze(target_id: str, database: str, stats: list[TableStats]) -> list[Ite
     return items
 
 
-def _reindex(target_id: str, database: str, session: SqlSession) -> list[Item]:
+def _reindex(target_id: str, database: str, session: SqlSession, bloated_from: float) -> list[Item]:
     return [
         Item(
             "REINDEX", target_id, database, i.schema, i.name,
-            f"estimated bloat {i.bloat:.0f}% (at least {performance.BLOAT_PERCENT:.0f}%) of {i.size / 1048576:.1f} MB "
+            f"estimated bloat {i.bloat:.0f}% (at least {bloated_from:.0f}%) of {i.size / 1048576:.1f} MB "
             f"on {i.table}",
             size_bytes=i.size,
         )
-        for i in performance.bloated_indexes(session)
+        for i in performance.bloated_indexes(session, bloated_from)
     ]  # fmt: skip
 
 
@@ -191,10 +191,11 @@ def _refresh(target_id: str, database: str, session: SqlSession) -> list[Item]:
 
 
 def choose(
-    session: SqlSession, target_id: str, database: str, functions: list[str], *, allow_full: bool = False
-) -> list[Item]:
+    session: SqlSession, target_id: str, database: str, functions: list[str], *, allow_full: bool = False,
+    bloated_from: float = performance.BLOAT_PERCENT,
+) -> list[Item]:  # fmt: skip
     """The plan of the built-in `functions` on one database, in their order, each object once
-    per action."""
+    per action (`bloated_from`: the tenant's index bloat threshold, for reindex_bloated_indexes)."""
     stats = (
         tables(session)
         if {"vacuum_bloated_tables", "analyze_stale_tables", "freeze_old_tables"} & set(functions)
@@ -209,7 +210,7 @@ def choose(
         elif function == "analyze_stale_tables":
             items += _analyze(target_id, database, stats)
         elif function == "reindex_bloated_indexes":
-            items += _reindex(target_id, database, session)
+            items += _reindex(target_id, database, session, bloated_from)
         elif function == "refresh_materialized_views":
             items += _refresh(target_id, database, session)
     seen: set[tuple[str, str | None, str | None]] = set()

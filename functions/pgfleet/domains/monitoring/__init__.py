@@ -4,9 +4,18 @@ capture and by the domains that watch a condition (quotas) through `observe`."""
 
 from pgfleet.core.domain import Domain, Mount
 from pgfleet.domains.monitoring import capture, incidents_routes, metrics_routes, routes
-from pgfleet.domains.monitoring.capture import BackendUsage, backend_usage
+from pgfleet.domains.monitoring.capture import (
+    CAPTURE_INTERVAL_MINUTES,
+    MAX_CAPTURE_INTERVAL_MINUTES,
+    BackendUsage,
+    backend_usage,
+    capture_interval,
+)
+from pgfleet.domains.monitoring.metrics import RETENTION_DAYS as METRIC_RETENTION_DAYS
+from pgfleet.domains.monitoring.metrics import retention_days as metric_retention_days
 from pgfleet.domains.monitoring.models import AlertAction
-from pgfleet.domains.monitoring.rules import reconciled_down
+from pgfleet.domains.monitoring.rules import BY_NAME as ALERT_RULES
+from pgfleet.domains.monitoring.rules import reconciled_down, rules_of, set_rule
 from pgfleet.domains.monitoring.service import KIND as ALERT_KIND
 from pgfleet.domains.monitoring.service import Condition, observe, resolve_all_for
 
@@ -22,6 +31,7 @@ DOMAIN = Domain(
 )
 
 __all__ = [
-    "ALERT_KIND", "DOMAIN", "AlertAction", "BackendUsage", "Condition", "backend_usage", "observe", "reconciled_down",
-    "resolve_all_for",
+    "ALERT_KIND", "ALERT_RULES", "CAPTURE_INTERVAL_MINUTES", "DOMAIN", "MAX_CAPTURE_INTERVAL_MINUTES",
+    "METRIC_RETENTION_DAYS", "AlertAction", "BackendUsage", "Condition", "backend_usage", "capture_interval",
+    "metric_retention_days", "observe", "reconciled_down", "resolve_all_for", "rules_of", "set_rule",
 ]  # fmt: skip

@@ -31,6 +31,11 @@ instead of 60 samples.
 
 Servers are sampled side by side (at most CAPTURE_WORKERS at a time); one that fails gives
 `up` False and its `error`, never stopping the others.
+
+The schedule fires every minute for the whole fleet; a tenant that asked for a longer capture
+interval (section MONITORING of the system configuration, `captureIntervalMinutes`) has its
+servers skipped until their newest sample is that old (`due`), and its samples are kept for
+its `metricRetentionDays` (their TTL).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pgfleet.core import tenant_settings
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import EngineError
 from pgfleet.domains import archive, clusters, servers
@@ -63,6 +69,14 @@ SAMPLE_TTL_SECONDS = metrics.SAMPLE_TTL_SECONDS
 PREVIOUS_WINDOW = timedelta(minutes=10)
 RECENT_WINDOW = timedelta(minutes=2, seconds=30)
 CAPTURE_WORKERS = 16
+# A tenant's capture interval (minutes): 1 is the schedule's own rate. At most 5, so that the
+# next sample still finds its previous one within PREVIOUS_WINDOW (rates need it) even when
+# one capture is missed.
+CAPTURE_INTERVAL_MINUTES = 1
+MAX_CAPTURE_INTERVAL_MINUTES = 5
+# A sample taken this much less than the interval ago counts as due: the ticker fires about
+# once a minute, never exactly.
+INTERVAL_SLACK = timedelta(seconds=30)
 # A capture must not hang on one server: every statement is short.
 STATEMENT_TIMEOUT_MS = 5_000
 LOCK_TIMEOUT_MS = 1_000
@@ -436,15 +450,32 @@ def capture(ports: Ports, found: Iterable[servers.Server]) -> list[Sample]:
         max_workers=min(CAPTURE_WORKERS, len(todo)), thread_name_prefix="pgfleet-sample"
     ) as pool:
         samples = list(pool.map(lambda s: _sample(ports, s), todo))
-    ports.history.append(STREAM, [record_of(s) for s in samples])
+    kept = {t: metrics.retention_days(ports, t) * 86400 for t in {s.tenant_id for s in samples}}
+    ports.history.append(STREAM, [record_of(s, kept[s.tenant_id]) for s in samples])
     return samples
 
 
-def record_of(sample: Sample) -> HistoryRecord:
+def record_of(sample: Sample, ttl_seconds: int = SAMPLE_TTL_SECONDS) -> HistoryRecord:
     return HistoryRecord(
         stream=STREAM, target_id=sample.target_id, tenant_id=sample.tenant_id, at=sample.at,
-        data=sample.data, ttl_seconds=SAMPLE_TTL_SECONDS,
+        data=sample.data, ttl_seconds=ttl_seconds,
     )  # fmt: skip
+
+
+def capture_interval(ports: Ports, tenant_id: str | None) -> int:
+    """The tenant's capture interval in minutes (CAPTURE_INTERVAL_MINUTES unless it set one)."""
+    return int(tenant_settings.value(ports, tenant_id, "monitoring", "capture_interval_minutes",
+                                     CAPTURE_INTERVAL_MINUTES))  # fmt: skip
+
+
+def due(ports: Ports, server: servers.Server, interval_minutes: int, at: datetime) -> bool:
+    """Whether the capture at `at` samples this server: always at the schedule's own rate;
+    with a longer interval, once its newest sample is at least that old (less INTERVAL_SLACK)."""
+    if interval_minutes <= CAPTURE_INTERVAL_MINUTES:
+        return True
+    recent = timedelta(minutes=interval_minutes) - INTERVAL_SLACK
+    page = ports.history.query(STREAM, start=at - recent, end=at, target_id=server.id, page_size=1)
+    return not page.items
 
 
 def summary(samples: Sequence[Sample]) -> str:
@@ -457,5 +488,19 @@ def summary(samples: Sequence[Sample]) -> str:
 def scheduled_capture(ports: Ports, detail: dict[str, Any]) -> list[str]:
     """The platform schedule: sample every server that runs or should run, store the samples,
     and evaluate the alert rules on them."""
-    samples = capture(ports, (s for s in servers.all_servers(ports) if sampled(s)))
-    return [summary(samples), *rules.evaluate(ports, samples)]
+    at = datetime.now(UTC)
+    intervals: dict[str, int] = {}
+    todo: list[servers.Server] = []
+    waiting: list[servers.Server] = []
+    for server in servers.all_servers(ports):
+        if not sampled(server):
+            continue
+        tenant = str(server.record.get("tenant_id"))
+        if tenant not in intervals:
+            intervals[tenant] = capture_interval(ports, tenant)
+        (todo if due(ports, server, intervals[tenant], at) else waiting).append(server)
+    samples = capture(ports, todo)
+    line = summary(samples)
+    if waiting:
+        line += f"; {len(waiting)} not due yet (their tenant's capture interval)"
+    return [line, *rules.evaluate(ports, samples)]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pgfleet.core import time_range
+from pgfleet.core import tenant_settings, time_range
 from pgfleet.core.auth import Principal, tenant_scope
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import ValidationFailed
@@ -33,9 +33,11 @@ from pgfleet.domains.monitoring.samples import STREAM
 from pgfleet.ports.cluster_engine import HEALTHY_LAG_BYTES
 from pgfleet.ports.history import DEFAULT_TTL_SECONDS, HistoryRecord
 
-# Samples are kept as long as lock captures (30 days); older ranges are a 422.
+# Samples are kept as long as lock captures (30 days); older ranges are a 422. A tenant may keep
+# its own for less (section MONITORING of the system configuration, `metricRetentionDays`).
 SAMPLE_TTL_SECONDS = DEFAULT_TTL_SECONDS
 HISTORY_MAX_AGE = timedelta(seconds=SAMPLE_TTL_SECONDS)
+RETENTION_DAYS = SAMPLE_TTL_SECONDS // 86400
 XID_LIMIT = 2**31 - 1
 # Hour chunks: once an hour has passed, its samples' metric values are also kept as one record
 # per server (stream HOUR_STREAM, `at` the hour's start, id HOUR_ID), so that a day of one
@@ -216,9 +218,16 @@ def read(
     )  # fmt: skip
 
 
+def retention_days(ports: Ports, tenant_id: str | None) -> int:
+    """How many days the tenant's samples and hour chunks are kept (the history store's TTL,
+    set when each is written; the cleanup of monitoring history purges past it too)."""
+    return int(tenant_settings.value(ports, tenant_id, "monitoring", "metric_retention_days", RETENTION_DAYS))
+
+
 def hour_chunk(
-    target_id: str, tenant_id: str | None, hour: int, samples: Iterable[HistoryRecord]
-) -> HistoryRecord:
+    target_id: str, tenant_id: str | None, hour: int, samples: Iterable[HistoryRecord],
+    ttl_seconds: int = SAMPLE_TTL_SECONDS,
+) -> HistoryRecord:  # fmt: skip
     """The hour chunk of one server: every metric's (epoch, value) points of its samples."""
     values: dict[str, list[list[float]]] = {}
     count = 0
@@ -231,7 +240,7 @@ def hour_chunk(
                 values.setdefault(metric.name, []).append([at, value])
     return HistoryRecord(
         stream=HOUR_STREAM, target_id=target_id, tenant_id=tenant_id, at=datetime.fromtimestamp(hour, UTC),
-        data={"samples": count, "values": values}, ttl_seconds=SAMPLE_TTL_SECONDS, id=HOUR_ID,
+        data={"samples": count, "values": values}, ttl_seconds=ttl_seconds, id=HOUR_ID,
     )  # fmt: skip
 
 
@@ -242,7 +251,8 @@ def write_hour_chunk(ports: Ports, target_id: str, tenant_id: str | None, hour: 
     start = datetime.fromtimestamp(hour, UTC)
     read(ports, target_id, None, start, start + timedelta(seconds=HOUR), samples.append)
     if samples:
-        ports.history.append(HOUR_STREAM, [hour_chunk(target_id, tenant_id, hour, samples)])
+        ttl = retention_days(ports, tenant_id) * 86400
+        ports.history.append(HOUR_STREAM, [hour_chunk(target_id, tenant_id, hour, samples, ttl)])
     return len(samples)
 
 

@@ -10,8 +10,16 @@ from pgfleet.domains.performance import (
     queries_routes,
     workflows,
 )
-from pgfleet.domains.performance.indexes import BLOAT_PERCENT, bloated_indexes, customer_sessions, database_of
+from pgfleet.domains.performance.cache import HIT_TARGET, hit_target
+from pgfleet.domains.performance.indexes import (
+    BLOAT_PERCENT,
+    bloat_threshold,
+    bloated_indexes,
+    customer_sessions,
+    database_of,
+)
 from pgfleet.domains.performance.pooling import reconcile_poolers
+from pgfleet.domains.performance.queries import SLOW_MS
 
 DOMAIN = Domain(
     name="performance",
@@ -28,5 +36,6 @@ DOMAIN = Domain(
 )
 
 __all__ = [
-    "BLOAT_PERCENT", "DOMAIN", "bloated_indexes", "customer_sessions", "database_of", "reconcile_poolers",
+    "BLOAT_PERCENT", "DOMAIN", "HIT_TARGET", "SLOW_MS", "bloat_threshold", "bloated_indexes", "customer_sessions",
+    "database_of", "hit_target", "reconcile_poolers",
 ]  # fmt: skip

@@ -27,6 +27,10 @@ RECOMMENDATIONS (from the server's memory, its record's `memory` in MB):
 | shared_buffers | hit ratio < 0.99, the buffers >= 95 % used (a working set that fills them), and under 25 % of memory | 25 % of memory |
 | shared_buffers | over 40 % of memory (PostgreSQL's docs: more is unlikely to help, the OS cache is needed too) | 25 % of memory |
 | effective_cache_size | outside 50-75 % of memory | 75 % of memory (the engine's own sizing) |
+
+The hit ratio goal (0.99, HIT_TARGET) is the tenant's `cacheHitTarget` when it set one (section
+PERFORMANCE of the system configuration): the advice and the shared_buffers recommendation of
+its servers' next analysis compare with it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 
 from psycopg import sql as pgsql
 
+from pgfleet.core import tenant_settings
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import EngineError, NotFound, ValidationFailed
@@ -122,17 +127,22 @@ class Reading:
         return int(self.setting("server_version_num") or 0)
 
 
-def shared_buffers_entry(r: Reading) -> CacheAnalysis:
+def hit_target(ports: Ports, tenant_id: str | None) -> float:
+    """The tenant's cache hit ratio goal (HIT_TARGET unless it set one)."""
+    return float(tenant_settings.value(ports, tenant_id, "performance", "cache_hit_target", HIT_TARGET))
+
+
+def shared_buffers_entry(r: Reading, goal: float = HIT_TARGET) -> CacheAnalysis:
     block = r.block_size
     hit = ratio(*r.database_blocks) if r.database_blocks else None
     tables = r.table_blocks
     used = r.buffers[1] if r.buffers else None
     total = r.buffers[0] if r.buffers else None
     advice: list[str] = []
-    if hit is not None and hit < HIT_TARGET:
+    if hit is not None and hit < goal:
         full = used is not None and total and used / total >= FULL_BUFFERS
         advice.append(
-            f"hit ratio {hit:.4f} is under {HIT_TARGET}: "
+            f"hit ratio {hit:.4f} is under {goal:g}: "
             + ("the buffers are full, so the working set is larger than shared_buffers"
                if full else "the buffers are not full yet: misses are first reads, not a cache too small")
         )  # fmt: skip
@@ -216,8 +226,10 @@ def cache_recommendations(
     hit: float | None,
     buffers_used: int | None,
     buffers_total: int | None,
+    goal: float = HIT_TARGET,
 ) -> list[CacheRecommendation]:
-    """RECOMMENDATIONS of the module docstring, from measured numbers only."""
+    """RECOMMENDATIONS of the module docstring, from measured numbers only (`goal`: the hit
+    ratio under which a full cache is too small)."""
     if not memory_mb:
         return []
     memory = memory_mb * MB
@@ -226,11 +238,11 @@ def cache_recommendations(
     if shared_buffers is not None:
         full = buffers_used is not None and buffers_total is not None and buffers_total > 0
         full = full and buffers_used / buffers_total >= FULL_BUFFERS  # type: ignore[operator]
-        if hit is not None and hit < HIT_TARGET and full and shared_buffers < quarter * ROUNDING:
+        if hit is not None and hit < goal and full and shared_buffers < quarter * ROUNDING:
             found.append(CacheRecommendation(
                 cache_type="SHARED_BUFFERS", setting="shared_buffers", current_size=shared_buffers,
                 recommended_size=quarter, target_id=target_id, estimated_improvement=None,
-                reasoning=f"hit ratio {hit:.4f} is under {HIT_TARGET} with {buffers_used} of {buffers_total} buffers "
+                reasoning=f"hit ratio {hit:.4f} is under {goal:g} with {buffers_used} of {buffers_total} buffers "
                 f"in use: the working set does not fit in {shared_buffers // MB} MB; 25% of the {memory_mb} MB of "
                 "memory is the usual size (a restart applies it)",
             ))  # fmt: skip
@@ -378,7 +390,8 @@ def cache_analysis(
                 raise
             notes.append(f"{target.target_id}: cache not read: {exc}"[:500])
             continue
-        shared = shared_buffers_entry(r)
+        goal = hit_target(ports, target.tenant_id)
+        shared = shared_buffers_entry(r, goal)
         entries += [shared, plan_cache_entry(r), query_cache_entry(target.target_id)]
         memory = target.server.record.get("memory")
         if not memory:
@@ -386,7 +399,7 @@ def cache_analysis(
         advice += cache_recommendations(
             target.target_id, int(memory) if memory else None, r.size("shared_buffers"),
             r.size("effective_cache_size"), shared.hit_ratio, r.buffers[1] if r.buffers else None,
-            r.buffers[0] if r.buffers else None,
+            r.buffers[0] if r.buffers else None, goal,
         )  # fmt: skip
     if not found:
         notes.append("no running server in scope")

@@ -13,7 +13,9 @@ Findings:
   of another index of the same table with the same method, expressions and predicate; of two
   identical ones the second by name; never a unique or constraint index.
 - INVALID: indisvalid is false (a failed concurrent build).
-- BLOATED: estimated bloat of BLOAT_PERCENT or more in an index of BLOAT_MIN_BYTES or more.
+- BLOATED: estimated bloat of BLOAT_PERCENT or more in an index of BLOAT_MIN_BYTES or more
+  (the tenant's `indexBloatPercent` instead, when it set one: section PERFORMANCE of the system
+  configuration; maintenance's reindex_bloated_indexes uses the same).
 
 Bloat (btree only), PgHero's index-bloat method written anew: the pages an index needs are
 its table's rows x (8-byte index tuple header + the sum over its columns of
@@ -50,6 +52,7 @@ from typing import Any
 
 from psycopg import sql as pgsql
 
+from pgfleet.core import tenant_settings
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import Conflict, EngineError, NotFound, ServiceError, ValidationFailed
@@ -280,9 +283,15 @@ def find_duplicates(indexes: list[Index]) -> None:
                 break
 
 
+def bloat_threshold(ports: Ports, tenant_id: str | None) -> float:
+    """The estimated bloat from which the tenant's indexes are BLOATED (BLOAT_PERCENT unless set)."""
+    return float(tenant_settings.value(ports, tenant_id, "performance", "index_bloat_percent", BLOAT_PERCENT))
+
+
 def classify(
-    indexes: list[Index], stats: dict[tuple[str, str, str], tuple[int, float]], block_size: int
-) -> None:
+    indexes: list[Index], stats: dict[tuple[str, str, str], tuple[int, float]], block_size: int,
+    bloated_from: float = BLOAT_PERCENT,
+) -> None:  # fmt: skip
     find_duplicates(indexes)
     for index in indexes:
         index.bloat = bloat_percent(index, stats, block_size)
@@ -290,7 +299,7 @@ def classify(
             index.findings.append("INVALID")
         elif index.scans == 0 and not index.protected:
             index.findings.append("UNUSED")
-        if index.bloat is not None and index.bloat >= BLOAT_PERCENT and index.size >= BLOAT_MIN_BYTES:
+        if index.bloat is not None and index.bloat >= bloated_from and index.size >= BLOAT_MIN_BYTES:
             index.findings.append("BLOATED")
 
 
@@ -599,7 +608,9 @@ def analyze_target(ports: Ports, target: servers.Target, database: str | None) -
         version, block_size, dbid, stats_reset, now = server
         indexes = read_indexes(session, int(version))
         tables = read_tables(session)
-        classify(indexes, read_column_stats(session), int(block_size))
+        classify(
+            indexes, read_column_stats(session), int(block_size), bloat_threshold(ports, target.tenant_id)
+        )
         statements, since, note = read_statements(ports, target, db, int(dbid))
         if note:
             found.notes.append(note)
@@ -865,14 +876,14 @@ def response(
     )
 
 
-def bloated_indexes(session: SqlSession) -> list[Index]:
+def bloated_indexes(session: SqlSession, bloated_from: float = BLOAT_PERCENT) -> list[Index]:
     """The indexes of the session's database that the analysis finds BLOATED (estimated bloat
-    of BLOAT_PERCENT or more in an index of BLOAT_MIN_BYTES or more), most bloated first
-    (maintenance's reindex_bloated_indexes rebuilds them)."""
+    of `bloated_from` percent or more in an index of BLOAT_MIN_BYTES or more), most bloated
+    first (maintenance's reindex_bloated_indexes rebuilds them)."""
     server = session.fetch_one(q.SERVER)
     assert server is not None
     version, block_size = int(server[0]), int(server[1])
     found = read_indexes(session, version)
-    classify(found, read_column_stats(session), block_size)
+    classify(found, read_column_stats(session), block_size, bloated_from)
     bloated = [i for i in found if "BLOATED" in i.findings and i.valid]
     return sorted(bloated, key=lambda i: -(i.bloat or 0.0))

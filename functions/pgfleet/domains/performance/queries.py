@@ -18,10 +18,13 @@ the statement's part of the server's customer statement time):
 
 | rating | rule |
 |---|---|
-| CRITICAL | slow, and a mean of 100 ms or more or a share of 20 % or more |
+| CRITICAL | slow, and a mean of 100 ms (5 x the slow mean) or more or a share of 20 % or more |
 | POOR | slow |
 | GOOD | not slow, with a mean of 5 ms or more or a share of 10 % or more |
 | EXCELLENT | anything else |
+
+A tenant sets its own slow mean (section PERFORMANCE of the system configuration,
+`slowQueryMs`); the next analysis of its servers rates with it.
 
 Suggestions, each from the statement's numbers:
 
@@ -45,7 +48,7 @@ from typing import Any
 
 from psycopg import sql as pgsql
 
-from pgfleet.core import time_range
+from pgfleet.core import tenant_settings, time_range
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import EngineError, ValidationFailed
@@ -160,13 +163,19 @@ def deltas(old: Iterable[Counters], new: Iterable[Counters]) -> list[Counters]:
     return [d for c in new if (d := delta(before.get(c.key), c)) is not None]
 
 
-def is_slow(c: Counters) -> bool:
-    return c.mean_ms >= SLOW_MS and c.calls >= SLOW_CALLS
+def slow_ms(ports: Ports, tenant_id: str | None) -> float:
+    """The tenant's slow mean in ms (SLOW_MS unless it set one)."""
+    return float(tenant_settings.value(ports, tenant_id, "performance", "slow_query_ms", SLOW_MS))
 
 
-def rating(c: Counters, share: float) -> str:
-    if is_slow(c):
-        return "CRITICAL" if c.mean_ms >= CRITICAL_MS or share >= CRITICAL_SHARE else "POOR"
+def is_slow(c: Counters, slow: float = SLOW_MS) -> bool:
+    return c.mean_ms >= slow and c.calls >= SLOW_CALLS
+
+
+def rating(c: Counters, share: float, slow: float = SLOW_MS) -> str:
+    if is_slow(c, slow):
+        critical = CRITICAL_MS * slow / SLOW_MS
+        return "CRITICAL" if c.mean_ms >= critical or share >= CRITICAL_SHARE else "POOR"
     if c.mean_ms >= GOOD_MS or share >= GOOD_SHARE:
         return "GOOD"
     return "EXCELLENT"
@@ -215,16 +224,18 @@ def index_suggestion(query: str) -> tuple[str | None, list[str]]:
     return f"CREATE INDEX CONCURRENTLY ON {table} ({cols});", names
 
 
-def suggestions(c: Counters, share: float, settings: dict[str, Any]) -> list[OptimizationSuggestion]:
+def suggestions(
+    c: Counters, share: float, settings: dict[str, Any], slow: float = SLOW_MS
+) -> list[OptimizationSuggestion]:
     """Advice computed from the statement's own counters (see the module's table)."""
     found: list[OptimizationSuggestion] = []
-    priority = _priority(rating(c, share))
+    priority = _priority(rating(c, share, slow))
     block = int(settings.get("block_size") or 8192)
     calls = max(c.calls, 1)
     blocks_per_call = (c.blks_hit + c.blks_read) / calls
     rows_per_call = c.rows / calls
     if (
-        (is_slow(c) or share >= GOOD_SHARE)
+        (is_slow(c, slow) or share >= GOOD_SHARE)
         and blocks_per_call >= SCAN_MIN_BLOCKS
         and (blocks_per_call / max(rows_per_call, 1.0) >= SCAN_BLOCKS_PER_ROW)
     ):
@@ -448,11 +459,14 @@ def query_analysis(
             counters, first, last = _of_snapshots(ports, target, database, span)
             read.append(counters)
             bounds.append((first, last))
+    tenant_of = {t.target_id: t.tenant_id for t in found}
+    slow_of = {tenant: slow_ms(ports, tenant) for tenant in set(tenant_of.values())}
     items: list[tuple[Counters, str, float, ServerCounters]] = []
     for server in read:
+        slow = slow_of.get(tenant_of.get(server.target_id, ""), SLOW_MS)
         for c in server.statements:
             share = c.total_ms / server.total_ms if server.total_ms else 0.0
-            rated = rating(c, share)
+            rated = rating(c, share, slow)
             if min_executions is not None and c.calls < min_executions:
                 continue
             if ratings is not None and rated not in ratings:
@@ -466,7 +480,9 @@ def query_analysis(
             query_text=c.query,
             performance_rating=rated,  # type: ignore[arg-type]
             statistics=_statistics(c, share),
-            optimization_suggestions=suggestions(c, share, server.settings),
+            optimization_suggestions=suggestions(
+                c, share, server.settings, slow_of.get(tenant_of.get(server.target_id, ""), SLOW_MS)
+            ),
             target_id=server.target_id,
             database_name=c.database,
             role_name=c.role,

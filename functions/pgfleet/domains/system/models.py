@@ -9,6 +9,12 @@ from pydantic import Field
 
 from pgfleet.core.paging import Pagination
 from pgfleet.core.wire import CamelModel, StrictCamelModel
+from pgfleet.domains.system.tenant_settings import (
+    BackupSettings,
+    MaintenanceSettings,
+    MonitoringSettings,
+    PerformanceSettings,
+)
 
 AuditResult = Literal["SUCCESS", "FAILURE", "PARTIAL"]
 
@@ -67,20 +73,26 @@ class AuditTrailResponse(CamelModel):
 
 # --- configuration and status -------------------------------------------------------------------
 
-Section = Literal["DATABASE"]
+Section = Literal["DATABASE", "PERFORMANCE", "MAINTENANCE", "MONITORING", "BACKUP"]
 
 
 class UpdateConfigurationRequest(StrictCamelModel):
     section: Section = Field(
-        description="DATABASE: a server's PostgreSQL settings (targetId), by the seed's names or their own."
+        description="DATABASE: a server's PostgreSQL settings (targetId), by the seed's names or their own. "
+        "PERFORMANCE, MAINTENANCE, MONITORING, BACKUP: pgfleet's own settings of a tenant (tenantId; a tenant "
+        "token: its own), in effect at once; null puts a setting back to its default."
     )
     configuration: dict[str, Any] = Field(min_length=1, max_length=50)
-    target_id: str | None = Field(default=None, pattern=r"^pg[ic]-[0-9a-f]{12}$")
-    apply_immediately: bool = Field(
-        default=False, description="Restart now (an operation) when a setting needs it; else it waits."
+    target_id: str | None = Field(
+        default=None, pattern=r"^pg[ic]-[0-9a-f]{12}$",
+        description="DATABASE: the server. Other sections: optional, names the tenant by one of its servers.",
+    )  # fmt: skip
+    apply_immediately: bool | None = Field(
+        default=None,
+        description="DATABASE only: restart now (an operation) when a setting needs it; else it waits.",
     )
     schedule_restart: str | None = Field(
-        default=None, description="ISO 8601: restart then (an at() schedule)."
+        default=None, description="DATABASE only: ISO 8601: restart then (an at() schedule)."
     )
 
 
@@ -89,18 +101,35 @@ class SystemConfigurationResponse(CamelModel):
         description="The target's settings (seed names, then every setting read under `settings`); null without targetId."
     )
     database_note: str | None = None
+    tenant_id: str | None = Field(
+        default=None, description="The tenant of performance, maintenance, monitoring and backup."
+    )
+    performance: PerformanceSettings | None = None
+    maintenance: MaintenanceSettings | None = None
+    monitoring: MonitoringSettings | None = None
+    backup: BackupSettings | None = None
+    tenant_note: str | None = None
 
 
 class UpdateConfigurationResponse(CamelModel):
     section: str
-    target_id: str
-    applied: dict[str, str] = Field(description="Settings in effect now (reloaded).")
+    target_id: str | None = Field(default=None, description="DATABASE: the server changed.")
+    tenant_id: str | None = Field(
+        default=None, description="The tenant changed (sections other than DATABASE)."
+    )
+    applied: dict[str, Any] = Field(
+        description="DATABASE: settings in effect now (reloaded). Other sections: each setting given, its new value."
+    )
     pending_restart: list[str]
     operation_id: str | None
     scheduled_restart: str | None
-    previous: dict[str, str]
+    previous: dict[str, Any]
     message: str
-    database: dict[str, Any]
+    database: dict[str, Any] | None = None
+    performance: PerformanceSettings | None = None
+    maintenance: MaintenanceSettings | None = None
+    monitoring: MonitoringSettings | None = None
+    backup: BackupSettings | None = None
 
 
 class ComponentStatus(CamelModel):

@@ -3,18 +3,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from pgfleet.core.domain import requires
+from pgfleet.core.errors import ValidationFailed
 from pgfleet.core.paging import DEFAULT_PAGE_SIZE, PageNumber, PageQuery, PageSize
 from pgfleet.core.routing import ports, principal
-from pgfleet.core.scope_params import Node, TargetId
+from pgfleet.core.scope_params import Node, TargetId, TenantId
 from pgfleet.core.time_range import FORMS
 from pgfleet.domains import servers
-from pgfleet.domains.system import capacity_view, configuration, service, status
+from pgfleet.domains.system import capacity_view, configuration, service, status, tenant_settings
 from pgfleet.domains.system.models import (
     AuditTrailResponse,
     CapacityResponse,
@@ -64,7 +65,9 @@ def audit_trail(
 
 
 @router.get(
-    "/configuration", summary="A server's PostgreSQL settings (pg_settings, the seed's names and any GUC)"
+    "/configuration",
+    summary="A server's PostgreSQL settings (pg_settings, the seed's names and any GUC), and the tenant's own "
+    "performance, maintenance, monitoring and backup settings",
 )
 @requires("system:read")
 def get_configuration(
@@ -73,32 +76,54 @@ def get_configuration(
     settings: Annotated[
         str | None, Query(max_length=2000, description="More settings by their own names, comma-separated.")
     ] = None,
+    tenant_id: TenantId = None,
 ) -> SystemConfigurationResponse:
+    caller = principal(router)
+    tenant = tenant_settings.tenant_of(ports(), caller, tenant_id, target_id)
+    found: dict[str, Any] = (
+        {"tenant_id": tenant, **tenant_settings.sections(ports(), tenant)}
+        if tenant
+        else {"tenant_note": "performance, maintenance, monitoring and backup are a tenant's: give tenantId"}
+    )
     if target_id is None:
-        return SystemConfigurationResponse(
-            database=None,
-            database_note="section DATABASE is a server's: give targetId (and node for a cluster member)",
-        )
-    (target,) = servers.targets(ports(), principal(router), target_id, None, node, what="its settings")
+        return SystemConfigurationResponse.model_validate({
+            **found, "database": None,
+            "database_note": "section DATABASE is a server's: give targetId (and node for a cluster member)",
+        })  # fmt: skip
+    (target,) = servers.targets(ports(), caller, target_id, None, node, what="its settings")
     extra = [s.strip().lower() for s in (settings or "").split(",") if s.strip()]
-    return SystemConfigurationResponse(database=configuration.database_section(ports(), target, extra))
+    return SystemConfigurationResponse.model_validate(
+        {**found, "database": configuration.database_section(ports(), target, extra)}
+    )
 
 
 @router.put(
     "/configuration",
-    summary="Change settings, validated against pg_settings: reloaded now, or restarted (now, at a time, or later)",
+    summary="Change a server's settings (validated against pg_settings: reloaded now, or restarted now, at a time "
+    "or later) or a tenant's own settings (validated, in effect at once); audited with old and new values",
 )
 @requires("system:configure")
-def put_configuration(body: UpdateConfigurationRequest) -> UpdateConfigurationResponse:
-    return UpdateConfigurationResponse.model_validate(
-        configuration.update(
-            ports(),
-            principal(router),
-            body.target_id,
-            body.configuration,
-            body.apply_immediately,
-            body.schedule_restart,
+def put_configuration(
+    body: UpdateConfigurationRequest, tenant_id: TenantId = None
+) -> UpdateConfigurationResponse:
+    caller = principal(router)
+    if body.section == "DATABASE":
+        return UpdateConfigurationResponse.model_validate(
+            configuration.update(
+                ports(), caller, body.target_id, body.configuration, bool(body.apply_immediately),
+                body.schedule_restart,
+            )
+        )  # fmt: skip
+    restart = [f for f, v in (("applyImmediately", body.apply_immediately), ("scheduleRestart", body.schedule_restart))
+               if v is not None]  # fmt: skip
+    if restart:
+        raise ValidationFailed(
+            f"{', '.join(restart)}: only section DATABASE restarts a server; section {body.section} takes effect at once",
+            details=[{"field": f, "message": "DATABASE only"} for f in restart],
         )
+    tenant = tenant_settings.tenant_of(ports(), caller, tenant_id, body.target_id)
+    return UpdateConfigurationResponse.model_validate(
+        tenant_settings.update(ports(), caller, body.section.lower(), tenant, body.configuration)
     )
 
 
