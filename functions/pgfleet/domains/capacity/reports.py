@@ -8,10 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pgfleet.core.documents import Report
 from pgfleet.core.errors import ValidationFailed
 
 REPORT_TYPES = ("UTILIZATION", "FORECASTS", "THRESHOLDS", "COMPREHENSIVE")
@@ -24,17 +24,6 @@ FORECAST_COLUMNS = ("targetId", "resourceId", "resourceType", "patternType", "cu
 THRESHOLD_COLUMNS = ("thresholdId", "thresholdName", "resourceType", "thresholdPercentage", "thresholdType",
                      "alertEnabled", "triggerCount24h", "lastTriggered", "effectiveness")  # fmt: skip
 MAX_CHARTS = 12
-
-
-@dataclass(frozen=True)
-class Report:
-    body: bytes
-    content_type: str
-    filename: str
-
-    @property
-    def content_disposition(self) -> str:
-        return f'attachment; filename="{self.filename}"'
 
 
 def _camel(key: str) -> str:

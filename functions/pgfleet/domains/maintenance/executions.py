@@ -31,7 +31,7 @@ import logging
 import statistics
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from pgfleet.core import operations, tenant_settings
@@ -303,6 +303,7 @@ class Sampler:
         self.first = monitoring.backend_usage(pid, data_directory)
         self.last = self.first
         self.started = time.monotonic()
+        self._last_at = self.started
         self.peak_cpu = 0.0
         self.peak_io = 0.0
         self.memory: list[float] = []
@@ -331,7 +332,7 @@ class Sampler:
         if now is None:
             return
         if previous is not None:
-            span = max(1e-3, at - getattr(self, "_last_at", self.started))
+            span = max(1e-3, at - self._last_at)
             self.peak_cpu = max(self.peak_cpu, 100.0 * (now.cpu_seconds - previous.cpu_seconds) / span)
             if now.io_bytes is not None and previous.io_bytes is not None:
                 self.peak_io = max(self.peak_io, (now.io_bytes - previous.io_bytes) / 1048576 / span)
@@ -706,10 +707,6 @@ def _failed(ctx: StepContext, error: str) -> None:
 
 
 WORKFLOWS = (Workflow(RUN, (("run", _run_step),), _failed),)
-
-
-def since(days: float) -> datetime:
-    return datetime.now(UTC) - timedelta(days=days)
 
 
 def in_progress(ports: Ports, tenant_id: str | None) -> list[str]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from pgfleet.core.documents import Report
 from pgfleet.core.errors import ValidationFailed
 
 REPORT_TYPES = ("EXECUTION_SUMMARY", "PERFORMANCE_IMPACT", "OPTIMIZATION_RESULTS")
@@ -39,17 +40,6 @@ CONTENT_TYPES = {"JSON": "application/json", "CSV": "text/csv; charset=utf-8", "
 MB = 1024 * 1024
 
 Row = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Report:
-    body: bytes
-    content_type: str
-    filename: str
-
-    @property
-    def content_disposition(self) -> str:
-        return f'attachment; filename="{self.filename}"'
 
 
 def build(
