@@ -1,4 +1,4 @@
-"""The `pgfleet` command: run the local stack and mint tokens."""
+"""The `pgfleet` command: run the local stack, mint tokens, refresh the CVE dataset."""
 
 from __future__ import annotations
 
@@ -36,6 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     token.add_argument("--sub", default="local-user")
     token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
+    cve = sub.add_parser("cve", help="the CVE dataset the vulnerability scan matches against")
+    cve_sub = cve.add_subparsers(dest="cve_command", required=True)
+    cve_import = cve_sub.add_parser(
+        "import", help="validate a JSON file of the shipped dataset's shape and make it the dataset used"
+    )
+    cve_import.add_argument(
+        "file", help="the JSON file (see pgfleet/domains/security/data/postgresql_cves.json)"
+    )
     args = parser.parse_args(argv)
 
     from pgfleet.core.settings import get_settings
@@ -50,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"pgfleet up failed: {exc}", file=sys.stderr)
             return 1
         print(f"\npgfleet is up: API at http://127.0.0.1:{settings.api_port}  (docs: /api/v1/docs)")
+        print(f"real-time events: ws://127.0.0.1:{settings.ws_port}/?token=<JWT>")
         print("mint a token:  .venv/bin/pgfleet token --role operator --tenant acme")
         return 0
     if args.command == "down":
@@ -74,6 +83,19 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(str(exc), file=sys.stderr)
             return 2
+        return 0
+    if args.command == "cve":
+        from pathlib import Path
+
+        from pgfleet.core.errors import ValidationFailed
+        from pgfleet.domains import security
+
+        try:
+            dataset = security.import_cve_dataset(Path(args.file), settings.home)
+        except (ValidationFailed, ValueError) as exc:
+            print(f"pgfleet cve import: {exc} (nothing changed)", file=sys.stderr)
+            return 2
+        print(f"imported {len(dataset.cves)} CVEs (retrieved {dataset.retrieved}) into {dataset.origin}")
         return 0
     return 2
 

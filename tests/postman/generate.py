@@ -92,6 +92,7 @@ FIXTURES = {
     "optimization_id": "optimizationId",
     "window_id": "windowId",
     "thresholdId": "thresholdId",
+    "vulnerability_id": "vulnerabilityId",
 }
 # Body fields the converter leaves as a placeholder ("<string>", "<integer>"...) -> a value.
 FIELD_VALUES: dict[str, Any] = {
@@ -117,6 +118,14 @@ FIELD_VALUES: dict[str, Any] = {
     "analysisType": "CURRENT",
     "channelId": "{{channelId}}",
     "note": "from the Postman collection",
+}
+# The seed's example security incident (a platform admin declares it: operators hold no security:*).
+POSTMAN_SECURITY_INCIDENT = {
+    "incident_type": "UNAUTHORIZED_ACCESS",
+    "severity": "LOW",
+    "description": "Unauthorized access attempt, declared from the Postman collection",
+    "affected_systems": ["auth-service"],
+    "detection_method": "Postman collection",
 }
 # A nightly VACUUM of the Setup instance; dry runs only in the generated requests.
 POSTMAN_TASK = {
@@ -231,6 +240,11 @@ BODY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("POST", "/api/v1/maintenance/windows"): POSTMAN_WINDOW,
     ("PUT", "/api/v1/maintenance/windows/{window_id}"): {"name": PREFIX + "night-renamed"},
+    ("POST", "/api/v1/security/incidents/create"): {"description": "declared from the Postman collection"},
+    ("PUT", "/api/v1/security/incidents/{incident_id}/status"): {
+        "status": "INVESTIGATING",
+        "status_notes": "from the Postman collection",
+    },
     ("POST", "/api/v1/monitoring/incidents/{incident_id}/update"): {
         "actionType": "NOTE",
         "note": "from the Postman collection",
@@ -525,6 +539,13 @@ pm.collectionVariables.set('alertId', alerts.length ? alerts[0].alertId : 'alert
 const incidents = pm.response.json().incidents;
 pm.collectionVariables.set('incidentId', incidents.length ? incidents[0].incidentId : 'inc-000000000000');
 pm.collectionVariables.set('ruleName', 'deadlocks');"""),
+            _request("A vulnerability, if there is one", "GET", "/api/v1/security/vulnerabilities", _expect(200) + """
+const found = pm.response.json().vulnerabilities;
+// A fully patched fleet has none: the PUT then gets a well-formed unknown id (404).
+pm.collectionVariables.set('vulnerabilityId', found.length ? found[0].vulnerability_id : 'vul-0000000000000000');"""),
+            _request("Declare a security incident", "POST", "/api/v1/security/incidents/create",
+                     _expect(201) + _keep("securityIncidentId", "pm.response.json().incident_id"),
+                     body=POSTMAN_SECURITY_INCIDENT, token="token"),
             _request("Add a notification channel", "POST", "/api/v1/monitoring/notifications/channels",
                      _expect(201) + _keep("channelId", "pm.response.json().channelId"), body=POSTMAN_CHANNEL),
             _request("Add a maintenance task", "POST", "/api/v1/maintenance/tasks",
@@ -664,6 +685,8 @@ def _bind(openapi: dict[str, Any], item: dict[str, Any], names: list[str]) -> No
             whole = method == "DELETE" and route.count("/") == 5  # /api/v1/postgres/<kind>/{resource_id}
             fixture = ("doomedClusterId" if kind == "cluster" else "doomedInstanceId") if whole else (
                 "clusterId" if kind == "cluster" else "instanceId")  # fmt: skip
+        elif name == "incident_id" and route.startswith("/api/v1/security/"):
+            fixture = "securityIncidentId"  # a security incident, not a monitoring one
         else:
             fixture = FIXTURES.get(name, "")
         if not fixture:
@@ -766,7 +789,14 @@ def collection(openapi: dict[str, Any]) -> dict[str, Any]:
     for item in _requests(converted["item"]):
         _bind(openapi, item, names)
     fixtures = sorted(
-        {*FIXTURES.values(), "clusterId", "clusterBackupId", "doomedInstanceId", "doomedClusterId"}
+        {
+            *FIXTURES.values(),
+            "clusterId",
+            "clusterBackupId",
+            "doomedInstanceId",
+            "doomedClusterId",
+            "securityIncidentId",
+        }
     )
     return {
         "info": {

@@ -40,7 +40,7 @@ _SECRET_KEY = re.compile(
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+")
 _URI_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<pw>[^@\s]+)(?P<at>@)", re.IGNORECASE)
-_ID = re.compile(r"^(pgi|pgc|pgr|op|bkp|bks|rcv|vrf|alert|evt)-[0-9a-f]+$")
+_ID = re.compile(r"^(pgi|pgc|pgr|op|bkp|bks|rcv|vrf|alert|evt|secinc)-[0-9a-f]+$")
 
 
 def redact(value: Any, key: str | None = None) -> Any:

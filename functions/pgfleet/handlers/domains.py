@@ -28,6 +28,7 @@ from pgfleet.domains import (
     quotas,
     reconcile,
     replicas,
+    security,
     servers,
     sizing,
     system,
@@ -61,6 +62,7 @@ DOMAINS: tuple[Domain, ...] = (
     events.DOMAIN,
     capacity.DOMAIN,
     reconcile.DOMAIN,
+    security.DOMAIN,
     system.DOMAIN,
 )
 

@@ -285,6 +285,13 @@ class Engine(abc.ABC):
     def server_version(self, server_id: str) -> str:
         """The running server's version as it reports it (SHOW server_version, e.g. "18.6")."""
 
+    def component_versions(self) -> dict[str, str]:
+        """The versions of the satellite programs this engine runs servers with, as installed
+        on its host: {"pgbouncer": "1.18.0", "pgbackrest": "2.45", "patroni": "4.1.5"}. A
+        program that is not installed (or an engine that runs none, such as RDS) is absent.
+        Reads the installed programs (a second at most); changes nothing."""
+        return {}
+
     @abc.abstractmethod
     def upgrade_check(self, server_id: str, target_version: str, link: bool) -> list[str]:
         """Findings that would make an in-place upgrade of the server to `target_version` fail

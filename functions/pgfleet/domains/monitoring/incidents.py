@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pgfleet.core import timeline
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import AlreadyExists, Conflict, InvalidState, NotFound
@@ -70,18 +71,8 @@ def _event(action_type: str, note: str, actor: str = SYSTEM_ACTOR, **more: Any) 
                                          "note": note, **more}).to_record()  # fmt: skip
 
 
-def _appended(record: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
-    """The changes that append `event` to the record's timeline. A record must stay small (a
-    DynamoDB item holds 400 KB): past MAX_TIMELINE events the oldest but the first are dropped,
-    and counted in `timeline_dropped`."""
-    timeline = [*record["timeline"], event]
-    dropped = max(0, len(timeline) - MAX_TIMELINE)
-    if not dropped:
-        return {"timeline": timeline}
-    return {
-        "timeline": [timeline[0], *timeline[1 + dropped :]],
-        "timeline_dropped": int(record.get("timeline_dropped") or 0) + dropped,
-    }
+def _appended(record: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    return timeline.appended(record, entry, MAX_TIMELINE)
 
 
 # --- what the alerts tell ----------------------------------------------------------------------

@@ -36,7 +36,7 @@ from pathlib import Path
 import psycopg
 import psycopg.sql
 
-from pgfleet.adapters.engines.local import host_capacity, process
+from pgfleet.adapters.engines.local import host_capacity, process, tool_versions
 from pgfleet.adapters.engines.local.cgroups import CgroupLimits, LimitsOutcome
 from pgfleet.adapters.engines.local.database_admin import AdminServer, LocalDatabaseAdmin
 from pgfleet.adapters.engines.local.ports import port_is_free
@@ -448,6 +448,9 @@ class LocalPostgresEngine(LogicalReplication, Engine):
         with self.administer(server_id, "reading the server version") as conn:
             row = conn.execute("SELECT pg_catalog.current_setting('server_version')").fetchone()
         return str(row[0]).split()[0] if row else ""
+
+    def component_versions(self) -> dict[str, str]:
+        return tool_versions.installed()
 
     def upgrade_check(self, server_id: str, target_version: str, link: bool) -> list[str]:
         """pg_upgrade --check (live against the running server) and the extensions in use
