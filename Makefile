@@ -8,9 +8,10 @@ export PGFLEET_HOME
 # HAProxy (a migrated instance's old endpoint, forwarded to its cluster's primary);
 # and Prometheus, which the tests scrape /api/metrics with. Barman (PyPI; backups of 18) restores
 # with rsync, and its psycopg2 builds from source (libpq-dev, python3-dev, gcc). poppler-utils'
-# pdftoppm renders the maintenance PDF reports in the tests.
-APT_PACKAGES := postgresql-15 postgresql-client-15 postgresql-15-hypopg etcd-server pgbackrest pgbouncer util-linux prometheus haproxy rsync libpq-dev python3-dev gcc poppler-utils
-REQUIRED_BINARIES := /usr/lib/postgresql/15/bin/postgres /usr/lib/postgresql/15/lib/hypopg.so /usr/bin/etcd /usr/bin/pgbackrest /usr/sbin/pgbouncer /usr/sbin/runuser /usr/bin/prometheus /usr/sbin/haproxy /usr/bin/rsync /usr/bin/pg_config /usr/bin/gcc /usr/bin/pdftoppm
+# pdftoppm renders the maintenance PDF reports in the tests. pgaudit logs role changes and DDL
+# for threat detection.
+APT_PACKAGES := postgresql-15 postgresql-client-15 postgresql-15-hypopg postgresql-15-pgaudit etcd-server pgbackrest pgbouncer util-linux prometheus haproxy rsync libpq-dev python3-dev gcc poppler-utils
+REQUIRED_BINARIES := /usr/lib/postgresql/15/bin/postgres /usr/lib/postgresql/15/lib/hypopg.so /usr/lib/postgresql/15/lib/pgaudit.so /usr/bin/etcd /usr/bin/pgbackrest /usr/sbin/pgbouncer /usr/sbin/runuser /usr/bin/prometheus /usr/sbin/haproxy /usr/bin/rsync /usr/bin/pg_config /usr/bin/gcc /usr/bin/pdftoppm
 
 .PHONY: help install postgres-access system-packages up down status token test unit lint bench clean provider node-tools postman
 

@@ -43,6 +43,8 @@ locals {
     "pgfleet-backup-expiry"        = { expression = "rate(1 hour)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-backup-expiry\"], \"detail\": {\"task\": \"backup\", \"action\": \"expire\"}}" }
     "pgfleet-history-expiry"       = { expression = "rate(1 hour)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-history-expiry\"], \"detail\": {\"task\": \"history_expiry\"}}" }
     "pgfleet-capacity-capture"     = { expression = "rate(1 hour)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-capacity-capture\"], \"detail\": {\"task\": \"capacity.capture\"}}" }
+    "pgfleet-compliance-monthly"   = { expression = "cron(0 2 1 * ? *)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-compliance-monthly\"], \"detail\": {\"task\": \"compliance.monthly\"}}" }
+    "pgfleet-security-threats"     = { expression = "rate(1 minute)", input = "{\"version\": \"0\", \"id\": \"<aws.scheduler.execution-id>\", \"detail-type\": \"Scheduled Event\", \"source\": \"aws.scheduler\", \"time\": \"<aws.scheduler.scheduled-time>\", \"resources\": [\"pgfleet-security-threats\"], \"detail\": {\"task\": \"security.threats\"}}" }
   }
 
   # What functions/pgfleet/core/settings.py reads.
@@ -60,6 +62,9 @@ locals {
     PGFLEET_SCHEDULED_FUNCTION_ARN = local.function_arns["scheduled"]
     PGFLEET_SCHEDULER_ROLE_ARN     = aws_iam_role.scheduler.arn
     # Real-time events: the management API of the WebSocket API pushes to subscribers.
+    # The CA the servers' certificates chain to (URIs use sslmode=verify-full); empty: the engine's default.
+    PGFLEET_TLS_ROOT_CERT   = ""
+    PGFLEET_TLS_MAJORS      = "15" # the majors whose servers run TLS
     PGFLEET_EVENTS_ENDPOINT = "${replace(aws_apigatewayv2_api.events.api_endpoint, "wss://", "https://")}/live"
     # Admission (core/admission.py): what one tenant may hold; headroom a request leaves on a shared host.
     PGFLEET_TENANT_MAX_INSTANCES    = "10"
@@ -81,6 +86,11 @@ locals {
     PGFLEET_API_METRICS_RETENTION_DAYS = "30"
     PGFLEET_API_MIDDLEWARE             = "on"
     PGFLEET_EMF_METRICS                = "on"
+    # Threat detection (domains/security): blocking a brute force's source by itself is off.
+    PGFLEET_THREAT_AUTO_MITIGATION    = "off"
+    PGFLEET_THREAT_MITIGATION_SECONDS = "900"
+    # Compliance reports, evidence packages and attested evidence (ports/object_store.py).
+    PGFLEET_REPORTS_BUCKET = aws_s3_bucket.reports.bucket
   }
 
   # Each function gets only what its code calls.
@@ -119,6 +129,8 @@ locals {
       { Effect = "Allow", Action = ["ses:SendEmail"], Resource = "arn:${local.partition}:ses:${local.region}:${local.account}:identity/*" },
       # SMS channels: SNS Publish to a phone number, and to nothing else (every topic or endpoint ARN is excluded)
       { Effect = "Allow", Action = ["sns:Publish"], NotResource = "arn:${local.partition}:sns:*:*:*" },
+      # compliance reports, evidence packages and attested evidence; their download links
+      { Effect = "Allow", Action = ["s3:PutObject", "s3:GetObject"], Resource = "${aws_s3_bucket.reports.arn}/*" },
     ]
     worker = [
       local.push_statement,
@@ -132,6 +144,8 @@ locals {
       { Effect = "Allow", Action = ["ses:SendEmail"], Resource = "arn:${local.partition}:ses:${local.region}:${local.account}:identity/*" },
       # SMS channels: SNS Publish to a phone number, and to nothing else (every topic or endpoint ARN is excluded)
       { Effect = "Allow", Action = ["sns:Publish"], NotResource = "arn:${local.partition}:sns:*:*:*" },
+      # compliance assessments store their evidence; periodic reports
+      { Effect = "Allow", Action = ["s3:PutObject", "s3:GetObject"], Resource = "${aws_s3_bucket.reports.arn}/*" },
     ]
     scheduled = [
       local.push_statement,
@@ -272,6 +286,28 @@ resource "aws_sqs_queue" "operations" {
     deadLetterTargetArn = aws_sqs_queue.operations_dlq.arn
     maxReceiveCount     = local.max_receives
   })
+}
+
+# Compliance reports and evidence: kept (as records are), private, encrypted at rest.
+resource "aws_s3_bucket" "reports" {
+  bucket_prefix = "${var.name}-reports-"
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "reports" {
+  bucket = aws_s3_bucket.reports.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "reports" {
+  bucket                  = aws_s3_bucket.reports.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
 }
 
 resource "aws_scheduler_schedule_group" "pgfleet" {

@@ -31,3 +31,7 @@ output "events_url" {
   description = "The WebSocket URL of the real-time events (connect with ?token=<JWT>)."
   value       = "${aws_apigatewayv2_api.events.api_endpoint}/live"
 }
+
+output "reports_bucket" {
+  value = aws_s3_bucket.reports.bucket
+}

@@ -44,11 +44,23 @@ def wait_for(
 def scratch_home(prefix: str = "pgfleet-test-") -> Iterator[Path]:
     """A PGFLEET_HOME the postgres user can reach. Not under pytest's tmp_path: a second pytest
     session on the machine resets /tmp/pytest-of-<user> to 0700 and would cut servers off."""
+    from pgfleet.core.settings import get_settings
+
     home = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     home.chmod(0o755)
+    # Engines made on this home (integration tests) keep their CA in home/tls: the URIs the
+    # domains build verify against it. A stack's own engine lives in home/data (LocalStack).
+    before = os.environ.get("PGFLEET_TLS_ROOT_CERT")
+    os.environ["PGFLEET_TLS_ROOT_CERT"] = str(home / "tls" / "ca.crt")
+    get_settings.cache_clear()
     try:
         yield home
     finally:
+        if before is None:
+            os.environ.pop("PGFLEET_TLS_ROOT_CERT", None)
+        else:
+            os.environ["PGFLEET_TLS_ROOT_CERT"] = before
+        get_settings.cache_clear()
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -90,6 +102,7 @@ class LocalStack:
             ),
         }
         self.env.pop("AWS_ENDPOINT_URL", None)
+        self.env.pop("PGFLEET_TLS_ROOT_CERT", None)  # the stack's engine keeps its CA in home/data/tls
 
     @property
     def url(self) -> str:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pgfleet.ports.history import HistoryStore
     from pgfleet.ports.metadata import MetadataStore
     from pgfleet.ports.notifier import Notifier
+    from pgfleet.ports.object_store import ObjectStore
     from pgfleet.ports.pooler import Pooler
     from pgfleet.ports.queue import Queue
     from pgfleet.ports.rate_limits import RateCounter
@@ -61,6 +62,13 @@ class Dependencies:
         from pgfleet.adapters.websocket_events import ManagementApiEventPush
 
         return ManagementApiEventPush(self.settings.events_endpoint_url, self.settings.region)
+
+    @functools.cached_property
+    def objects(self) -> ObjectStore:
+        """The reports bucket (compliance reports, evidence packages, attested evidence)."""
+        from pgfleet.adapters.s3 import S3ObjectStore
+
+        return S3ObjectStore(self.settings.reports_bucket)
 
     @functools.cached_property
     def notifier(self) -> Notifier:

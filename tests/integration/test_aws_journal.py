@@ -1,4 +1,4 @@
-"""The local AWS endpoint keeps DynamoDB, Secrets Manager, Scheduler and SQS queues across `kill -9`."""
+"""The local AWS endpoint keeps DynamoDB, Secrets Manager, Scheduler, SQS queues and S3 objects across `kill -9`."""
 
 from __future__ import annotations
 
@@ -233,6 +233,32 @@ def test_deletes_survive_kill_9(aws: AwsServer) -> None:
     assert aws.client("scheduler").list_schedules(GroupName="pgfleet")["Schedules"] == []
     assert aws.client("secretsmanager").list_secrets()["SecretList"] == []
     assert "QueueUrls" not in aws.client("sqs").list_queues()
+
+
+def test_s3_objects_survive_kill_9(aws: AwsServer) -> None:
+    """Compliance reports and evidence live in S3: a restart keeps them and their bytes."""
+    s3 = boto3.client("s3", endpoint_url=aws.endpoint, region_name="us-east-1", aws_access_key_id="test",
+                      aws_secret_access_key="test", config=Config(s3={"addressing_style": "path"}))  # fmt: skip
+    s3.create_bucket(Bucket="pgfleet-reports")
+    body = bytes(range(256)) * 64
+    s3.put_object(
+        Bucket="pgfleet-reports", Key="compliance/reports/r.pdf", Body=body, ContentType="application/pdf"
+    )
+    s3.put_object(Bucket="pgfleet-reports", Key="gone", Body=b"x")
+    s3.delete_object(Bucket="pgfleet-reports", Key="gone")
+    before = aws.journal_bytes()
+    assert s3.get_object(Bucket="pgfleet-reports", Key="compliance/reports/r.pdf")["Body"].read() == body
+    assert aws.journal_bytes() == before  # a read journals nothing
+
+    _restart(aws)
+
+    s3 = boto3.client("s3", endpoint_url=aws.endpoint, region_name="us-east-1", aws_access_key_id="test",
+                      aws_secret_access_key="test", config=Config(s3={"addressing_style": "path"}))  # fmt: skip
+    got = s3.get_object(Bucket="pgfleet-reports", Key="compliance/reports/r.pdf")
+    assert got["Body"].read() == body and got["ContentType"] == "application/pdf"
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="pgfleet-reports")["Contents"]] == [
+        "compliance/reports/r.pdf"
+    ]
 
 
 def test_read_only_workload_journals_nothing(aws: AwsServer) -> None:

@@ -125,7 +125,10 @@ def test_configuration_from_spec(engine: LocalPostgresEngine, spec: ServerSpec) 
         assert conn.execute("SHOW port").fetchone() == (str(spec.port),)
         assert conn.execute("SHOW max_parallel_workers").fetchone() == ("2",)
         assert conn.execute("SHOW listen_addresses").fetchone() == (HOST,)
-        assert conn.execute("SHOW shared_preload_libraries").fetchone() == ("pg_stat_statements",)
+        # pgaudit too where Debian's postgresql-15-pgaudit is installed (`make system-packages`).
+        preload = "pg_stat_statements,pgaudit" if local_pg.audit_available("15") else "pg_stat_statements"
+        assert conn.execute("SHOW shared_preload_libraries").fetchone() == (preload,)
+        assert conn.execute("SHOW log_connections").fetchone() == ("on",)
         assert conn.execute("SHOW password_encryption").fetchone() == ("scram-sha-256",)
     hba = (engine.paths(spec.server_id).data / "pg_hba.conf").read_text()
     rules = [line.split() for line in hba.splitlines() if line and not line.startswith("#")]
@@ -133,8 +136,8 @@ def test_configuration_from_spec(engine: LocalPostgresEngine, spec: ServerSpec) 
         ["local", "all", "postgres", "trust"],
         ["local", "replication", "postgres", "trust"],
         # a standby cluster (a migration) only: no server has this role until one is migrated
-        ["host", "replication", "replicator", "127.0.0.1/32", "scram-sha-256"],
-        ["host", "all", "all", "127.0.0.1/32", "scram-sha-256"],
+        ["hostssl", "replication", "replicator", "127.0.0.1/32", "scram-sha-256"],
+        ["hostssl", "all", "all", "127.0.0.1/32", "scram-sha-256"],
     ]
 
 
@@ -175,6 +178,47 @@ def test_wrong_password_and_superuser_over_tcp_are_refused(tenant: ServerSpec) -
         tcp_connect(tenant.port, password="wrong")
     with pytest.raises(psycopg.OperationalError):
         tcp_connect(tenant.port, user="postgres", password="")
+
+
+def test_tcp_is_tls_only_and_verifies_against_the_engines_ca(
+    engine: LocalPostgresEngine, tenant: ServerSpec
+) -> None:
+    ca = engine.tls_files().ca_cert
+    with psycopg.connect(host=HOST, port=tenant.port, user=USERNAME, password=PASSWORD, dbname=DATABASE,
+                         sslmode="verify-full", sslrootcert=str(ca), connect_timeout=3) as conn:  # fmt: skip
+        row = conn.execute(
+            "SELECT ssl, version FROM pg_catalog.pg_stat_ssl WHERE pid = pg_catalog.pg_backend_pid()"
+        )
+        assert row.fetchone() == (True, "TLSv1.3")
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        psycopg.connect(host=HOST, port=tenant.port, user=USERNAME, password=PASSWORD, dbname=DATABASE,
+                        sslmode="disable", connect_timeout=3)  # fmt: skip
+
+
+def test_a_server_made_before_tls_gets_it_without_a_restart(
+    engine: LocalPostgresEngine, tenant: ServerSpec
+) -> None:
+    paths = engine.paths(tenant.server_id)
+    old_config = "".join(
+        line for line in paths.config.read_text().splitlines(keepends=True) if not line.startswith("ssl")
+    )
+    paths.config.write_text(old_config)
+    (paths.data / "pg_hba.conf").write_text(local_pg.render_hba(HOST, ssl=False))
+    with engine.connect(tenant.server_id) as conn:
+        conn.execute("SELECT pg_catalog.pg_reload_conf()")
+        started = conn.execute("SELECT pg_catalog.pg_postmaster_start_time()").fetchone()
+    time.sleep(0.3)
+    with tcp_connect(tenant.port) as conn:  # sslmode prefer: plaintext works again
+        pass
+    assert "TLS turned on" in (engine.ensure_tls(tenant) or "")
+    assert engine.ensure_tls(tenant) is None  # done once
+    time.sleep(0.3)
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        psycopg.connect(host=HOST, port=tenant.port, user=USERNAME, password=PASSWORD, dbname=DATABASE,
+                        sslmode="disable", connect_timeout=3)  # fmt: skip
+    with engine.connect(tenant.server_id) as conn:
+        assert conn.execute("SELECT pg_catalog.pg_postmaster_start_time()").fetchone() == started
+    assert_row_kept(tenant.port)
 
 
 def test_ensure_database_refuses_superuser_and_bad_names(
@@ -341,3 +385,58 @@ def _concurrent_provisions_make_one_template(tmp_path: Path) -> None:
     finally:
         for spec in specs:
             engine.destroy(spec.server_id)
+
+
+def test_a_failed_login_is_logged_with_its_source_and_role(
+    engine: LocalPostgresEngine, tenant: ServerSpec
+) -> None:
+    from pgfleet.domains.security import threat_detect
+
+    before = datetime.now(UTC)
+    with pytest.raises(psycopg.OperationalError):
+        tcp_connect(tenant.port, password="not-the-password")
+    deadline = time.monotonic() + 5
+    failures: list[threat_detect.LoginFailure] = []
+    while not failures and time.monotonic() < deadline:
+        lines = engine.logs(tenant.server_id, 200, before)
+        failures = [f for f in map(threat_detect.login_failure, lines) if f is not None]
+        time.sleep(0.1)
+    assert failures, lines
+    # sslmode=prefer tries again without TLS, which no pg_hba.conf line admits: a second failure.
+    assert failures[0] == threat_detect.LoginFailure(HOST, USERNAME, DATABASE, "password")
+    assert {(f.source_ip, f.role) for f in failures} == {(HOST, USERNAME)}
+
+
+def test_blocked_sources_are_refused_across_rewrites_until_unblocked(
+    engine: LocalPostgresEngine, tenant: ServerSpec
+) -> None:
+    assert HOST in engine.set_blocked_sources(tenant.server_id, [HOST])
+    with pytest.raises(psycopg.OperationalError, match="rejects connection"):
+        tcp_connect(tenant.port)
+    engine.provision(tenant)  # pg_hba.conf rewritten: the block stays
+    assert (
+        f"host    all          all       {HOST}/32"
+        in (engine.paths(tenant.server_id).data / "pg_hba.conf").read_text()
+    )
+    engine.set_blocked_sources(tenant.server_id, [])
+    with tcp_connect(tenant.port) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_server_configured_before_gets_the_signals_at_its_restart(
+    engine: LocalPostgresEngine, tenant: ServerSpec
+) -> None:
+    paths = engine.paths(tenant.server_id)
+    older = "".join(
+        line
+        for line in paths.config.read_text().splitlines(keepends=True)
+        if not line.startswith(("log_connections", "log_min_error_statement", "pgaudit"))
+    ).replace(",pgaudit", "")
+    paths.config.write_text(older)
+    engine.restart(tenant)
+    with engine.connect(tenant.server_id) as conn:
+        assert conn.execute("SHOW log_connections").fetchone() == ("on",)
+        preload = conn.execute("SHOW shared_preload_libraries").fetchone()
+    assert preload == (
+        ("pg_stat_statements,pgaudit" if local_pg.audit_available("15") else "pg_stat_statements"),
+    )

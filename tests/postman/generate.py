@@ -93,6 +93,8 @@ FIXTURES = {
     "window_id": "windowId",
     "thresholdId": "thresholdId",
     "vulnerability_id": "vulnerabilityId",
+    "threat_id": "threatId",
+    "assessment_id": "assessmentId",
 }
 # Body fields the converter leaves as a placeholder ("<string>", "<integer>"...) -> a value.
 FIELD_VALUES: dict[str, Any] = {
@@ -118,6 +120,7 @@ FIELD_VALUES: dict[str, Any] = {
     "analysisType": "CURRENT",
     "channelId": "{{channelId}}",
     "note": "from the Postman collection",
+    "framework": "HIPAA",
 }
 # The seed's example security incident (a platform admin declares it: operators hold no security:*).
 POSTMAN_SECURITY_INCIDENT = {
@@ -244,6 +247,35 @@ BODY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/v1/security/incidents/{incident_id}/status"): {
         "status": "INVESTIGATING",
         "status_notes": "from the Postman collection",
+    },
+    # Notes only: a mitigation blocks a real source (the e2e tests apply them).
+    ("POST", "/api/v1/security/threats/investigate"): {
+        "threat_id": "{{threatId}}",
+        "investigation_status": "INVESTIGATING",
+        "assigned_to": "postman",
+        "investigation_notes": "from the Postman collection",
+        "mitigation_actions": [],
+        "apply_mitigations": [],
+        "lift_mitigations": [],
+    },
+    # A note on the Setup's remediation task: verifying it is a compliance officer's (e2e).
+    ("PUT", "/api/v1/compliance/remediation/tasks/{task_id}"): {
+        "status": "IN_PROGRESS",
+        "progress_notes": "from the Postman collection",
+        "evidence_file": None,
+        "completion_evidence": None,
+        "verification_status": None,
+        "assigned_to": None,
+        "actual_effort_hours": None,
+        "updated_by": None,
+    },
+    ("POST", "/api/v1/compliance/reports"): {"tenant_id": None},
+    # Only the attested control: a FULL assessment of the fleet is the benchmark's.
+    ("POST", "/api/v1/compliance/assessments/run"): {
+        "framework": "HIPAA",
+        "assessment_type": "TARGETED",
+        "tenant_id": None,
+        "specific_controls": ["SECURITY-OFFICER"],
     },
     ("POST", "/api/v1/monitoring/incidents/{incident_id}/update"): {
         "actionType": "NOTE",
@@ -542,10 +574,32 @@ pm.collectionVariables.set('ruleName', 'deadlocks');"""),
             _request("A vulnerability, if there is one", "GET", "/api/v1/security/vulnerabilities", _expect(200) + """
 const found = pm.response.json().vulnerabilities;
 // A fully patched fleet has none: the PUT then gets a well-formed unknown id (404).
-pm.collectionVariables.set('vulnerabilityId', found.length ? found[0].vulnerability_id : 'vul-0000000000000000');"""),
+pm.collectionVariables.set('vulnerabilityId', found.length ? found[0].vulnerability_id : 'vul-0000000000000000');""",
+                     token="token"),
+            _request("A security threat, if there is one", "GET", "/api/v1/security/threats/active?time_range=7d",
+                     _expect(200) + """
+const threats = pm.response.json().threats;
+// A quiet fleet has none: the threat requests then get a well-formed unknown id (404).
+pm.collectionVariables.set('threatId', threats.length ? threats[0].threat_id : 'thr-000000000000');""", token="token"),
             _request("Declare a security incident", "POST", "/api/v1/security/incidents/create",
                      _expect(201) + _keep("securityIncidentId", "pm.response.json().incident_id"),
                      body=POSTMAN_SECURITY_INCIDENT, token="token"),
+            _request("The operator's tenant", "GET", single + "/{{instanceId}}",
+                     _expect(200) + _keep("operatorTenant", "pm.response.json().tenant_id")),
+            # An attested control: NOT_APPLICABLE until evidence is accepted, so it opens a task.
+            _request("Assess the security official of the operator's tenant", "POST",
+                     "/api/v1/compliance/assessments/run", _expect(202)
+                     + _keep("assessmentId", "pm.response.json().assessment_id")
+                     + _keep("assessmentOperationId", "pm.response.json().operation_id"),
+                     body={"framework": "HIPAA", "assessment_type": "TARGETED", "tenant_id": "{{operatorTenant}}",
+                           "specific_controls": ["SECURITY-OFFICER"]}, token="token"),
+            _request("Wait for the assessment", "GET", "/api/v1/operations/{{assessmentOperationId}}",
+                     _wait_operation("assessmentOperationId")),
+            _request("A remediation task", "GET", "/api/v1/compliance/remediation/tasks?tenant_id={{operatorTenant}}",
+                     _expect(200) + """
+const tasks = pm.response.json().tasks;
+pm.collectionVariables.set('complianceTaskId', tasks.length ? tasks[0].task_id : 'crt-000000000000');""",
+                     token="token"),
             _request("Add a notification channel", "POST", "/api/v1/monitoring/notifications/channels",
                      _expect(201) + _keep("channelId", "pm.response.json().channelId"), body=POSTMAN_CHANNEL),
             _request("Add a maintenance task", "POST", "/api/v1/maintenance/tasks",
@@ -687,6 +741,8 @@ def _bind(openapi: dict[str, Any], item: dict[str, Any], names: list[str]) -> No
                 "clusterId" if kind == "cluster" else "instanceId")  # fmt: skip
         elif name == "incident_id" and route.startswith("/api/v1/security/"):
             fixture = "securityIncidentId"  # a security incident, not a monitoring one
+        elif name == "task_id" and route.startswith("/api/v1/compliance/"):
+            fixture = "complianceTaskId"  # a remediation task, not a maintenance one
         else:
             fixture = FIXTURES.get(name, "")
         if not fixture:

@@ -53,6 +53,7 @@ from pgfleet.ports.metadata import (
     Update,
     Write,
 )
+from pgfleet.ports.object_store import DEFAULT_LINK_SECONDS, ObjectStore
 from pgfleet.ports.pooler import Pooler, PoolerSpec, PoolerState
 from pgfleet.ports.queue import Queue, QueueDepth
 from pgfleet.ports.rate_limits import RateCounter, WindowCounts
@@ -429,6 +430,7 @@ class FakeEngine(Engine):
         self.limits: dict[str, tuple[int, float]] = {}  # server id -> (memory MB, cpu) applied
         self.fail_on: set[str] = set()
         self.missing: list[str] = []  # programs missing on the host; tests set them
+        self.blocked: dict[str, list[str]] = {}  # server id -> client addresses refused
         self._pids = itertools.count(1000)
         # What the host has free; tests shrink it to see admission refuse.
         self.capacity: HostCapacity | None = HostCapacity(
@@ -494,6 +496,15 @@ class FakeEngine(Engine):
 
     def logs(self, server_id: str, limit: int, since: datetime | None = None) -> list[LogLine]:
         return [LogLine(datetime.now(UTC), "LOG", "database system is ready to accept connections")][:limit]
+
+    def set_blocked_sources(self, server_id: str, addresses: list[str]) -> str:
+        self._check("set_blocked_sources")
+        if server_id not in self.servers:
+            from pgfleet.core.errors import EngineError
+
+            raise EngineError(f"server {server_id} is not provisioned")
+        self.blocked[server_id] = sorted(set(addresses))
+        return f"refused: {', '.join(self.blocked[server_id]) or 'none'}"
 
     def _running_source(self, server_id: str) -> None:
         from pgfleet.core.errors import EngineError
@@ -689,6 +700,7 @@ class FakeClusterEngine(ClusterEngine):
         self.leader: dict[str, str] = {}
         self.databases: dict[str, tuple[str, str]] = {}
         self.admins: dict[str, FakeDatabaseAdmin] = {}
+        self.blocked: dict[str, list[str]] = {}  # cluster id -> client addresses refused on every node
         self.limits: dict[str, tuple[int, float]] = {}
         self.restarts: list[tuple[str, str]] = []  # (cluster id, node id) in restart order
         self.reconfigured: list[ClusterSpec] = []
@@ -796,6 +808,10 @@ class FakeClusterEngine(ClusterEngine):
     ) -> list[LogLine]:
         return [LogLine(datetime.now(UTC), "LOG", f"{node_id} ready")]
 
+    def set_blocked_sources(self, cluster_id: str, addresses: list[str]) -> str:
+        self.blocked[cluster_id] = sorted(set(addresses))
+        return f"refused on every node: {', '.join(self.blocked[cluster_id]) or 'none'}"
+
     def reconfigure(self, spec: ClusterSpec) -> str:
         self.reconfigured.append(spec)
         return "reconfigured"
@@ -893,6 +909,23 @@ class FakeEventPush(EventPush):
         self.closed.append(connection_id)
 
 
+class FakeObjectStore(ObjectStore):
+    """Objects in a dict; a link is a fake:// URL naming the key (tests read `objects`)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, str]] = {}
+
+    def put(self, key: str, body: bytes, content_type: str) -> None:
+        self.objects[key] = (bytes(body), content_type)
+
+    def get(self, key: str) -> bytes | None:
+        found = self.objects.get(key)
+        return found[0] if found else None
+
+    def link(self, key: str, expires_seconds: int = DEFAULT_LINK_SECONDS, filename: str | None = None) -> str:
+        return f"fake://objects/{key}?expires={expires_seconds}"
+
+
 class FakePorts:
     def __init__(self, home: Path) -> None:
         self.settings = Settings(
@@ -914,6 +947,7 @@ class FakePorts:
         self.sql: Any = None  # no server to run SQL in; integration tests use LocalSqlTarget
         self.pooler = FakePooler()
         self.events = FakeEventPush()
+        self.objects = FakeObjectStore()
 
     def drain(self) -> None:
         """Run every queued message (operations, notification deliveries), as the worker would."""

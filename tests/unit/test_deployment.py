@@ -39,6 +39,7 @@ CFN_TO_TERRAFORM = {
     "AWS::Lambda::Function": "aws_lambda_function",
     "AWS::Lambda::Permission": "aws_lambda_permission",
     "AWS::Logs::LogGroup": "aws_cloudwatch_log_group",
+    "AWS::S3::Bucket": "aws_s3_bucket",
     "AWS::SQS::Queue": "aws_sqs_queue",
     "AWS::Scheduler::Schedule": "aws_scheduler_schedule",
     "AWS::Scheduler::ScheduleGroup": "aws_scheduler_schedule_group",
@@ -51,6 +52,8 @@ PARTS_OF = {
     "aws_apigatewayv2_integration": "aws_apigatewayv2_api",
     "aws_apigatewayv2_authorizer": "aws_apigatewayv2_api",
     "aws_iam_role_policy": "aws_iam_role",
+    "aws_s3_bucket_server_side_encryption_configuration": "aws_s3_bucket",
+    "aws_s3_bucket_public_access_block": "aws_s3_bucket",
 }
 # Settings only the local stack uses (its ports among them); Lambda sets AWS_REGION itself.
 LOCAL_ONLY_SETTINGS = {"PGFLEET_AWS_ACCOUNT", "AWS_ENDPOINT_URL"}

@@ -42,6 +42,8 @@ def _client(service: str) -> Any:
         retries={"mode": "standard", "max_attempts": 4},
         connect_timeout=3,
         read_timeout=30,
+        # S3 by path (http://host/bucket/key): a loopback endpoint has no bucket subdomains.
+        s3={"addressing_style": "path"},
     )
     made = boto3.session.Session().client(service, endpoint_url=settings.aws_endpoint_url, config=config)
     if service == "dynamodb":  # the metadata store's calls count as the request's database work

@@ -29,6 +29,7 @@ def ensure_resources(settings: Settings) -> list[str]:
     done.append(_ensure_table(settings.rate_limit_table_name, RATE_LIMIT_TABLE_SCHEMA))
     done.append(_ensure_ttl(settings.rate_limit_table_name, RATE_TTL_ATTRIBUTE))
     done.append(_ensure_schedule_group(settings.schedule_group))
+    done.append(_ensure_bucket(settings.reports_bucket))
     return done
 
 
@@ -88,3 +89,21 @@ def _ensure_schedule_group(name: str) -> str:
             raise
         return f"schedule group {name}: exists"
     return f"schedule group {name}: created"
+
+
+def _ensure_bucket(name: str) -> str:
+    """The reports bucket (compliance reports and evidence), private, encrypted at rest."""
+    s3 = client("s3")
+    try:
+        s3.create_bucket(Bucket=name)
+    except Exception as exc:
+        if error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+        return f"bucket {name}: exists"
+    s3.put_bucket_encryption(
+        Bucket=name,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    return f"bucket {name}: created"

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from pgfleet.ports.history import HistoryStore
     from pgfleet.ports.metadata import MetadataStore
     from pgfleet.ports.notifier import Notifier
+    from pgfleet.ports.object_store import ObjectStore
     from pgfleet.ports.pooler import Pooler
     from pgfleet.ports.queue import Queue
     from pgfleet.ports.rate_limits import RateCounter
@@ -59,6 +60,10 @@ class Ports(Protocol):
     # --- real-time events: pushes to WebSocket connections (pgfleet.domains.events) ---
     @property
     def events(self) -> EventPush: ...
+
+    # --- documents: compliance reports and evidence (pgfleet.domains.compliance) ---
+    @property
+    def objects(self) -> ObjectStore: ...
 
     # --- SQL inside managed servers (privileged sessions; see pgfleet.ports.sql) ---
     @property

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
-from pgfleet.core.errors import RateLimited, StoreError, Unauthorized
+from pgfleet.core.errors import AlreadyExists, RateLimited, StoreError, Unauthorized
 
 log = logging.getLogger("pgfleet.rate_limits")
 
@@ -130,3 +130,47 @@ def check(
     if counts.minute > plan.per_minute:
         return Decision(plan, False, 0, minute_end, max(1, math.ceil(minute_end - now)), "minute")
     return Decision(plan, True, max(0, min(left_hour, left_minute)), binding_end)
+
+
+# --- source addresses the API refuses (threat mitigations: pgfleet.domains.security) ---------
+# One record holds every refused address and until when (epoch seconds). Each API process
+# reads it at most every DENY_CACHE_SECONDS (one cached lookup per request); a process that
+# writes it sees its change at once, the others within that time.
+DENY_KIND = "api_source_deny"
+DENY_ID = "sources"
+DENY_CACHE_SECONDS = 5.0
+_denied: tuple[float, dict[str, float]] | None = None
+
+
+def denied_until(ports: Ports, address: str | None, now: float | None = None) -> float | None:
+    """Until when (epoch seconds) the API refuses requests from `address`; None when it does
+    not. A store that cannot be read refuses nobody (and the log says so)."""
+    global _denied
+    if not address:
+        return None
+    now = time.time() if now is None else now
+    if _denied is None or time.monotonic() - _denied[0] > DENY_CACHE_SECONDS:
+        try:
+            record = ports.store.get(DENY_KIND, DENY_ID) or {}
+        except StoreError as exc:
+            log.warning("API deny list not read: %s", exc)
+            record = {}
+        _denied = (time.monotonic(), {str(k): float(v) for k, v in (record.get("sources") or {}).items()})
+    until = _denied[1].get(address)
+    return until if until is not None and until > now else None
+
+
+def set_denied_sources(ports: Ports, sources: dict[str, float], at: str) -> None:
+    """Replace the refused addresses ({address: until epoch seconds}); `at` is the ISO time."""
+    global _denied
+    stored = {k: int(v) for k, v in sorted(sources.items())}
+    if ports.store.get(DENY_KIND, DENY_ID) is None:
+        try:
+            ports.store.create(
+                DENY_KIND, {"id": DENY_ID, "tenant_id": "*", "created_at": at, "sources": stored}
+            )
+        except AlreadyExists:
+            ports.store.update(DENY_KIND, DENY_ID, {"sources": stored, "updated_at": at})
+    else:
+        ports.store.update(DENY_KIND, DENY_ID, {"sources": stored, "updated_at": at})
+    _denied = (time.monotonic(), dict(stored))

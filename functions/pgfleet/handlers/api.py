@@ -261,6 +261,8 @@ def _dispatch(
         protected = needed != PUBLIC and (needed is not NO_ROUTE or path.startswith("/api/v1/"))
     counting: Future[rate_limits.Decision | None] | None = None
     try:
+        if protected and middleware:
+            _refuse_denied_source(event)
         principal = authenticate(event) if protected else None
         call.principal = principal
         if principal is not None:
@@ -296,6 +298,18 @@ def _dispatch(
             call.limit = counting.result()
         extra = {"Allow": ", ".join(exc.details["allowed"])} if isinstance(exc, MethodNotAllowed) else None
         return error_event_response(exc.status, exc.code, exc.message, exc.details, call.request_id, extra)
+
+
+def _refuse_denied_source(event: dict[str, Any]) -> None:
+    """403 for a source address a threat mitigation denies (before its token is even read)."""
+    address = ((event.get("requestContext") or {}).get("http") or {}).get("sourceIp")
+    until = rate_limits.denied_until(current(), address)
+    if until is not None:
+        when = datetime.fromtimestamp(until, UTC).isoformat().replace("+00:00", "Z")
+        raise Forbidden(
+            f"requests from {address} are refused until {when} (a security threat mitigation)",
+            details={"source_ip": address, "denied_until": when},
+        )
 
 
 def _limit(call: Call, counting: Future[rate_limits.Decision | None]) -> None:

@@ -16,6 +16,7 @@ from pgfleet.domains import (
     backups,
     capacity,
     clusters,
+    compliance,
     events,
     instances,
     locks,
@@ -63,6 +64,7 @@ DOMAINS: tuple[Domain, ...] = (
     capacity.DOMAIN,
     reconcile.DOMAIN,
     security.DOMAIN,
+    compliance.DOMAIN,
     system.DOMAIN,
 )
 

@@ -19,6 +19,9 @@ Two details make a replay reproduce the original state, not just a similar one:
   Each journaled request runs with that generator pinned, for its thread, to a seed stored in
   its journal entry, so a replayed CreateSecret yields the same ARN that clients stored.
 
+S3 writes are journaled with their bodies (compliance reports and evidence: documents of a
+few kilobytes to a few megabytes that the metadata points at).
+
 SQS messages are deliberately not journaled: only queue management is. Messages in flight
 may be lost on a crash; the control plane re-enqueues work from the Operations it persisted.
 
@@ -96,14 +99,17 @@ def request_service(environ: dict[str, Any]) -> str | None:
         return "sqs"
     match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
     scope = match.group(1) if match else None
-    # SQS's older query protocol and Scheduler's REST-JSON carry no target header.
-    return scope if scope in ("sqs", "scheduler") else None
+    # SQS's older query protocol, Scheduler's REST-JSON and S3's REST carry no target header.
+    return scope if scope in ("sqs", "scheduler", "s3") else None
 
 
 def journaled_action(service: str, environ: dict[str, Any], body: bytes) -> str | None:
     """The action name when the request changes state and must be journaled, else None."""
     if service == "scheduler":
         return _scheduler_action(environ)
+    if service == "s3":  # REST: every PUT, POST and DELETE changes a bucket or an object
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        return None if method in _SAFE_METHODS else f"{method} s3"
     action = _target_action(environ) or _query_protocol_action(environ, body)
     if action is None:
         return None
@@ -372,7 +378,7 @@ def _buffer_body(environ: dict[str, Any]) -> bytes:
 class JournalingApp:
     """WSGI middleware: journal state-changing requests that moto accepted, then answer.
 
-    One lock covers every DynamoDB, Secrets Manager and Scheduler request and SQS queue
+    One lock covers every DynamoDB, Secrets Manager, Scheduler and S3 request and SQS queue
     management: writes so that journal order is apply order, reads so that they never see a
     backend mid-write. Other services and SQS messages pass straight through.
     """

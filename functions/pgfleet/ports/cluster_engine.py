@@ -225,6 +225,12 @@ class ClusterEngine(abc.ABC):
         """Most recent PostgreSQL log lines of one node, oldest first, at most `limit`, only
         those at or after `since` when given (as `Engine.logs`)."""
 
+    def set_blocked_sources(self, cluster_id: str, addresses: list[str]) -> str:
+        """Refuse TCP client connections from these addresses on every node of the cluster,
+        as `Engine.set_blocked_sources` (the list replaces the previous one; kept across
+        restarts; idempotent). Raises EngineError for an engine that cannot (the default)."""
+        raise EngineError(f"{type(self).__name__} cannot refuse client addresses")
+
     # --- resources and administration (tenants, quotas, resize, pause) ---
 
     @abc.abstractmethod

@@ -82,6 +82,7 @@ class LogLine:
     query: str | None = None  # the statement the entry is about
     session_id: str | None = None
     line_num: int | None = None  # the entry's number within its session: (session_id, line_num) is unique
+    remote_host: str | None = None  # the client's address (None: a local socket, or a background process)
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,16 @@ class Engine(abc.ABC):
         """The server's most recent log lines, oldest first, at most `limit`, only those at or
         after `since` when given."""
 
+    def set_blocked_sources(self, server_id: str, addresses: list[str]) -> str:
+        """Refuse every TCP client connection from these addresses (IPv4 or IPv6, one host
+        each) to the server, before any password is asked for, and admit again any address
+        not listed: the list REPLACES the previous one. Kept across provisions and restarts;
+        effective for new connections when this returns (sessions already open stay). The
+        platform's own sessions (a local socket) are never refused. Idempotent. Raises
+        EngineError when the server is not provisioned, or for an engine that cannot (the
+        default)."""
+        raise EngineError(f"{type(self).__name__} cannot refuse client addresses")
+
     @abc.abstractmethod
     def provision_replica(self, spec: ServerSpec, source_server_id: str) -> str:
         """Create a streaming standby of the running server `source_server_id`, without
@@ -284,6 +295,12 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def server_version(self, server_id: str) -> str:
         """The running server's version as it reports it (SHOW server_version, e.g. "18.6")."""
+
+    def ensure_tls(self, spec: ServerSpec) -> str | None:
+        """Give a running server made before TLS was on its certificate, `ssl = on` and TCP
+        over TLS only, and reload it; what was done, or None when it had them already (or the
+        engine's servers always have them, as RDS's)."""
+        return None
 
     def component_versions(self) -> dict[str, str]:
         """The versions of the satellite programs this engine runs servers with, as installed

@@ -23,5 +23,6 @@ DOMAIN = Domain(
 
 start_backup = service.start_backup
 active_backup = service.active_backup
+latest_verified = verification.latest_verified  # compliance: a backup verified recently
 
-__all__ = ["DOMAIN", "active_backup", "start_backup"]
+__all__ = ["DOMAIN", "active_backup", "latest_verified", "start_backup"]

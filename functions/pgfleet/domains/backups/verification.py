@@ -72,6 +72,21 @@ def get(ports: Ports, principal: Principal, verification_id: str) -> BackupVerif
     return view(record)
 
 
+def latest_verified(ports: Ports, resource_id: str) -> dict[str, Any] | None:
+    """The verification of one of the resource's backups that finished last with every check
+    passed (`finished_at`, `backup_id` and its checks), or None when none did."""
+    best: dict[str, Any] | None = None
+    for backup in archive.records.of_resource(ports, resource_id):
+        if backup.get("verification_status") != "VERIFIED" or not backup.get("verification_id"):
+            continue
+        record = ports.store.get(KIND, backup["verification_id"])
+        if record is None or record.get("status") != "COMPLETED" or not record.get("finished_at"):
+            continue
+        if best is None or record["finished_at"] > best["finished_at"]:
+            best = {**record, "backup_id": backup["id"]}
+    return best
+
+
 def stored_checks(record: dict[str, Any]) -> list[IntegrityCheck]:
     """The checks a verification record holds, in either spelling (a CamelModel parses both)."""
     return [IntegrityCheck.model_validate(c) for c in record.get("checks") or []]

@@ -92,8 +92,12 @@ def credentials(record: dict[str, Any], password: str) -> dict[str, Any]:
     return {
         "username": record["username"],
         "password": password,
-        "uri": instances.connection_uri(*args, query="target_session_attrs=read-write"),
-        "read_only_uri": instances.connection_uri(*args, query="target_session_attrs=prefer-standby"),
+        "uri": instances.connection_uri(
+            *args, query="target_session_attrs=read-write", version=record.get("version")
+        ),
+        "read_only_uri": instances.connection_uri(
+            *args, query="target_session_attrs=prefer-standby", version=record.get("version")
+        ),
     }
 
 

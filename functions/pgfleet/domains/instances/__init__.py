@@ -30,6 +30,7 @@ from pgfleet.domains.instances.service import (
     secret_name,
     server_spec,
     stats_view,
+    tls_query,
     view,
 )
 from pgfleet.domains.instances.workflows import (
@@ -65,6 +66,7 @@ __all__ = [
     "Memory",
     "Storage",
     "connection_uri",
+    "tls_query",
     "create",
     "create_database_step",
     "get_visible",

@@ -63,12 +63,30 @@ def secret_name(record: dict[str, Any]) -> str:
 
 
 def connection_uri(
-    username: str, password: str, hosts: list[dict[str, Any]], database: str, query: str = ""
+    username: str,
+    password: str,
+    hosts: list[dict[str, Any]],
+    database: str,
+    query: str = "",
+    version: str | None = None,
 ) -> str:
-    """A libpq URI; several hosts make a multi-host URI (clients try them in order)."""
+    """A libpq URI; several hosts make a multi-host URI (clients try them in order). Over TLS,
+    the server verified against the platform's CA (`tls_query`)."""
     netloc = ",".join(f"{h['host']}:{h['port']}" for h in hosts)
     uri = f"postgresql://{quote(username)}:{quote(password, safe='')}@{netloc}/{quote(database)}"
+    query = "&".join(filter(None, [query, tls_query(version)]))
     return f"{uri}?{query}" if query else uri
+
+
+def tls_query(version: str | None) -> str:
+    """`sslmode=verify-full&sslrootcert=<the CA>`: the server's certificate must chain to the
+    platform's CA and name the host connected to. Empty where no CA is configured, or for a
+    major whose build has no TLS (settings.tls_majors)."""
+    from pgfleet.core.settings import get_settings
+
+    settings = get_settings()
+    root = settings.tls_root_cert if version is None or str(version) in settings.tls_majors else None
+    return f"sslmode=verify-full&sslrootcert={quote(root, safe='/')}" if root else ""
 
 
 def server_spec(record: dict[str, Any]) -> ServerSpec:
@@ -199,7 +217,13 @@ def with_credentials(record: dict[str, Any], password: str) -> dict[str, Any]:
     view["credentials"] = {
         "username": record["username"],
         "password": password,
-        "uri": connection_uri(record["username"], password, [record["endpoint"]], record["database"]),
+        "uri": connection_uri(
+            record["username"],
+            password,
+            [record["endpoint"]],
+            record["database"],
+            version=record.get("version"),
+        ),
     }
     return view
 

@@ -34,8 +34,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pgfleet.core.context import Ports
-from pgfleet.core.errors import AlreadyExists, Conflict, EngineError, ServiceError
-from pgfleet.domains import clusters
+from pgfleet.core.errors import EngineError, ServiceError
+from pgfleet.domains import servers
 from pgfleet.domains.locks import lock_log
 from pgfleet.domains.locks import sql as locks_sql
 from pgfleet.ports.engine import LogLine
@@ -79,15 +79,7 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _at(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _line_key(line: LogLine) -> str:
-    if line.session_id and line.line_num is not None:
-        return f"{line.session_id}:{line.line_num}"
-    digest = hashlib.sha1(line.message.encode()).hexdigest()[:12]
-    return f"{line.pid}:{_iso(line.timestamp)}:{digest}"
+_line_key = servers.log_cursor.line_key
 
 
 def _record_id(target_id: str, node: str | None, line: LogLine) -> str:
@@ -107,61 +99,9 @@ def display_name(schema: str | None, table: str) -> str:
     return table if schema in (None, "public") else f"{schema}.{table}"
 
 
-# --- reading a server's log -------------------------------------------------------------------
+# --- reading a server's log (servers.log_cursor: the mark per node, kind SCAN_KIND) -------------
 
-
-def log_nodes(target: Target) -> list[str | None]:
-    """Whose logs a target's scan reads: an instance's own (None); the named node of a
-    cluster, else every node's (a deadlock stays in the log of a node that was primary)."""
-    if target.server.kind != clusters.KIND:
-        return [None]
-    if target.node is not None:
-        return [target.node]
-    return [str(n["id"]) for n in target.server.record.get("nodes", [])]
-
-
-def _read(ports: Ports, target: Target, node: str | None, since: datetime | None) -> list[LogLine]:
-    if node is None:
-        return ports.engine.logs(target.target_id, MAX_LINES, since)
-    return ports.cluster_engine.node_logs(target.target_id, node, MAX_LINES, since)
-
-
-def _mark_id(target_id: str, node: str | None) -> str:
-    return f"{target_id}/{node or 'server'}"
-
-
-def _save_mark(
-    ports: Ports, target: Target, node: str | None, old: dict[str, Any] | None, lines: list[LogLine]
-) -> None:
-    newest = max(line.timestamp for line in lines)
-    keys = sorted({_line_key(ln) for ln in lines if ln.timestamp == newest})
-    if old is not None:
-        old_at = _at(old["scanned_to"])
-        if old_at > newest:
-            return
-        if old_at == newest:
-            keys = sorted(set(keys) | set(old.get("keys", [])))
-    now = _iso(datetime.now(UTC))
-    values = {"scanned_to": _iso(newest), "keys": keys, "updated_at": now}
-    try:
-        if old is None:
-            ports.store.create(
-                SCAN_KIND,
-                {
-                    "id": _mark_id(target.target_id, node),
-                    "tenant_id": target.tenant_id,
-                    "target_id": target.target_id,
-                    "node": node,
-                    "created_at": now,
-                    **values,
-                },
-            )
-        else:
-            ports.store.update(SCAN_KIND, old["id"], values, expected_revision=old.get("revision"))
-    except (AlreadyExists, Conflict):
-        # Another scan of the same log saved its mark meanwhile; the records both appended
-        # are the same ones (ids from the lines), and the next scan starts from its mark.
-        pass
+log_nodes = servers.log_cursor.log_nodes
 
 
 # --- the scan ---------------------------------------------------------------------------------
@@ -253,27 +193,15 @@ def scan(ports: Ports, target: Target) -> dict[str, Any]:
         "notes": [],
     }
     for node in log_nodes(target):
-        where = target.target_id if node is None else f"{target.target_id}/{node}"
-        mark = ports.store.get(SCAN_KIND, _mark_id(target.target_id, node))
-        mark_at = _at(mark["scanned_to"]) if mark else None
-        seen = set(mark.get("keys", [])) if mark else set()
         try:
-            lines = _read(ports, target, node, mark_at - CONTEXT if mark_at else None)
+            reading = servers.log_cursor.read_new(ports, SCAN_KIND, target, node, MAX_LINES, CONTEXT)
         except (EngineError, ServiceError) as exc:
+            where = target.target_id if node is None else f"{target.target_id}/{node}"
             found["unreachable"][where] = str(exc)
             continue
-        new = [
-            ln
-            for ln in lines
-            if mark_at is None
-            or ln.timestamp > mark_at
-            or (ln.timestamp == mark_at and _line_key(ln) not in seen)
-        ]
-        if len(lines) >= MAX_LINES and mark_at is not None and lines[0].timestamp > mark_at:
-            found["notes"].append(
-                f"{where}: more than {MAX_LINES} new log lines; lines before "
-                f"{_iso(lines[0].timestamp)} were not read"
-            )
+        if reading.note:
+            found["notes"].append(reading.note)
+        new, lines = reading.new, reading.lines
         found["lines"] += len(new)
         if not new:
             continue
@@ -288,7 +216,7 @@ def scan(ports: Ports, target: Target) -> dict[str, Any]:
                 found["lock_timeouts"] += 1
             else:
                 found["lock_waits"] += 1
-        _save_mark(ports, target, node, mark, lines)
+        reading.save(ports)
     return found
 
 

@@ -106,6 +106,15 @@ def reconcile_instance(ports: Ports, record: dict[str, Any]) -> str | None:
             instances.KIND, record["id"], {"status_reason": reason, "updated_at": utcnow_iso()}
         )
         return f"{record['id']}: {reason}"
+    if desired == "running" and record["status"] == "running" and state.running:
+        # A server made before TLS was on gets it (a reload: no restart, no lost session).
+        done = ports.engine.ensure_tls(instances.server_spec(record))
+        if done:
+            reason = f"reconcile at {utcnow_iso()}: {done}"
+            ports.store.update(
+                instances.KIND, record["id"], {"status_reason": reason, "updated_at": utcnow_iso()}
+            )
+            return f"{record['id']}: {reason}"
     return None
 
 

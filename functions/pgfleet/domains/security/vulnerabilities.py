@@ -28,6 +28,7 @@ from pgfleet.domains.security import cves, vulnerability_sql
 from pgfleet.domains.security.cves import Dataset, Match, ServerComponents
 
 KIND = "vulnerability"
+PGBACKREST_NEWEST_MAJOR = 15  # as the local backup router: newer majors are backed up by Barman
 OPEN_STATES = ("OPEN", "IN_PROGRESS")
 
 
@@ -64,7 +65,8 @@ def components_of(ports: Ports, target: servers.Target, tools: dict[str, str]) -
     serving: dict[str, str] = {}
     if "pgbouncer" in tools and ports.pooler.state(target.target_id).exists:
         serving["pgbouncer"] = tools["pgbouncer"]
-    if "pgbackrest" in tools:
+    # Majors past PGBACKREST_NEWEST_MAJOR are backed up by Barman (the local backup router).
+    if "pgbackrest" in tools and int(row[0]) // 10000 <= PGBACKREST_NEWEST_MAJOR:
         serving["pgbackrest"] = tools["pgbackrest"]
     if "patroni" in tools and target.server.kind == clusters.KIND:
         serving["patroni"] = tools["patroni"]

@@ -2,6 +2,7 @@
 resolved for the domains that run SQL inside it or size it. No routes of its own."""
 
 from pgfleet.core.domain import Domain
+from pgfleet.domains.servers import log_cursor
 from pgfleet.domains.servers.service import (
     MB,
     Server,
@@ -19,5 +20,5 @@ DOMAIN = Domain(name="servers")
 
 __all__ = [
     "DOMAIN", "MB", "Server", "Target", "admin", "all_servers", "connection_uri", "get", "get_visible", "kind_of",
-    "targets",
+    "log_cursor", "targets",
 ]  # fmt: skip

@@ -84,7 +84,9 @@ def endpoints(server: Server) -> list[dict[str, Any]]:
 def connection_uri(server: Server, username: str, password: str, database: str) -> str:
     """A libpq URI for a user of the server (read-write endpoint for a cluster)."""
     query = "target_session_attrs=read-write" if server.kind == clusters.KIND else ""
-    return instances.connection_uri(username, password, endpoints(server), database, query=query)
+    return instances.connection_uri(
+        username, password, endpoints(server), database, query=query, version=server.record.get("version")
+    )
 
 
 # --- the scope rule of seed 003 (targetId, tenantId, or every server the caller may see) -------

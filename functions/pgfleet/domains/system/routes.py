@@ -14,7 +14,7 @@ from pgfleet.core.paging import DEFAULT_PAGE_SIZE, PageNumber, PageQuery, PageSi
 from pgfleet.core.routing import ports, principal
 from pgfleet.core.scope_params import Node, TargetId, TenantId
 from pgfleet.core.time_range import FORMS
-from pgfleet.domains import servers
+from pgfleet.domains import compliance, servers
 from pgfleet.domains.system import capacity_view, configuration, service, status, tenant_settings
 from pgfleet.domains.system.models import (
     AuditTrailResponse,
@@ -125,6 +125,27 @@ def put_configuration(
     return UpdateConfigurationResponse.model_validate(
         tenant_settings.update(ports(), caller, body.section.lower(), tenant, body.configuration)
     )
+
+
+@router.get(
+    "/compliance/report",
+    summary="One framework's requirements, findings and recommendations from its newest assessment in timeRange, "
+    "with a presigned link to a zip of the evidence (includeEvidence)",
+)
+@requires("compliance:read")
+def compliance_report(
+    framework: Annotated[compliance.Framework, Query()],
+    time_range: Annotated[
+        str | None,
+        Query(alias="timeRange", max_length=128, description=f"{FORMS}; default: the last 30 days."),
+    ] = None,
+    tenant_id: TenantId = None,
+    include_evidence: Annotated[bool, Query(alias="includeEvidence")] = False,
+) -> compliance.ComplianceReportResponse:
+    data = compliance.system_report(
+        ports(), principal(router), framework, time_range, tenant_id, include_evidence
+    )
+    return compliance.ComplianceReportResponse.model_validate(data)
 
 
 @router.get(

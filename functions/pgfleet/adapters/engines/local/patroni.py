@@ -36,12 +36,13 @@ from pgfleet.adapters.engines.local import patroni_config as cfg
 from pgfleet.adapters.engines.local import patroni_process as proc
 from pgfleet.adapters.engines.local import patroni_rest as rest
 from pgfleet.adapters.engines.local import postgres as pg
-from pgfleet.adapters.engines.local import process
+from pgfleet.adapters.engines.local import process, tls
 from pgfleet.adapters.engines.local.cgroups import CgroupLimits
 from pgfleet.adapters.engines.local.database_admin import AdminServer, LocalDatabaseAdmin
 from pgfleet.adapters.engines.local.haproxy import Backend, HAProxyEndpoints
 from pgfleet.adapters.engines.local.patroni_logical import PatroniLogicalReplication
 from pgfleet.adapters.engines.local.patroni_upgrade import ClusterUpgrade
+from pgfleet.adapters.engines.local.postgres.config import read_blocked, write_blocked
 from pgfleet.adapters.engines.local.postgres.logs import read_logs
 from pgfleet.adapters.engines.local.sql import AdminSocket, connect, first_line
 from pgfleet.core.errors import EngineError
@@ -63,6 +64,7 @@ ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 REST_START_TIMEOUT = 60.0
 PROMOTION_TIMEOUT = 90.0
 CONFIG_TIMEOUT = 30.0
+HBA_RELOAD_TIMEOUT = 10.0  # Patroni applies a reloaded patroni.yml within a loop_wait or two
 CONNECT_TIMEOUT = 3
 # What Patroni runs from postgresql.bin_dir: bootstrap, clone, rewind, and its checks.
 PATRONI_PROGRAMS = (
@@ -159,7 +161,17 @@ class LocalPatroniEngine(PatroniLogicalReplication, ClusterEngine):
         (max_connections, ...) are not changed by this, only at bootstrap."""
         paths = self.paths(spec.cluster_id, node.node_id)
         cfg.check_socket_path(paths, node.port)
-        text = cfg.dump(cfg.render(spec, node, paths, self._host, self._etcd_endpoint))
+        text = cfg.dump(
+            cfg.render(
+                spec,
+                node,
+                paths,
+                self._host,
+                self._etcd_endpoint,
+                tls.ensure(self._home, self._host) if pg.tls_available(spec.version) else None,
+                read_blocked(self.cluster_dir(spec.cluster_id)),
+            )
+        )
         with self._lock(spec.cluster_id):
             cluster_dir = self.cluster_dir(spec.cluster_id)
             cluster_dir.mkdir(mode=0o711, exist_ok=True)
@@ -187,6 +199,10 @@ class LocalPatroniEngine(PatroniLogicalReplication, ClusterEngine):
                 moved = cfg.with_etcd(paths.config.read_text(), self._etcd_endpoint)
                 if moved is not None:  # never let a node look for its leader in another etcd
                     process.write_owned_file(paths.config, moved)
+                # A node provisioned by an earlier version gets the logging threat detection reads.
+                signalled = cfg.with_signals(paths.config.read_text(), spec.version)
+                if signalled is not None:
+                    process.write_owned_file(paths.config, signalled)
                 proc.clear_orphans(paths)
                 proc.spawn_patroni(paths, self._secrets(spec.cluster_id))
                 reason = "started" if moved is None else f"started (its DCS is now {self._etcd_endpoint})"
@@ -546,6 +562,54 @@ class LocalPatroniEngine(PatroniLogicalReplication, ClusterEngine):
     ) -> list[LogLine]:
         # The node's jsonlog, read as a single server's is.
         return read_logs(self.paths(cluster_id, node_id).log, limit, since)
+
+    def set_blocked_sources(self, cluster_id: str, addresses: list[str]) -> str:
+        """Kept in the cluster's directory (every later patroni.yml has them); each node's
+        patroni.yml gets the reject lines and its running Patroni is told to reload (it then
+        rewrites pg_hba.conf and reloads PostgreSQL), waited for up to HBA_RELOAD_TIMEOUT."""
+        nodes = self._nodes(cluster_id)
+        if not nodes:
+            raise EngineError(f"cluster {cluster_id} has no provisioned node")
+        with self._lock(cluster_id):
+            write_blocked(self.cluster_dir(cluster_id), addresses)
+            blocked = read_blocked(self.cluster_dir(cluster_id))
+            reloading = []
+            for paths in nodes.values():
+                text = cfg.with_blocked(paths.config.read_text(), blocked)
+                if text is not None:
+                    process.write_owned_file(paths.config, text)
+                    if proc.reload_patroni(paths):
+                        reloading.append(paths)
+        wanted = set(cfg.hba_rejects(blocked))
+        deadline = time.monotonic() + HBA_RELOAD_TIMEOUT
+        for node_id, paths in nodes.items():
+            if paths in reloading:
+                self._wait_hba_loaded(cluster_id, node_id, paths, wanted, deadline)
+        listed = ", ".join(blocked) or "none"
+        return f"client addresses refused on every node of {cluster_id}: {listed}"
+
+    def _wait_hba_loaded(
+        self, cluster_id: str, node_id: str, paths: cfg.NodePaths, wanted: set[str], deadline: float
+    ) -> None:
+        """Until Patroni has written the node's pg_hba.conf with exactly `wanted` reject lines
+        and PostgreSQL has loaded it (its configuration load time is past the file's), or the
+        deadline."""
+        hba = paths.data / "pg_hba.conf"
+        while time.monotonic() < deadline:
+            try:
+                lines = {" ".join(ln.split()) for ln in hba.read_text().splitlines()}
+                written = hba.stat().st_mtime
+            except OSError:
+                lines, written = set(), 0.0
+            if {ln for ln in lines if ln.endswith(" reject")} == wanted:
+                try:
+                    with self._connect(cluster_id, node_id) as conn:
+                        row = conn.execute("SELECT pg_catalog.pg_conf_load_time()").fetchone()
+                    if row is not None and row[0].timestamp() >= written:
+                        return
+                except EngineError:
+                    pass  # restarting: try again until the deadline
+            time.sleep(0.1)
 
     # -- port: resources and administration --
 

@@ -21,7 +21,9 @@ import yaml
 
 from pgfleet.adapters.engines.local import postgres as pg
 from pgfleet.adapters.engines.local import tuning
-from pgfleet.adapters.engines.local.postgres.config import LOCK_LOGGING
+from pgfleet.adapters.engines.local.postgres.binaries import audit_available
+from pgfleet.adapters.engines.local.postgres.config import LOCK_LOGGING, reject_lines, signal_settings
+from pgfleet.adapters.engines.local.tls import TlsFiles
 from pgfleet.core.errors import EngineError
 from pgfleet.ports.cluster_engine import HEALTHY_LAG_BYTES, REPLICATION_MODES, ClusterSpec, NodeSpec
 
@@ -206,15 +208,16 @@ def _split_parameters(spec: ClusterSpec, paths: NodePaths) -> tuple[dict[str, st
     for name in overrides:
         if name in PATRONI_MANAGED:
             raise EngineError(f"setting {name!r} is managed by Patroni and cannot be overridden")
+    audit = audit_available(spec.version)
     if "shared_preload_libraries" in overrides:
         overrides["shared_preload_libraries"] = pg.with_required_preload(
-            overrides["shared_preload_libraries"]
+            overrides["shared_preload_libraries"], audit
         )
     merged: dict[str, Any] = {
         "unix_socket_directories": str(paths.socket),
         "unix_socket_permissions": "0700",
         "password_encryption": "scram-sha-256",
-        "shared_preload_libraries": pg.REQUIRED_PRELOAD,
+        "shared_preload_libraries": pg.with_required_preload(pg.REQUIRED_PRELOAD, audit),
         # pg_rewind needs hint-bit changes in the WAL when checksums are off.
         "wal_log_hints": "on",
         "logging_collector": "on",
@@ -225,6 +228,7 @@ def _split_parameters(spec: ClusterSpec, paths: NodePaths) -> tuple[dict[str, st
         "log_rotation_size": "10MB",
         "log_rotation_age": "1d",
         **LOCK_LOGGING,
+        **signal_settings(audit),  # what threat detection reads (postgres.config.SIGNAL_LOGGING)
         **tuned,
         **overrides,
     }
@@ -236,14 +240,24 @@ def _split_parameters(spec: ClusterSpec, paths: NodePaths) -> tuple[dict[str, st
 
 
 def render(
-    spec: ClusterSpec, node: NodeSpec, paths: NodePaths, host: str, etcd_endpoint: str
+    spec: ClusterSpec,
+    node: NodeSpec,
+    paths: NodePaths,
+    host: str,
+    etcd_endpoint: str,
+    tls: TlsFiles | None = None,
+    blocked: list[str] | None = None,
 ) -> dict[str, Any]:
-    """patroni.yml for `node` of `spec`, as a dict."""
+    """patroni.yml for `node` of `spec`, as a dict; TLS on with the engine's certificate when
+    `tls` is given (TCP clients are then admitted over TLS only, `hostssl`)."""
     bin_dir = pg.bin_dir_for(spec.version)
     net = ipaddress.ip_address(host)
     cidr = f"{host}/{32 if net.version == 4 else 128}"
     protocol, hosts = etcd_hosts(etcd_endpoint)
     local, dcs_parameters = _split_parameters(spec, paths)
+    if tls is not None:
+        local.update(pg.ssl_settings(tls))
+    tcp = "hostssl" if tls is not None else "host"
     return {
         "scope": spec.cluster_id,
         "namespace": NAMESPACE,
@@ -282,8 +296,10 @@ def render(
                 f"local all {SUPERUSER} trust",
                 # As on a single server: base backups (Barman's pg_basebackup) over the socket.
                 f"local replication {SUPERUSER} trust",
-                f"host replication {REPLICATION_USER} {cidr} scram-sha-256",
-                f"host all all {cidr} scram-sha-256",
+                f"{tcp} replication {REPLICATION_USER} {cidr} scram-sha-256",
+                # Client addresses refused (threat mitigations), before the password line.
+                *hba_rejects(blocked or []),
+                f"{tcp} all all {cidr} scram-sha-256",
             ],
             # A fast checkpoint: otherwise pg_basebackup waits for a spread one.
             "basebackup": [{"checkpoint": "fast"}],
@@ -310,6 +326,40 @@ def standby_cluster(spec: ClusterSpec) -> dict[str, Any]:
             "create_replica_methods": ["basebackup"],
         }
     }
+
+
+def hba_rejects(blocked: list[str]) -> list[str]:
+    """The pg_hba lines refusing the blocked client addresses (as a single server's)."""
+    return [" ".join(line.split()) for line in reject_lines(blocked)]
+
+
+def with_blocked(text: str, blocked: list[str]) -> str | None:
+    """patroni.yml `text` with the reject lines of `blocked` in place of any before, or None
+    when it has exactly those."""
+    config = yaml.safe_load(text)
+    hba = [line for line in config["postgresql"]["pg_hba"] if not line.endswith(" reject")]
+    at = next((i for i, line in enumerate(hba) if " all all " in f" {line} "), len(hba))
+    wanted = hba[:at] + hba_rejects(blocked) + hba[at:]
+    if wanted == config["postgresql"]["pg_hba"]:
+        return None
+    config["postgresql"]["pg_hba"] = wanted
+    return dump(config)
+
+
+def with_signals(text: str, version: str) -> str | None:
+    """patroni.yml `text` (as an earlier version wrote it) with the signal settings its local
+    parameters lack, and pgaudit preloaded where installed; None when it has them."""
+    config = yaml.safe_load(text)
+    audit = audit_available(version)
+    parameters = dict(config["postgresql"].get("parameters") or {})
+    wanted = {**signal_settings(audit), **parameters}
+    wanted["shared_preload_libraries"] = pg.with_required_preload(
+        str(parameters.get("shared_preload_libraries") or ""), audit
+    )
+    if wanted == parameters:
+        return None
+    config["postgresql"]["parameters"] = wanted
+    return dump(config)
 
 
 def dump(config: dict[str, Any]) -> str:

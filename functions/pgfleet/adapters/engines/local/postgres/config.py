@@ -4,8 +4,9 @@ postgresql.conf) and pg_hba.conf."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from psycopg.conninfo import make_conninfo
 from pgfleet.adapters.engines.local import process, tuning
 from pgfleet.adapters.engines.local.postgres.paths import CONFIG_INCLUDE, ServerPaths
 from pgfleet.adapters.engines.local.sql import ADMIN_USER
+from pgfleet.adapters.engines.local.tls import TlsFiles
 from pgfleet.core.errors import EngineError
 from pgfleet.ports.engine import ServerSpec
 
@@ -49,6 +51,13 @@ REQUIRED_PRELOAD = "pg_stat_statements"
 # victim cancelled) after 1 s of waiting: the locks domain reads both from the log. A server's
 # own settings may still override them.
 LOCK_LOGGING = {"log_lock_waits": "on", "deadlock_timeout": "1s"}
+# What threat detection (pgfleet.domains.security) reads from the log: every connection (its
+# client address, and whether it was authorized), the statement of every error, and, where
+# pgaudit is installed (Debian's postgresql-15-pgaudit), role changes and DDL. Kept modest: a
+# connection is two lines, an error one more, DDL is rare.
+SIGNAL_LOGGING = {"log_connections": "on", "log_min_error_statement": "error"}
+AUDIT_LIBRARY = "pgaudit"
+AUDIT_LOGGING = {"pgaudit.log": "role, ddl", "pgaudit.log_catalog": "off"}
 # A hot standby refuses to run with any of these below its source's value.
 HOT_STANDBY_MINIMUMS = (
     "max_connections",
@@ -83,12 +92,43 @@ def validated_overrides(settings: Mapping[str, str]) -> dict[str, str]:
     return result
 
 
-def with_required_preload(libraries: str) -> str:
-    """shared_preload_libraries keeping pg_stat_statements, which stats and advice need."""
+def with_required_preload(libraries: str, audit: bool = False) -> str:
+    """shared_preload_libraries keeping pg_stat_statements, which stats and advice need, and
+    pgaudit when `audit` (the server's version has it installed)."""
     names = [part.strip() for part in libraries.split(",") if part.strip()]
     if REQUIRED_PRELOAD not in names:
         names.insert(0, REQUIRED_PRELOAD)
+    if audit and AUDIT_LIBRARY not in names:
+        names.append(AUDIT_LIBRARY)
     return ",".join(names)
+
+
+def signal_settings(audit: bool) -> dict[str, str]:
+    """The logging threat detection reads (SIGNAL_LOGGING, and AUDIT_LOGGING with pgaudit)."""
+    return {**SIGNAL_LOGGING, **(AUDIT_LOGGING if audit else {})}
+
+
+def with_signals(text: str, audit: bool) -> str:
+    """pgfleet.conf `text` (as an earlier version wrote it) with the signal settings it lacks
+    inserted after its header, where the lines after them (the server's own overrides) still
+    win, and pgaudit added to its shared_preload_libraries when `audit`. The text unchanged
+    when it has them all: a server provisioned before gets them at its next start."""
+    lines = text.splitlines(keepends=True)
+    present = {
+        line.split("=", 1)[0].strip().lower() for line in lines if "=" in line and not line.startswith("#")
+    }
+    out: list[str] = []
+    for line in lines:
+        name, sep, value = line.partition("=")
+        if sep and name.strip().lower() == "shared_preload_libraries":
+            current = value.strip().strip("'").replace("''", "'")
+            line = f"shared_preload_libraries = {conf_value(with_required_preload(current, audit))}\n"
+        out.append(line)
+    missing = [f"{k} = {conf_value(v)}\n" for k, v in signal_settings(audit).items() if k not in present]
+    if audit and "shared_preload_libraries" not in present:
+        missing.append(f"shared_preload_libraries = {conf_value(with_required_preload('', audit))}\n")
+    at = 1 if out and out[0].startswith("#") else 0
+    return "".join(out[:at] + missing + out[at:])
 
 
 @dataclass(frozen=True)
@@ -123,9 +163,15 @@ def standby_settings(source: StandbySource, own: Mapping[str, str]) -> dict[str,
 
 
 def render_config(
-    spec: ServerSpec, paths: ServerPaths, host: str, standby: StandbySource | None = None
+    spec: ServerSpec,
+    paths: ServerPaths,
+    host: str,
+    standby: StandbySource | None = None,
+    tls: TlsFiles | None = None,
+    audit: bool = False,
 ) -> str:
-    """The content of pgfleet.conf for `spec`; a standby of `standby` when given."""
+    """The content of pgfleet.conf for `spec`; a standby of `standby` when given; TLS on with
+    the engine's certificate when `tls` is given (pg_hba.conf then admits TCP only over it)."""
     try:
         tuned = tuning.settings_for(spec.memory_mb, spec.cpu)
     except ValueError as exc:
@@ -136,7 +182,7 @@ def render_config(
         "unix_socket_directories": str(paths.socket),
         "unix_socket_permissions": "0700",
         "password_encryption": "scram-sha-256",
-        "shared_preload_libraries": REQUIRED_PRELOAD,
+        "shared_preload_libraries": with_required_preload(REQUIRED_PRELOAD, audit),
         "logging_collector": "on",
         "log_destination": "jsonlog",
         "log_directory": str(paths.log),
@@ -146,11 +192,16 @@ def render_config(
         "log_rotation_size": "10MB",
         "log_rotation_age": "1d",
         **LOCK_LOGGING,
+        **signal_settings(audit),
         **tuned,
     }
+    if tls is not None:
+        settings.update(ssl_settings(tls))
     overrides = validated_overrides(spec.settings)
     if "shared_preload_libraries" in overrides:
-        overrides["shared_preload_libraries"] = with_required_preload(overrides["shared_preload_libraries"])
+        overrides["shared_preload_libraries"] = with_required_preload(
+            overrides["shared_preload_libraries"], audit
+        )
     settings.update(overrides)
     if standby is not None:
         settings.update(standby_settings(standby, settings))
@@ -164,18 +215,63 @@ def render_config(
 REMOTE_STANDBY_ROLE = "replicator"
 
 
-def render_hba(host: str) -> str:
+def ssl_settings(tls: TlsFiles) -> dict[str, str]:
+    """TLS on, with the engine host's certificate (pgfleet.adapters.engines.local.tls)."""
+    return {
+        "ssl": "on",
+        "ssl_cert_file": str(tls.server_cert),
+        "ssl_key_file": str(tls.server_key),
+        "ssl_min_protocol_version": "TLSv1.2",
+    }
+
+
+def render_hba(host: str, ssl: bool = True, blocked: Sequence[str] = ()) -> str:
     """pg_hba.conf: the superuser over the private socket only (standbys of the server
-    replicate that way too); everyone else with SCRAM over TCP on the engine host only."""
+    replicate that way too); everyone else with SCRAM over TCP on the engine host only, and
+    only over TLS (`hostssl`: a plaintext TCP connection matches no line and is refused).
+    The `blocked` client addresses (threat mitigations) are rejected before the password
+    line; `all` matches no replication connection, so standbys keep streaming."""
     prefix = 32 if ipaddress.ip_address(host).version == 4 else 128
+    kind = "hostssl" if ssl else "host   "
+    rejects = "".join(f"{line}\n" for line in reject_lines(blocked))
     return (
         "# Managed by pgfleet: rewritten on every provision. Do not edit.\n"
         "# TYPE  DATABASE     USER      ADDRESS             METHOD\n"
         f"local   all          {ADMIN_USER}                      trust\n"
         f"local   replication  {ADMIN_USER}                      trust\n"
-        f"host    replication  {REMOTE_STANDBY_ROLE} {host}/{prefix:<10} scram-sha-256\n"
-        f"host    all          all       {host}/{prefix:<10} scram-sha-256\n"
+        f"{kind} replication  {REMOTE_STANDBY_ROLE} {host}/{prefix:<10} scram-sha-256\n"
+        f"{rejects}"
+        f"{kind} all          all       {host}/{prefix:<10} scram-sha-256\n"
     )
+
+
+# The client addresses a server refuses (Engine.set_blocked_sources), kept beside its data
+# directory so every rewrite of pg_hba.conf (provision, upgrade) keeps them.
+BLOCKED_SOURCES_FILE = "blocked-sources.json"
+
+
+def reject_lines(blocked: Sequence[str]) -> list[str]:
+    """pg_hba.conf lines refusing each address (validated: an address, never a name)."""
+    lines = []
+    for address in sorted({str(ipaddress.ip_address(a)) for a in blocked}):
+        prefix = 32 if ipaddress.ip_address(address).version == 4 else 128
+        lines.append(f"host    all          all       {address}/{prefix:<10} reject")
+    return lines
+
+
+def read_blocked(root: Path) -> list[str]:
+    try:
+        value = json.loads((root / BLOCKED_SOURCES_FILE).read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"{root / BLOCKED_SOURCES_FILE} is unreadable: {exc}") from exc
+    return [str(ipaddress.ip_address(a)) for a in value]
+
+
+def write_blocked(root: Path, addresses: Sequence[str]) -> None:
+    valid = sorted({str(ipaddress.ip_address(a)) for a in addresses})
+    process.write_owned_file(root / BLOCKED_SOURCES_FILE, json.dumps(valid))
 
 
 def ensure_include(data: Path) -> None:

@@ -36,12 +36,18 @@ from pathlib import Path
 import psycopg
 import psycopg.sql
 
-from pgfleet.adapters.engines.local import host_capacity, process, tool_versions
+from pgfleet.adapters.engines.local import host_capacity, process, tls, tool_versions
 from pgfleet.adapters.engines.local.cgroups import CgroupLimits, LimitsOutcome
 from pgfleet.adapters.engines.local.database_admin import AdminServer, LocalDatabaseAdmin
 from pgfleet.adapters.engines.local.ports import port_is_free
 from pgfleet.adapters.engines.local.postgres import logs, postmaster, upgrade
-from pgfleet.adapters.engines.local.postgres.binaries import bin_dir_for, installed_binaries, missing_programs
+from pgfleet.adapters.engines.local.postgres.binaries import (
+    audit_available,
+    bin_dir_for,
+    installed_binaries,
+    missing_programs,
+    tls_available,
+)
 from pgfleet.adapters.engines.local.postgres.commands import (
     PG_CTL_TIMEOUT_S,
     copy_argv,
@@ -54,8 +60,11 @@ from pgfleet.adapters.engines.local.postgres.config import (
     StandbySource,
     configured_port,
     ensure_include,
+    read_blocked,
     render_config,
     render_hba,
+    with_signals,
+    write_blocked,
 )
 from pgfleet.adapters.engines.local.postgres.logical import LogicalReplication
 from pgfleet.adapters.engines.local.postgres.paths import (
@@ -147,6 +156,38 @@ class LocalPostgresEngine(LogicalReplication, Engine):
     def missing_tools(self) -> list[str]:
         return missing_programs()
 
+    def ensure_tls(self, spec: ServerSpec) -> str | None:
+        paths = self.paths(spec.server_id)
+        if not tls_available(spec.version):
+            return None
+        try:
+            config, hba = paths.config.read_text(), (paths.data / "pg_hba.conf").read_text()
+        except OSError:
+            return None  # not provisioned: its provision writes both
+        plaintext = [line for line in hba.splitlines() if line.split()[:1] == ["host"]]
+        if "ssl_cert_file" in config and not plaintext:
+            return None
+        self.provision(spec)  # rewrites pgfleet.conf and pg_hba.conf; the data stays
+        with self.administer(spec.server_id, "turning TLS on") as conn:
+            conn.execute("SELECT pg_catalog.pg_reload_conf()")
+        return "TLS turned on (ssl = on, hostssl only) and the configuration reloaded"
+
+    def _hba(self, paths: ServerPaths) -> str:
+        """The server's pg_hba.conf: hostssl where its build has TLS, its blocked addresses."""
+        try:
+            version = (paths.data / "PG_VERSION").read_text().strip()
+        except OSError:
+            version = ""
+        return render_hba(self._host, ssl=tls_available(version), blocked=read_blocked(paths.root))
+
+    def _tls_for(self, version: str) -> tls.TlsFiles | None:
+        """The certificates when `version`'s build has TLS, else None (no ssl, host lines)."""
+        return self.tls_files() if tls_available(version) else None
+
+    def tls_files(self) -> tls.TlsFiles:
+        """The CA and the host's server certificate every server presents (made once)."""
+        return tls.ensure(self._home, self._host)
+
     def paths(self, server_id: str) -> ServerPaths:
         """Where the files of `server_id` live (whether or not it exists)."""
         if not SERVER_ID_RE.match(server_id):
@@ -159,7 +200,13 @@ class LocalPostgresEngine(LogicalReplication, Engine):
         """Create the data directory from the version's template (once) and (re)write the
         configuration from `spec`. Does not start or reload the server."""
         bin_dir_for(spec.version)
-        config = render_config(spec, self.paths(spec.server_id), self._host)
+        config = render_config(
+            spec,
+            self.paths(spec.server_id),
+            self._host,
+            tls=self._tls_for(spec.version),
+            audit=audit_available(spec.version),
+        )
         return self._provision(spec, config, lambda paths: self._copy_template(spec.version, paths))
 
     def start(self, spec: ServerSpec) -> str:
@@ -195,6 +242,7 @@ class LocalPostgresEngine(LogicalReplication, Engine):
             if not postmaster.running_pid(paths):
                 reason = self._start(paths, spec.version) + " (was not running)"
             else:
+                self._refresh_signals(paths)
                 argv = pg_ctl_argv(bin_dir, "restart", paths.data, log_file=paths.startup_log, mode="fast")
                 proc = process.run(argv, timeout=3 * PG_CTL_TIMEOUT_S, check=False)
                 if proc.returncode != 0:
@@ -387,7 +435,14 @@ class LocalPostgresEngine(LogicalReplication, Engine):
             slot_reason = ensure_physical_slot(conn, slot)
             minimums = hot_standby_minimums(conn)
         standby = StandbySource(source.socket, self._port(source), slot, spec.server_id, minimums)
-        config = render_config(spec, self.paths(spec.server_id), self._host, standby)
+        config = render_config(
+            spec,
+            self.paths(spec.server_id),
+            self._host,
+            standby,
+            tls=self._tls_for(spec.version),
+            audit=audit_available(spec.version),
+        )
         reason = self._provision(spec, config, lambda paths: self._base_backup(bin_dir, standby, paths))
         return f"{reason}; {slot_reason}"
 
@@ -535,7 +590,7 @@ class LocalPostgresEngine(LogicalReplication, Engine):
                 reason = create(paths)
             ensure_include(paths.data)
             process.write_owned_file(paths.config, config)
-            process.write_owned_file(paths.data / "pg_hba.conf", render_hba(self._host))
+            process.write_owned_file(paths.data / "pg_hba.conf", self._hba(paths))
         return reason
 
     def _base_backup(self, bin_dir: Path, source: StandbySource, paths: ServerPaths) -> str:
@@ -556,7 +611,7 @@ class LocalPostgresEngine(LogicalReplication, Engine):
         """Give a server provisioned before it could have standbys the pg_hba.conf rule they
         replicate through, and wait until the postmaster has loaded it."""
         hba = source.data / "pg_hba.conf"
-        wanted = render_hba(self._host)
+        wanted = self._hba(source)
         with self._lock(f"server-{source.root.name}"):
             if hba.read_text() == wanted:
                 return
@@ -598,7 +653,9 @@ class LocalPostgresEngine(LogicalReplication, Engine):
             remove_tree(building)
             self._initdb(bin_dir_for(version), building)
             ensure_include(building)
-            process.write_owned_file(building / "pg_hba.conf", render_hba(self._host))
+            process.write_owned_file(
+                building / "pg_hba.conf", render_hba(self._host, ssl=tls_available(version))
+            )
             os.rename(building, template)
             log.info("made PostgreSQL %s template in %.1fs", version, time.monotonic() - started)
         return template
@@ -647,6 +704,7 @@ class LocalPostgresEngine(LogicalReplication, Engine):
         if postmaster.running_pid(paths):
             self._wait_accepting(paths)
             return "already running"
+        self._refresh_signals(paths)
         stale = paths.pidfile.exists()
         if stale:
             postmaster.clear_stale_postmaster(paths)
@@ -664,6 +722,36 @@ class LocalPostgresEngine(LogicalReplication, Engine):
                 continue
             break
         raise EngineError(f"start of {paths.root.name} failed: {self._startup_failure(paths, proc)}")
+
+    @staticmethod
+    def _refresh_signals(paths: ServerPaths) -> None:
+        """Give a server provisioned by an earlier version the logging threat detection reads
+        (config.with_signals) before it starts: its next start is when preload libraries load."""
+        try:
+            text = paths.config.read_text()
+        except FileNotFoundError:
+            return
+        wanted = with_signals(text, audit_available(data_dir_version(paths.data)))
+        if wanted != text:
+            process.write_owned_file(paths.config, wanted)
+
+    def set_blocked_sources(self, server_id: str, addresses: list[str]) -> str:
+        """Write the addresses beside the data directory (so every later pg_hba.conf keeps
+        them), rewrite pg_hba.conf and, when the server runs, reload it and wait until the
+        postmaster has loaded it."""
+        paths = self.paths(server_id)
+        if not is_data_dir(paths.data):
+            raise EngineError(f"server {server_id} is not provisioned")
+        with self._lock(f"server-{server_id}"):
+            write_blocked(paths.root, addresses)
+        running = postmaster.running_pid(paths)
+        if running:
+            self._allow_replication(paths)  # rewrites pg_hba.conf from the file, and reloads
+        else:
+            with self._lock(f"server-{server_id}"):
+                process.write_owned_file(paths.data / "pg_hba.conf", self._hba(paths))
+        listed = ", ".join(sorted(set(addresses))) or "none"
+        return f"client addresses refused on {server_id}: {listed}" + ("" if running else " (server stopped)")
 
     def _pg_ctl_stop(self, paths: ServerPaths, mode: str) -> None:
         bin_dir = bin_dir_for(data_dir_version(paths.data))

@@ -75,6 +75,7 @@ def parse_log_line(raw: bytes) -> LogLine | None:
         query=_text(entry.get("statement")),
         session_id=_text(entry.get("session_id")),
         line_num=_int(entry.get("line_num")),
+        remote_host=_text(entry.get("remote_host")),
     )
 
 
