@@ -31,9 +31,7 @@ def test_create_shows_credentials_once_and_lists_live_usage(call, fake_ports, in
     assert body["database_name"] == "tenant_abc" and body["user"] == "tenant_abc_user"
     assert body["status"] == "active" and body["mode"] == "database_per_tenant"
     password = body["credentials"]["password"]
-    assert (
-        len(password) >= 24 and "/tenant_abc?sslmode=verify-full&sslrootcert=" in body["credentials"]["uri"]
-    )
+    assert len(password) >= 24 and body["credentials"]["uri"].endswith("/tenant_abc")
     admin = fake_ports.engine.admins[instance["id"]]
     assert admin.tenants["tenant-abc"]["password"] == password
     assert admin.tenants["tenant-abc"]["spec"].max_connections == 5

