@@ -58,9 +58,17 @@ def public_view(rtype: ResourceType, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_visible(ports: Ports, principal: Principal, rtype: ResourceType, resource_id: str) -> dict[str, Any]:
-    record = ports.store.get(rtype.kind, resource_id)
+    return visible_record(ports, principal, rtype.kind, resource_id, rtype.kind)
+
+
+def visible_record(
+    ports: Ports, principal: Principal, kind: str, record_id: str, what: str
+) -> dict[str, Any]:
+    """The record of `kind`, if the principal sees its tenant; else NotFound ("<what> <id> not
+    found"), as for a record that does not exist: another tenant's ids are not revealed."""
+    record = ports.store.get(kind, record_id)
     if record is None or not principal.sees_tenant(record["tenant_id"]):
-        raise NotFound(f"{rtype.kind} {resource_id} not found")
+        raise NotFound(f"{what} {record_id} not found")
     return record
 
 

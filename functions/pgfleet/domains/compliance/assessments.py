@@ -14,10 +14,10 @@ import statistics
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pgfleet.core import operations
+from pgfleet.core import operations, resources
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
-from pgfleet.core.errors import InvalidState, NotFound, ValidationFailed
+from pgfleet.core.errors import InvalidState, ValidationFailed
 from pgfleet.core.models import new_id, utcnow_iso
 from pgfleet.domains.compliance import catalog
 from pgfleet.domains.compliance.catalog import Control
@@ -103,10 +103,7 @@ def start(ports: Ports, principal: Principal | None, framework: str, assessment_
 
 
 def get(ports: Ports, principal: Principal, assessment_id: str) -> dict[str, Any]:
-    record = ports.store.get(KIND, assessment_id)
-    if record is None or not principal.sees_tenant(record["tenant_id"]):
-        raise NotFound(f"assessment {assessment_id} not found")
-    return record
+    return resources.visible_record(ports, principal, KIND, assessment_id, "assessment")
 
 
 def latest(ports: Ports, tenant: str, framework: str, *, since: datetime | None = None,

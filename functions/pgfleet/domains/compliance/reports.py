@@ -17,10 +17,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pgfleet.core import auth
+from pgfleet.core import auth, resources
 from pgfleet.core.auth import Principal
 from pgfleet.core.context import Ports
-from pgfleet.core.errors import InvalidState, NotFound, ValidationFailed
+from pgfleet.core.errors import InvalidState, ValidationFailed
 from pgfleet.core.models import new_id
 from pgfleet.core.schedule_expressions import next_after
 from pgfleet.domains import servers
@@ -259,7 +259,4 @@ def list_reports(ports: Ports, principal: Principal, framework: str | None, repo
 
 
 def get(ports: Ports, principal: Principal, report_id: str) -> dict[str, Any]:
-    record = ports.store.get(KIND, report_id)
-    if record is None or not principal.sees_tenant(record["tenant_id"]):
-        raise NotFound(f"report {report_id} not found")
-    return record
+    return resources.visible_record(ports, principal, KIND, report_id, "report")

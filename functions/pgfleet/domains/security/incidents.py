@@ -35,10 +35,10 @@ import json
 from datetime import datetime
 from typing import Any
 
-from pgfleet.core import audit, timeline
+from pgfleet.core import audit, resources, timeline
 from pgfleet.core.auth import PLATFORM, Principal, tenant_scope
 from pgfleet.core.context import Ports
-from pgfleet.core.errors import AlreadyExists, Conflict, InvalidState, NotFound, ValidationFailed
+from pgfleet.core.errors import AlreadyExists, Conflict, InvalidState, ValidationFailed
 from pgfleet.core.models import new_id, utcnow
 from pgfleet.core.paging import Page, PageQuery
 from pgfleet.domains import notifications
@@ -191,10 +191,7 @@ def _create_numbered(ports: Ports, record: dict[str, Any], year: int, claim: str
 
 
 def get(ports: Ports, caller: Principal, incident_id: str) -> dict[str, Any]:
-    record = ports.store.get(KIND, incident_id)
-    if record is None or not caller.sees_tenant(record["tenant_id"]):
-        raise NotFound(f"security incident {incident_id} not found")
-    return record
+    return resources.visible_record(ports, caller, KIND, incident_id, "security incident")
 
 
 def list_incidents(

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pgfleet.core import audit
+from pgfleet.core import audit, resources
 from pgfleet.core.auth import Principal, tenant_scope
 from pgfleet.core.context import Ports
 from pgfleet.core.errors import AlreadyExists, Conflict, NotFound
@@ -124,10 +124,7 @@ def record_finding(ports: Ports, key: str, build: Build, now: datetime) -> dict[
 
 
 def get(ports: Ports, caller: Principal, threat_id: str) -> dict[str, Any]:
-    record = ports.store.get(KIND, threat_id)
-    if record is None or not caller.sees_tenant(record["tenant_id"]):
-        raise NotFound(f"security threat {threat_id} not found")
-    return record
+    return resources.visible_record(ports, caller, KIND, threat_id, "security threat")
 
 
 def active(
