@@ -44,6 +44,17 @@ def failed_password(at: datetime, n: int, source: str = ATTACKER, role: str = "a
     return line
 
 
+def no_encryption(at: datetime, n: int, source: str = ATTACKER, role: str = "app_admin") -> LogLine:
+    """What a hostssl-only server writes for libpq's plaintext retry (sslmode=prefer)."""
+    line = parse_log_line(_raw(
+        at, n, user=role, dbname="app", remote_host=source, remote_port=40000 + n, ps="authentication",
+        error_severity="FATAL", state_code="28000",
+        message=f'no pg_hba.conf entry for host "{source}", user "{role}", database "app", no encryption',
+    ))  # fmt: skip
+    assert line is not None
+    return line
+
+
 def authorized(at: datetime, n: int, source: str = ATTACKER, role: str = "app_admin") -> LogLine:
     line = parse_log_line(_raw(at, n, user=role, dbname="app", remote_host=source, error_severity="LOG",
                                message=f"connection authorized: user={role} database=app SSL enabled"))  # fmt: skip
@@ -169,6 +180,21 @@ def test_twenty_bad_passwords_are_a_brute_force_with_the_source_and_counts(ports
         again.detected
     ) == [threat["id"]]
     assert len(ports.store.every(threats.KIND)) == 1
+
+
+def test_a_tls_attempt_and_its_plaintext_retry_are_one_guess(ports: Any) -> None:
+    start = datetime.now(UTC) - timedelta(seconds=50)
+    for i in range(12):  # libpq (sslmode=prefer): each wrong password fails over TLS, then in plaintext
+        at = start + timedelta(seconds=3 * i)
+        ports.logs[SERVER] += [
+            failed_password(at, 2 * i),
+            no_encryption(at + timedelta(milliseconds=4), 2 * i + 1),
+        ]
+    # A plaintext try on its own (no TLS attempt just before it) is a guess of its own.
+    ports.logs[SERVER].append(no_encryption(start + timedelta(seconds=45), 99))
+    (threat,) = _detect(ports).detected.values()
+    assert threat["indicators"]["failed_attempts"] == 13
+    assert threat["indicators"]["reasons"] == {"password": 12, "no_hba": 1}
 
 
 def test_few_failures_are_no_threat_and_a_login_after_them_is_critical(ports: Any) -> None:

@@ -76,6 +76,26 @@ def login_failure(line: LogLine) -> LoginFailure | None:
     )
 
 
+TLS_FALLBACK_SECONDS = 2.0  # libpq's plaintext retry follows its TLS attempt within this
+
+
+def tls_fallback(previous: tuple[LogLine, LoginFailure] | None, line: LogLine, failure: LoginFailure) -> bool:
+    """True when `failure` is the second half of one login: libpq with sslmode=prefer (its
+    default) that fails to authenticate over TLS retries at once without TLS, and a server
+    that admits TCP over TLS only (hostssl) refuses that retry with "no pg_hba.conf entry ...
+    no encryption". `previous` is the last failure from the same source, role and database;
+    it must have matched a hostssl line, and the retry must follow it within
+    TLS_FALLBACK_SECONDS. One guess, counted once, by its password failure."""
+    if previous is None or failure.reason != "no_hba" or "no encryption" not in line.message:
+        return False
+    first_line, first = previous
+    return (
+        first.reason == "password"
+        and "hostssl" in (first_line.detail or "")
+        and 0 <= (line.timestamp - first_line.timestamp).total_seconds() <= TLS_FALLBACK_SECONDS
+    )
+
+
 def login_success(line: LogLine) -> tuple[str | None, str] | None:
     """(source, role) of a "connection authorized" line (log_connections), else None."""
     if line.severity != "LOG":

@@ -140,9 +140,16 @@ class _LogFindings:
 
 def _classify(lines: list[LogLine]) -> _LogFindings:
     found = _LogFindings()
+    last_failure: dict[tuple[str | None, str | None, str | None], tuple[LogLine, rules.LoginFailure]] = {}
     for line in lines:
         failure = rules.login_failure(line)
         if failure is not None:
+            attempt = (failure.source_ip, failure.role, failure.database)
+            fallback = rules.tls_fallback(last_failure.get(attempt), line, failure)
+            last_failure[attempt] = (line, failure)
+            if fallback:
+                last_failure.pop(attempt)  # the pair is one login: a third line starts another
+                continue
             minute = line.timestamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
             found.failures.setdefault((failure.source_ip, failure.role, minute), []).append((line, failure))
             continue
