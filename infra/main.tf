@@ -89,6 +89,7 @@ locals {
     # Threat detection (domains/security): blocking a brute force's source by itself is off.
     PGFLEET_THREAT_AUTO_MITIGATION    = "off"
     PGFLEET_THREAT_MITIGATION_SECONDS = "900"
+    PGFLEET_THREAT_AUTO_INCIDENT      = "HIGH"
     # Compliance reports, evidence packages and attested evidence (ports/object_store.py).
     PGFLEET_REPORTS_BUCKET = aws_s3_bucket.reports.bucket
   }

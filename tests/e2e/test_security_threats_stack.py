@@ -7,6 +7,7 @@ injection probe in an error statement is a SQL_INJECTION; another tenant sees no
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,6 +117,14 @@ def test_bad_passwords_are_a_brute_force_and_a_block_refuses_then_lifts(
     assert listed["summary"]["high_threats"] == 1
     status, other = stack.request("GET", f"{T}/active", token=stack.token("security_analyst", "globex"))
     assert status == 200 and other["total_count"] == 0
+    # A HIGH threat opened its security incident (PGFLEET_THREAT_AUTO_INCIDENT defaults to HIGH).
+    status, incident = stack.request(
+        "GET", f"/api/v1/security/incidents/{threat['incident_id']}", token=analyst
+    )
+    assert status == 200 and incident["threat_id"] == threat["threat_id"] and incident["status"] == "OPEN", (
+        incident
+    )
+    assert re.fullmatch(r"SEC-\d{4}-\d{3}", incident["incident_number"]) and incident["severity"] == "HIGH"
 
     # Outside the observed sources: refused, nothing changes.
     body = {"threat_id": threat["threat_id"], "investigation_status": "INVESTIGATING", "assigned_to": "analyst-7",

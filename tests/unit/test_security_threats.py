@@ -6,6 +6,7 @@ at() schedule."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +17,8 @@ import pytest
 
 from pgfleet.adapters.engines.local.postgres.logs import parse_log_line
 from pgfleet.core import rate_limits
+from pgfleet.domains.security import incidents, threat_mitigations, threat_scan, threats
 from pgfleet.domains.security import threat_detect as rules
-from pgfleet.domains.security import threat_mitigations, threat_scan, threats
 from pgfleet.handlers import scheduled
 from pgfleet.ports.engine import LogLine
 
@@ -180,6 +181,44 @@ def test_twenty_bad_passwords_are_a_brute_force_with_the_source_and_counts(ports
         again.detected
     ) == [threat["id"]]
     assert len(ports.store.every(threats.KIND)) == 1
+
+
+def test_a_high_threat_opens_one_incident_linked_both_ways(ports: Any, call: Any) -> None:
+    threat = _brute_force(ports)  # HIGH
+    assert threat["incident_id"], threat
+    status, incident = call(
+        "GET", f"/api/v1/security/incidents/{threat['incident_id']}", role="security_analyst"
+    )
+    assert status == 200, incident
+    assert (
+        incident["threat_id"] == threat["id"]
+        and incident["status"] == "OPEN"
+        and incident["severity"] == "HIGH"
+    )
+    assert incident["incident_type"] == "UNAUTHORIZED_ACCESS" and incident["tenant_id"] == "acme"
+    assert (
+        incident["affected_systems"] == [threat["target_resource"]]
+        and threat["id"] in incident["description"]
+    )
+    assert incident["created_by"] == "threat-detection"
+    # More evidence updates the threat; it keeps its one incident.
+    later = datetime.now(UTC)
+    ports.logs[SERVER] += [failed_password(later, 100 + i) for i in range(5)]
+    again = _detect(ports).detected[threat["id"]]
+    assert again["incident_id"] == threat["incident_id"]
+    assert len(ports.store.every(incidents.KIND)) == 1
+
+
+def test_a_medium_threat_or_auto_incident_off_opens_none(ports: Any) -> None:
+    start = datetime.now(UTC) - timedelta(seconds=200)
+    ports.logs[SERVER] += [failed_password(start + timedelta(seconds=15 * i), i) for i in range(11)]  # MEDIUM
+    (threat,) = _detect(ports).detected.values()
+    assert threat["severity"] == "MEDIUM" and threat.get("incident_id") is None
+    ports.settings = dataclasses.replace(ports.settings, threat_auto_incident=None)
+    ports.logs[SERVER] += [failed_password(datetime.now(UTC), 50 + i) for i in range(20)]
+    (threat,) = _detect(ports).detected.values()
+    assert threat["severity"] == "HIGH" and threat.get("incident_id") is None
+    assert ports.store.every(incidents.KIND) == []
 
 
 def test_a_tls_attempt_and_its_plaintext_retry_are_one_guess(ports: Any) -> None:

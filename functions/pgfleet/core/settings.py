@@ -94,6 +94,9 @@ class Settings:
     # for how long.
     threat_auto_mitigation: bool = False
     threat_mitigation_seconds: int = 900
+    # A detected threat of this severity or worse opens a security incident by itself
+    # ("HIGH": HIGH and CRITICAL; "CRITICAL"; None: "off", people open them).
+    threat_auto_incident: str | None = "HIGH"
     # In AWS: each request's metrics also go to CloudWatch as EMF (Powertools Metrics).
     emf_metrics: bool = False
     # Real-time events (pgfleet.domains.events): the WebSocket endpoint subscribers connect to
@@ -127,6 +130,15 @@ class Settings:
     @property
     def log_dir(self) -> Path:
         return self.home / "logs"
+
+
+def _auto_incident(text: str) -> str | None:
+    value = text.strip().upper()
+    if value in ("OFF", "0", "FALSE", ""):
+        return None
+    if value not in ("HIGH", "CRITICAL"):
+        raise ValueError(f"PGFLEET_THREAT_AUTO_INCIDENT must be HIGH, CRITICAL or off, not {text!r}")
+    return value
 
 
 def _pairs(text: str, name: str) -> tuple[tuple[str, str], ...]:
@@ -178,6 +190,7 @@ def get_settings() -> Settings:
         threat_auto_mitigation=os.environ.get("PGFLEET_THREAT_AUTO_MITIGATION", "off").strip().lower()
         in ("on", "1", "true"),
         threat_mitigation_seconds=int(os.environ.get("PGFLEET_THREAT_MITIGATION_SECONDS", "900")),
+        threat_auto_incident=_auto_incident(os.environ.get("PGFLEET_THREAT_AUTO_INCIDENT", "HIGH")),
         ws_port=int(os.environ.get("PGFLEET_WS_PORT", "8081")),
         tls_majors=tuple(m.strip() for m in os.environ.get("PGFLEET_TLS_MAJORS", "").split(",") if m.strip()),
         tls_root_cert=os.environ.get("PGFLEET_TLS_ROOT_CERT")

@@ -97,6 +97,9 @@ class SecurityIncident(BaseModel):
     time_to_close_minutes: float | None = Field(description="Minutes from created_at to closed_at.")
     containment_actions: list[str] = Field(description="Every containment action reported, oldest first.")
     timeline: list[TimelineEntry] = Field(description="Every status change, oldest first.")
+    threat_id: str | None = Field(
+        default=None, description="The detected threat that opened it (threat detection), if one did."
+    )
     timeline_dropped: int = Field(
         default=0,
         ge=0,

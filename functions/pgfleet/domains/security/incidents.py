@@ -113,16 +113,7 @@ def create(
     if earlier is not None:
         return earlier
     now = utcnow()
-    created_at = _iso(now)
-    record: dict[str, Any] = {
-        **fields, "id": new_id(ID_PREFIX), "tenant_id": tenant, "status": "OPEN",
-        "created_by": caller.sub, "created_at": created_at, "updated_at": created_at,
-        "contained_at": None, "closed_at": None, "mttr_minutes": None, "time_to_close_minutes": None,
-        "containment_actions": [], "timeline_dropped": 0, "idempotency_fingerprint": fingerprint if claim else None,
-        "timeline": [{"timestamp": created_at, "status": "OPEN", "action": "Incident created", "from_status": None,
-                      "updated_by": caller.sub, "reported_by": None, "notes": body.description[:MAX_NOTES],
-                      "containment_actions": []}],
-    }  # fmt: skip
+    record = _new_record(fields, tenant, caller.sub, now, fingerprint if claim else None)
     try:
         stored = _create_numbered(ports, record, now.year, claim)
     except AlreadyExists:
@@ -130,11 +121,82 @@ def create(
         if earlier is None:
             raise
         return earlier
-    _audit(ports, caller, stored, "security.incident.create",
+    _audit(ports, caller.sub, stored, "security.incident.create",
            {"incident_number": stored["incident_number"], "incident_type": stored["incident_type"],
             "severity": stored["severity"], "status": "OPEN"})  # fmt: skip
     notifications.notify(ports, _as_alert(stored), "triggered")
     return stored
+
+
+def _new_record(
+    fields: dict[str, Any], tenant: str, created_by: str, now: datetime, fingerprint: str | None
+) -> dict[str, Any]:
+    created_at = _iso(now)
+    return {
+        **fields, "id": new_id(ID_PREFIX), "tenant_id": tenant, "status": "OPEN",
+        "created_by": created_by, "created_at": created_at, "updated_at": created_at,
+        "contained_at": None, "closed_at": None, "mttr_minutes": None, "time_to_close_minutes": None,
+        "containment_actions": [], "timeline_dropped": 0, "idempotency_fingerprint": fingerprint,
+        "threat_id": None,
+        "timeline": [{"timestamp": created_at, "status": "OPEN", "action": "Incident created", "from_status": None,
+                      "updated_by": created_by, "reported_by": None, "notes": fields["description"][:MAX_NOTES],
+                      "containment_actions": []}],
+    }  # fmt: skip
+
+
+# What a detected threat is, as an incident type: each of them is an attempt at access it
+# was not given (an injection probes for data, but a breach is what people declare).
+THREAT_INCIDENT_TYPES = {
+    "BRUTE_FORCE": "UNAUTHORIZED_ACCESS",
+    "SQL_INJECTION": "UNAUTHORIZED_ACCESS",
+    "PRIVILEGE_ESCALATION": "UNAUTHORIZED_ACCESS",
+    "XSS": "UNAUTHORIZED_ACCESS",
+}
+
+
+def _threat_claim(threat_id: str) -> str:
+    return f"security-incident-threat#{threat_id}"
+
+
+def open_for_threat(ports: Ports, threat: dict[str, Any], opened_by: str) -> tuple[dict[str, Any], bool]:
+    """The incident of a detected threat: opened (OPEN, the threat's severity, its target as the
+    affected system) the first time, the same one after. One per threat, also when two scans
+    reach it at once (the unique key `security-incident-threat#<threat id>`). Returns the
+    incident and whether this call opened it."""
+    claim = _threat_claim(threat["id"])
+    held = ports.store.claimed(claim)
+    if held is not None and (earlier := ports.store.get(KIND, held["owner"])) is not None:
+        return earlier, False
+    indicators = threat.get("indicators") or {}
+    source = f" from {threat['source_ip']}" if threat.get("source_ip") else ""
+    body = SecurityIncidentCreate(
+        incident_type=THREAT_INCIDENT_TYPES[threat["threat_type"]],  # type: ignore[arg-type]
+        severity=threat["severity"],
+        description=(
+            f"{threat['threat_type']} detected on {threat['target_resource']}{source} "
+            f"(threat {threat['id']}, confidence {threat['confidence_score']})"
+        ),
+        affected_systems=[threat["target_resource"]],
+        detection_method="pgfleet threat detection: " + ", ".join(indicators.get("signals") or ["scan"]),
+    )
+    now = utcnow()
+    record = _new_record(
+        body.model_dump(mode="json", exclude={"tenant_id"}), threat["tenant_id"], opened_by, now, None
+    )
+    record["threat_id"] = threat["id"]
+    try:
+        stored = _create_numbered(ports, record, now.year, claim)
+    except AlreadyExists:
+        held = ports.store.claimed(claim)
+        earlier = ports.store.get(KIND, held["owner"]) if held else None
+        if earlier is None:
+            raise
+        return earlier, False
+    _audit(ports, opened_by, stored, "security.incident.create",
+           {"incident_number": stored["incident_number"], "incident_type": stored["incident_type"],
+            "severity": stored["severity"], "status": "OPEN", "threat_id": threat["id"]})  # fmt: skip
+    notifications.notify(ports, _as_alert(stored), "triggered")
+    return stored, True
 
 
 def _replayed(ports: Ports, claim: str | None, fingerprint: str) -> dict[str, Any] | None:
@@ -275,7 +337,7 @@ def change_status(
             stored = ports.store.update(KIND, incident_id, changes, record["revision"])
         except Conflict:
             continue
-        _audit(ports, caller, stored, "security.incident.status",
+        _audit(ports, caller.sub, stored, "security.incident.status",
                {"incident_number": stored["incident_number"], "from_status": current, "to_status": wanted,
                 "backward": backward, "notes": notes, "containment_actions": list(body.containment_actions),
                 "reported_by": body.updated_by})  # fmt: skip
@@ -307,13 +369,11 @@ def _appended(record: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
 # --- what else hears of it ----------------------------------------------------------------------
 
 
-def _audit(
-    ports: Ports, caller: Principal, record: dict[str, Any], action: str, details: dict[str, Any]
-) -> None:
+def _audit(ports: Ports, by: str, record: dict[str, Any], action: str, details: dict[str, Any]) -> None:
     ports.history.append_all([
         audit.action_event(
             action=action, resource=f"/api/v1/security/incidents/{record['id']}", target_id=record["id"],
-            user_id=caller.sub, tenant_id=record["tenant_id"], succeeded=True,
+            user_id=by, tenant_id=record["tenant_id"], succeeded=True,
             details={"incident_id": record["id"], **details}, retention_days=ports.settings.audit_retention_days,
         )
     ])  # fmt: skip

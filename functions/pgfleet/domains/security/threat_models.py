@@ -139,6 +139,10 @@ class SecurityThreat(BaseModel):
     indicators: ThreatIndicators
     assigned_to: str | None = None
     investigation_notes: str | None = None
+    incident_id: str | None = Field(
+        default=None,
+        description="The security incident detection opened for it (PGFLEET_THREAT_AUTO_INCIDENT), if any.",
+    )
     updated_at: str
 
 

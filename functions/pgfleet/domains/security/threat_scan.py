@@ -37,8 +37,8 @@ from pgfleet.core.context import Ports
 from pgfleet.core.errors import AlreadyExists, Conflict, EngineError, ServiceError
 from pgfleet.core.models import reserved_role
 from pgfleet.domains import servers
+from pgfleet.domains.security import incidents, threat_mitigations, threat_sql, threats
 from pgfleet.domains.security import threat_detect as rules
-from pgfleet.domains.security import threat_mitigations, threat_sql, threats
 from pgfleet.domains.security.threat_models import MitigationAction, MitigationRequest
 from pgfleet.ports.engine import LogLine
 from pgfleet.ports.history import HistoryRecord
@@ -577,7 +577,25 @@ def scan(ports: Ports, found: list[servers.Target], now: datetime | None = None)
     result.lifted = threat_mitigations.lift_due(ports, result.now)
     if ports.settings.threat_auto_mitigation:
         _auto_mitigate(ports, result)
+    if ports.settings.threat_auto_incident is not None:
+        _auto_incidents(ports, result, SEVERITY_ORDER[ports.settings.threat_auto_incident])
     return result
+
+
+def _auto_incidents(ports: Ports, result: Scan, floor: int) -> None:
+    """Open a security incident for every threat of this scan at `floor` severity or worse
+    that has none yet, and link the two (the threat's `incident_id`, the incident's `threat_id`)."""
+    for threat in list(result.detected.values()):
+        if threat.get("incident_id") or SEVERITY_ORDER[threat["severity"]] < floor:
+            continue
+        try:
+            incident, opened = incidents.open_for_threat(ports, threat, SCANNER.sub)
+            result.detected[threat["id"]] = threats.with_incident(ports, threat["id"], incident["id"])
+        except ServiceError as exc:
+            result.notes.append(f"{threat['id']}: no incident opened: {exc}")
+            continue
+        if opened:
+            result.notes.append(f"{threat['id']}: incident {incident['incident_number']} opened")
 
 
 def _auto_mitigate(ports: Ports, result: Scan) -> None:

@@ -220,6 +220,21 @@ def with_mitigation(ports: Ports, threat_id: str, mitigation: dict[str, Any]) ->
     raise Conflict(f"security threat {threat_id} kept changing; retry")
 
 
+def with_incident(ports: Ports, threat_id: str, incident_id: str) -> dict[str, Any]:
+    """The threat, linked to the incident opened for it."""
+    for _ in range(RETRIES):
+        record = ports.store.get(KIND, threat_id)
+        if record is None:
+            raise NotFound(f"security threat {threat_id} not found")
+        if record.get("incident_id") == incident_id:
+            return record
+        try:
+            return ports.store.update(KIND, threat_id, {"incident_id": incident_id}, record["revision"])
+        except Conflict:
+            continue
+    raise Conflict(f"security threat {threat_id} kept changing; retry")
+
+
 def audit_event(
     ports: Ports, caller_sub: str | None, record: dict[str, Any], action: str, details: dict[str, Any]
 ) -> None:
