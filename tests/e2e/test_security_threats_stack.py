@@ -180,6 +180,27 @@ def test_a_superuser_granting_createrole_is_a_privilege_escalation(
     body = {"threat_id": threat["threat_id"], "investigation_status": "INVESTIGATING",
             "apply_mitigations": [{"action": "DISABLE_ROLE", "role": "postgres"}]}  # fmt: skip
     assert stack.request("POST", f"{T}/investigate", body, analyst)[0] == 422
+    # Locking the role it names: NOLOGIN, and its open session is ended; lifting gives LOGIN back.
+    with superuser(stack, pg15) as conn:
+        conn.execute("ALTER ROLE app_admin NOCREATEROLE")
+    assert "app_admin" in ind["roles"], ind
+    session = psycopg.connect(pg15["credentials"]["uri"], autocommit=True, connect_timeout=5)
+    body["apply_mitigations"] = [{"action": "DISABLE_ROLE", "role": "app_admin", "duration_seconds": 600}]
+    status, out = stack.request("POST", f"{T}/investigate", body, analyst)
+    assert status == 200, out
+    (lock,) = [m for m in out["mitigations"] if m["action"] == "DISABLE_ROLE"]
+    assert lock["status"] == "ACTIVE" and "NOLOGIN" in lock["description"] and lock["sessions_ended"] == 1, (
+        out
+    )
+    with pytest.raises(psycopg.OperationalError):  # terminated by the lock
+        session.execute("SELECT 1")
+    session.close()
+    with pytest.raises(psycopg.OperationalError, match="not permitted to log in"):
+        psycopg.connect(pg15["credentials"]["uri"], connect_timeout=5).close()
+    lift = {"threat_id": threat["threat_id"], "investigation_status": "RESOLVED",
+            "lift_mitigations": [lock["mitigation_id"]]}  # fmt: skip
+    assert stack.request("POST", f"{T}/investigate", lift, analyst)[0] == 200
+    psycopg.connect(pg15["credentials"]["uri"], connect_timeout=5).close()
 
 
 def test_an_injection_probe_is_sql_injection(stack: LocalStack, analyst: str, pg15: dict[str, Any]) -> None:

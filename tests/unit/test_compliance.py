@@ -419,3 +419,31 @@ def test_large_evidence_is_cut_to_fit_a_record_and_kept_whole_in_the_object_stor
     full = json.loads(fake_ports.objects.get(f"compliance/assessments/{done['assessment_id']}/evidence.json"))
     kept = next(r for r in full["results"] if r["control_id"] == "PG-SECURITY-DEFINER")
     assert len(kept["evidence_details"][0]["evidence"]["rows"]) == 20  # ROWS_KEPT per server
+
+
+def test_rbac_fails_when_every_caller_of_the_week_held_an_unrestricted_role(fake_ports: Any) -> None:
+    from pgfleet.core import audit
+    from pgfleet.domains.compliance import facts
+
+    cat = catalog.load()
+    control, framework = cat.control("RBAC-LEAST-PRIVILEGE"), cat.frameworks["HIPAA"]
+
+    def called(user: str, roles: list[str], tenant: str = "acme") -> None:
+        fake_ports.history.append_all([audit.call_event(
+            at=datetime.now(UTC), method="GET", path="/api/v1/postgres/single", route=None, status=200,
+            user_id=user, tenant_id=tenant, ip_address="127.0.0.1", user_agent=None,
+            details={"roles": roles}, retention_days=30,
+        )])  # fmt: skip
+
+    assert (
+        facts.platform_fact(fake_ports, control, framework, "acme").status == "PASS"
+    )  # no call: definitions
+    called("alice", ["tenant_admin"])
+    called("root", ["admin"])
+    called("bob", ["viewer"], tenant="globex")  # another tenant's caller is not acme's evidence
+    outcome = facts.platform_fact(fake_ports, control, framework, "acme")
+    assert outcome.status == "FAIL" and "no narrower role is in use" in outcome.findings[0]
+    assert outcome.evidence["observed"]["callers_by_role"] == {"admin": 1, "tenant_admin": 1}
+    called("carol", ["operator"])
+    outcome = facts.platform_fact(fake_ports, control, framework, "acme")
+    assert outcome.status == "PASS" and outcome.evidence["observed"]["callers_by_role"]["operator"] == 1

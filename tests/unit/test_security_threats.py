@@ -93,6 +93,7 @@ class Catalog:
         self.definers: list[str] = []
         self.logins: dict[str, bool] = {"app_admin": True, "app": True}
         self.executed: list[str] = []
+        self.sessions: dict[str, int] = {}  # open sessions per role, ended by a lock
 
     @contextmanager
     def session(self, server_id: str, **_: Any) -> Iterator[Any]:
@@ -114,6 +115,8 @@ class Catalog:
 
             def fetch_one(self, query: Any, params: Any = None) -> tuple[Any, ...] | None:
                 role = params[0]
+                if "pg_terminate_backend" in str(query):
+                    return (catalog.sessions.pop(role, 0),)
                 return (catalog.logins[role], False) if role in catalog.logins else None
 
             def execute(self, query: Any, params: Any = None) -> None:
@@ -322,9 +325,11 @@ def test_disable_role_sets_nologin_and_lifting_gives_login_back(ports: Any, call
     threat = _brute_force(ports)
     body = {"threat_id": threat["id"], "investigation_status": "INVESTIGATING",
             "apply_mitigations": [{"action": "DISABLE_ROLE", "role": "app_admin", "duration_seconds": 600}]}  # fmt: skip
+    ports.sql.sessions["app_admin"] = 2
     status, out = call("POST", "/api/v1/security/threats/investigate", body, role="security_analyst")
     assert status == 200, out
     assert ports.sql.executed == ['ALTER ROLE "app_admin" NOLOGIN'] and ports.sql.logins["app_admin"] is False
+    assert out["mitigations"][0]["sessions_ended"] == 2 and ports.sql.sessions == {}
     lift = {"threat_id": threat["id"], "investigation_status": "RESOLVED",
             "lift_mitigations": [out["mitigations"][0]["mitigation_id"]]}  # fmt: skip
     status, out = call("POST", "/api/v1/security/threats/investigate", lift, role="security_analyst")

@@ -347,6 +347,7 @@ def _observe(
         "path": call.path,
         "route": call.route.path if call.route is not None else None,
         "permission": call.route.permission if call.route is not None else None,
+        "roles": sorted(principal.roles) if principal is not None else None,
         "status_code": status,
         "request_id": call.request_id,
         "query": event.get("queryStringParameters") or None,

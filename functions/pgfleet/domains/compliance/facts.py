@@ -9,7 +9,11 @@ the backup engine and the settings, with the facts observed as the evidence.
   is kept at least the framework's retention (when the framework names one);
 - token_lifetime: the tokens this deployment issues expire within `max_seconds` (tokens of an
   external issuer are the issuer's: NOT_APPLICABLE, say so);
-- rbac_roles: only the roles of `unrestricted_roles` hold every permission.
+- rbac_roles: only the roles of `unrestricted_roles` hold every permission, and the roles are
+  in use: of the callers the audit trail of the scope saw in the last RBAC_USE_DAYS days
+  (each event names the caller's roles), at least one worked with a narrower role; a
+  trail where every caller held an unrestricted role is a FAIL (no call at all: NOT judged
+  on use, the definitions alone decide).
 """
 
 from __future__ import annotations
@@ -102,6 +106,24 @@ def server_fact(ports: Ports, control: Control, target: servers.Target) -> Outco
     raise ValueError(f"control {control.id}: fact {control.fact!r} is not a server fact")
 
 
+RBAC_USE_DAYS = 7
+
+
+def _callers_by_role(ports: Ports, tenant: str | None, now: datetime) -> dict[str, int]:
+    """Per role, how many distinct callers (token subjects) the audit trail of the scope saw
+    with it in the last RBAC_USE_DAYS days."""
+    users: dict[str, set[str]] = {}
+
+    def visit(record: Any) -> None:
+        data = record.data
+        for role in (data.get("details") or {}).get("roles") or ():
+            users.setdefault(role, set()).add(data.get("user_id") or audit.ANONYMOUS)
+
+    ports.history.query(audit.STREAM, start=now - timedelta(days=RBAC_USE_DAYS), end=now, tenant_id=tenant,
+                        page_size=1, visit=visit)  # fmt: skip
+    return {role: len(names) for role, names in sorted(users.items())}
+
+
 def platform_fact(ports: Ports, control: Control, framework: Framework, tenant: str) -> Outcome:
     now = datetime.now(UTC)
     settings = ports.settings
@@ -142,10 +164,17 @@ def platform_fact(ports: Ports, control: Control, framework: Framework, tenant: 
         roles = {role: sorted(perms) for role, perms in auth.ROLE_PERMISSIONS.items()}
         everything = sorted(r for r, perms in auth.ROLE_PERMISSIONS.items() if auth.ALL in perms)
         findings = [f"role {r} holds every permission" for r in everything if r not in allowed]
+        callers = _callers_by_role(ports, None if tenant == auth.PLATFORM else tenant, now)
+        narrower = {r: n for r, n in callers.items() if r not in allowed}
+        if callers and not narrower:
+            findings.append(f"every caller of the last {RBAC_USE_DAYS} days held an unrestricted role "
+                            f"({', '.join(sorted(callers))}): no narrower role is in use")  # fmt: skip
         seen: dict[str, Any] = {
             "roles": roles,
             "unrestricted_roles": everything,
             "platform_roles": sorted(auth.PLATFORM_ROLES),
+            "callers_by_role": callers,
+            "use_window_days": RBAC_USE_DAYS,
         }
         return _outcome(control, PLATFORM, tenant, FAIL if findings else PASS, findings, seen, now)
     raise ValueError(f"control {control.id}: fact {control.fact!r} is not a platform fact")

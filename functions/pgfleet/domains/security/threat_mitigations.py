@@ -4,8 +4,10 @@
   line before the password line, `Engine.set_blocked_sources`; every node of a cluster);
 - BLOCK_SOURCE_API: the API refuses the address before reading its token (403; the deny list
   of pgfleet.core.rate_limits, one cached lookup per request);
-- DISABLE_ROLE: `ALTER ROLE ... NOLOGIN` on the server (through the SQL seam); lifting gives
-  LOGIN back only if the role had it. The platform's own roles (the superuser, replication,
+- DISABLE_ROLE: `ALTER ROLE ... NOLOGIN` on the server (through the SQL seam), and the role's
+  open sessions ended (pg_terminate_backend; on a cluster, the primary's, where writes are);
+  lifting gives LOGIN back only if the role had it. A block of a source refuses new logins
+  and leaves the open sessions (other roles of the same address may be the platform's). The platform's own roles (the superuser, replication,
   monitoring and every `pgfleet_`/`pg_` role) are refused (422).
 
 A source must be one the threat observed (`indicators.source_ips`), a role one it names
@@ -48,7 +50,7 @@ def _iso(moment: datetime) -> str:
 def view(record: dict[str, Any]) -> dict[str, Any]:
     """A mitigation as the threat lists it (the Mitigation model's fields)."""
     fields = ("threat_id", "action", "target_id", "source_ip", "role", "status", "applied_at", "applied_by",
-              "expires_at", "lifted_at", "lifted_by", "description")  # fmt: skip
+              "expires_at", "lifted_at", "lifted_by", "description", "sessions_ended")  # fmt: skip
     return {"mitigation_id": record["id"], **{k: record.get(k) for k in fields}}
 
 
@@ -105,15 +107,21 @@ def _enforce_api_sources(ports: Ports, now: datetime) -> str:
     return f"API refuses: {', '.join(sorted(denied)) or 'none'}"
 
 
-def _set_login(ports: Ports, target_id: str, role: str, login: bool) -> bool | None:
-    """Set the role's LOGIN; return whether it could log in before (None: no such role)."""
+def _set_login(ports: Ports, target_id: str, role: str, login: bool) -> tuple[bool, int] | None:
+    """Set the role's LOGIN; a lock (NOLOGIN) also ends the role's open sessions (on the
+    primary of a cluster). Returns whether it could log in before and how many sessions
+    were ended (None: no such role)."""
     try:
         with ports.sql.session(target_id) as session:
             row = session.fetch_one(threat_sql.ROLE_LOGIN, (role,))
             if row is None:
                 return None
             session.execute(threat_sql.set_login(role, login))
-            return bool(row[0])
+            ended = 0
+            if not login:
+                found = session.fetch_one(threat_sql.END_ROLE_SESSIONS, (role,))
+                ended = int(found[0]) if found else 0
+            return bool(row[0]), ended
     except EngineError as exc:
         raise InvalidState(f"role {role} on {target_id} could not be changed: {exc}") from exc
 
@@ -177,12 +185,14 @@ def apply(
         elif request.action == "BLOCK_SOURCE_API":
             said = _enforce_api_sources(ports, now)
         else:
-            could = _set_login(ports, str(target_id), str(request.role), False)
-            if could is None:
+            changed = _set_login(ports, str(target_id), str(request.role), False)
+            if changed is None:
                 raise ValidationFailed(f"role {request.role} does not exist on {target_id}",
                                        details={"field": "apply_mitigations.role"})  # fmt: skip
-            record = ports.store.update(KIND, record["id"], {"could_login": could}, record["revision"])
-            said = f"ALTER ROLE {request.role} NOLOGIN on {target_id}"
+            could, ended = changed
+            record = ports.store.update(KIND, record["id"], {"could_login": could, "sessions_ended": ended},
+                                        record["revision"])  # fmt: skip
+            said = f"ALTER ROLE {request.role} NOLOGIN on {target_id}, {ended} open sessions ended"
     except ServiceError:
         ports.store.delete(KIND, record["id"])
         if request.action == "BLOCK_SOURCE_DATABASE":

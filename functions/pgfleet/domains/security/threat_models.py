@@ -105,6 +105,10 @@ class Mitigation(BaseModel):
     lifted_at: str | None = None
     lifted_by: str | None = None
     description: str = Field(description="What it is, as `mitigation_actions` lists it.")
+    sessions_ended: int | None = Field(
+        default=None,
+        description="DISABLE_ROLE: the role's open sessions it ended; null for the other actions.",
+    )
 
 
 class ThreatIndicators(BaseModel):

@@ -42,3 +42,11 @@ ROLE_LOGIN = "SELECT r.rolcanlogin, r.rolsuper FROM pg_catalog.pg_roles r WHERE 
 
 def set_login(role: str, login: bool) -> sql.Composed:
     return sql.SQL("ALTER ROLE {} " + ("LOGIN" if login else "NOLOGIN")).format(sql.Identifier(role))
+
+
+# Ends the sessions of a role just made NOLOGIN (a lock must not leave the intruder connected).
+END_ROLE_SESSIONS = """
+SELECT pg_catalog.count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(a.pid))
+FROM pg_catalog.pg_stat_activity a
+WHERE a.usename = %s AND a.pid <> pg_catalog.pg_backend_pid()
+"""
