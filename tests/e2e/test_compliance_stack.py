@@ -181,3 +181,47 @@ def test_a_hipaa_assessment_opens_a_task_that_fixing_and_reverifying_closes(
         "GET", f"{C}/assessments/{done['assessment_id']}", token=stack.token("viewer", "acme")
     )
     assert status == 403
+
+
+def test_the_monthly_schedule_is_installed_and_its_run_writes_periodic_reports(
+    stack: LocalStack, officer: str, instance: dict[str, Any]
+) -> None:
+    """The schedule `pgfleet up` installed, fired through the real path: a one-time copy of its
+    target (same input) at() 30 s ahead in the same group, which the local ticker fires into
+    the scheduled handler like EventBridge Scheduler would."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    import boto3
+
+    scheduler = boto3.client(
+        "scheduler", endpoint_url=f"http://127.0.0.1:{stack.aws_port}", region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test",
+    )  # fmt: skip
+    monthly = scheduler.get_schedule(Name="pgfleet-compliance-monthly", GroupName="pgfleet")
+    assert monthly["ScheduleExpression"] == "cron(0 2 1 * ? *)"
+    assert json.loads(monthly["Target"]["Input"])["detail"]["task"] == "compliance.monthly"
+    when = datetime.now(UTC) + timedelta(seconds=30)
+    scheduler.create_schedule(
+        Name="e2e-compliance-monthly-now", GroupName="pgfleet", Target=monthly["Target"],
+        ScheduleExpression=f"at({when:%Y-%m-%dT%H:%M:%S})", FlexibleTimeWindow={"Mode": "OFF"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            status, listed = stack.request("GET", f"{C}/reports?report_type=PERIODIC", token=officer)
+            assert status == 200, listed
+            if len(listed["reports"]) >= 5:  # one per framework for acme's servers
+                break
+            assert time.monotonic() < deadline, listed
+            time.sleep(3)
+    finally:
+        scheduler.delete_schedule(Name="e2e-compliance-monthly-now", GroupName="pgfleet")
+    reports = listed["reports"]
+    assert {r["framework"] for r in reports} == {"HIPAA", "GDPR", "SOX", "PCI_DSS", "SOC2"}, reports
+    first = datetime.now(UTC).replace(day=1)
+    last_month = (first - timedelta(days=1)).strftime("%Y-%m")
+    assert all(
+        r["report_type"] == "PERIODIC" and r["reporting_period"].startswith(last_month) for r in reports
+    ), reports
+    assert _download(reports[0]["file_location"]).startswith(b"%PDF")
