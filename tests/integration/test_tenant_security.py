@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from pgfleet.adapters.engines.local import postgres as local_pg
 from pgfleet.adapters.engines.local.patroni import LocalPatroniEngine
@@ -92,7 +93,7 @@ def _as_app(instance: dict[str, Any], dbname: str = "app") -> psycopg.Connection
 
 def _as_tenant(instance: dict[str, Any], tenant: str) -> psycopg.Connection:
     creds = CREDENTIALS[tenant]
-    return _connect(instance, creds["username"], creds["password"], creds["uri"].rsplit("/", 1)[1])
+    return _connect(instance, creds["username"], creds["password"], conninfo_to_dict(creds["uri"])["dbname"])
 
 
 def _superuser(ports: FakePorts, instance: dict[str, Any], sql: str, dbname: str = "postgres") -> list[Any]:

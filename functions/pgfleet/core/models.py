@@ -92,6 +92,16 @@ class Credentials(BaseModel):
     username: str
     password: str = Field(description="Shown once, at creation; kept in Secrets Manager.")
     uri: str = Field(description="libpq connection URI.")
+    verified_uri: str | None = Field(
+        default=None,
+        description=(
+            "The same URI demanding sslmode=verify-full against the platform's CA (sslrootcert): for a server that "
+            "runs TLS now; null for one without. It stops working if the server moves to a build without TLS."
+        ),
+    )
+    ca_certificate: str | None = Field(
+        default=None, description="The CA (PEM) verified_uri checks the server against; null without TLS."
+    )
 
 
 class ErrorDetail(BaseModel):

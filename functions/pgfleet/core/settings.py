@@ -109,10 +109,12 @@ class Settings:
     # The CA that signs the servers' certificates: connection URIs verify against it
     # (sslmode=verify-full). Locally the engine's own CA (pgfleet.adapters.engines.local.tls).
     tls_root_cert: str | None = None
-    # The majors whose URIs demand verify-full. Empty by default: a server upgraded from 15 to
-    # the embedded 18 (no OpenSSL) would refuse the URIs it was given. The servers with TLS
-    # require it anyway (hostssl), and libpq's default (prefer) negotiates it.
-    tls_majors: tuple[str, ...] = ()
+    # The majors whose `uri` demands verify-full. Empty by default: a server upgraded from 15
+    # to the embedded 18 (no OpenSSL) would refuse the URI it was given; libpq's default
+    # (prefer) still negotiates TLS with the servers that require it (hostssl), and a server
+    # with TLS gives `verified_uri` beside it. "auto" (None): the majors the engine runs with
+    # TLS (Engine.tls_versions).
+    tls_majors: tuple[str, ...] | None = ()
 
     @property
     def runtime_dir(self) -> Path:
@@ -130,6 +132,15 @@ class Settings:
     @property
     def log_dir(self) -> Path:
         return self.home / "logs"
+
+
+def _majors(text: str) -> tuple[str, ...] | None:
+    value = text.strip().lower()
+    if value == "auto":
+        return None
+    if value in ("", "none"):
+        return ()
+    return tuple(m.strip() for m in value.split(",") if m.strip())
 
 
 def _auto_incident(text: str) -> str | None:
@@ -192,7 +203,7 @@ def get_settings() -> Settings:
         threat_mitigation_seconds=int(os.environ.get("PGFLEET_THREAT_MITIGATION_SECONDS", "900")),
         threat_auto_incident=_auto_incident(os.environ.get("PGFLEET_THREAT_AUTO_INCIDENT", "HIGH")),
         ws_port=int(os.environ.get("PGFLEET_WS_PORT", "8081")),
-        tls_majors=tuple(m.strip() for m in os.environ.get("PGFLEET_TLS_MAJORS", "").split(",") if m.strip()),
+        tls_majors=_majors(os.environ.get("PGFLEET_TLS_MAJORS", "")),
         tls_root_cert=os.environ.get("PGFLEET_TLS_ROOT_CERT")
         or (
             str(home / "data" / "tls" / "ca.crt")

@@ -225,6 +225,12 @@ class ClusterEngine(abc.ABC):
         """Most recent PostgreSQL log lines of one node, oldest first, at most `limit`, only
         those at or after `since` when given (as `Engine.logs`)."""
 
+    def ensure_tls(self, spec: ClusterSpec) -> str | None:
+        """Give every node of a running cluster made before TLS was on its certificate,
+        `ssl = on` and TCP over TLS only (`hostssl`), reloaded without a restart; what was
+        done, or None when every node had them (or the engine's servers always do)."""
+        return None
+
     def set_blocked_sources(self, cluster_id: str, addresses: list[str]) -> str:
         """Refuse TCP client connections from these addresses on every node of the cluster,
         as `Engine.set_blocked_sources` (the list replaces the previous one; kept across

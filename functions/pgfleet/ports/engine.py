@@ -194,6 +194,17 @@ class Engine(abc.ABC):
         """The server's most recent log lines, oldest first, at most `limit`, only those at or
         after `since` when given."""
 
+    def tls_versions(self) -> frozenset[str]:
+        """The majors whose servers this engine runs with TLS (clients admitted over TLS only):
+        their connection URIs demand `sslmode=verify-full` against the platform's CA. Default:
+        none."""
+        return frozenset()
+
+    def tls_ca_certificate(self) -> str | None:
+        """The CA (PEM) that signs the certificates of the servers it runs with TLS (made if it
+        does not exist yet); None for an engine without one."""
+        return None
+
     def set_blocked_sources(self, server_id: str, addresses: list[str]) -> str:
         """Refuse every TCP client connection from these addresses (IPv4 or IPv6, one host
         each) to the server, before any password is asked for, and admit again any address

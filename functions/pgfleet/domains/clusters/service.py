@@ -98,6 +98,7 @@ def credentials(record: dict[str, Any], password: str) -> dict[str, Any]:
         "read_only_uri": instances.connection_uri(
             *args, query="target_session_attrs=prefer-standby", version=record.get("version")
         ),
+        **instances.tls_credentials(*args, record.get("version"), query="target_session_attrs=read-write"),
     }
 
 
@@ -423,6 +424,11 @@ def reconcile(ports: Ports, record: dict[str, Any]) -> str | None:
         notes.append(f"restarted dead node(s) {', '.join(restarted)}")
     if live["primary"] and live["primary"] != record.get("primary"):
         notes.append(f"primary is now {live['primary']} (was {record.get('primary')}; failover by Patroni)")
+    if not restarted and not deferred and alive == {n.node_id for n in spec.nodes}:
+        # A cluster made before TLS was on gets it (a reload on each node: no restart).
+        done = ports.cluster_engine.ensure_tls(spec)
+        if done:
+            notes.append(done)
     changes: dict[str, Any] = {"nodes": live["nodes"], "primary": live["primary"] or record.get("primary")}
     if notes:
         changes["status_reason"] = f"reconcile at {utcnow_iso()}: " + "; ".join(notes)

@@ -21,6 +21,7 @@ from pgfleet.domains.instances.routes import InstanceId
 from pgfleet.domains.instances.service import (
     INSTANCE,
     KIND,
+    ca_certificate,
     connection_uri,
     create,
     get_visible,
@@ -30,6 +31,8 @@ from pgfleet.domains.instances.service import (
     secret_name,
     server_spec,
     stats_view,
+    tls_credentials,
+    tls_majors,
     tls_query,
     view,
 )
@@ -66,6 +69,9 @@ __all__ = [
     "Memory",
     "Storage",
     "connection_uri",
+    "ca_certificate",
+    "tls_credentials",
+    "tls_majors",
     "tls_query",
     "create",
     "create_database_step",

@@ -69,24 +69,81 @@ def connection_uri(
     database: str,
     query: str = "",
     version: str | None = None,
+    verify: bool | None = None,
 ) -> str:
-    """A libpq URI; several hosts make a multi-host URI (clients try them in order). Over TLS,
-    the server verified against the platform's CA (`tls_query`)."""
+    """A libpq URI; several hosts make a multi-host URI (clients try them in order). The server
+    verified against the platform's CA (`tls_query`) for the majors of `tls_majors()`, or
+    always (`verify=True`: the `verified_uri` of a server that runs TLS now)."""
     netloc = ",".join(f"{h['host']}:{h['port']}" for h in hosts)
     uri = f"postgresql://{quote(username)}:{quote(password, safe='')}@{netloc}/{quote(database)}"
-    query = "&".join(filter(None, [query, tls_query(version)]))
+    demands = verify if verify is not None else version is not None and str(version) in tls_majors()
+    query = "&".join(filter(None, [query, tls_query() if demands else ""]))
     return f"{uri}?{query}" if query else uri
 
 
-def tls_query(version: str | None) -> str:
-    """`sslmode=verify-full&sslrootcert=<the CA>`: the server's certificate must chain to the
-    platform's CA and name the host connected to. Empty where no CA is configured, or for a
-    major whose build has no TLS (settings.tls_majors)."""
+def _engine_tls() -> frozenset[str]:
+    from pgfleet.core.context import current
+
+    try:
+        return current().engine.tls_versions()
+    except RuntimeError:  # no ports in this process (a tool building URIs): claim no TLS
+        return frozenset()
+
+
+def tls_majors() -> frozenset[str]:
+    """The majors whose `uri` demands verify-full: settings.tls_majors (none by default), or
+    with "auto" those the engine runs with TLS."""
     from pgfleet.core.settings import get_settings
 
-    settings = get_settings()
-    root = settings.tls_root_cert if version is not None and str(version) in settings.tls_majors else None
+    chosen = get_settings().tls_majors
+    return frozenset(chosen) if chosen is not None else _engine_tls()
+
+
+def runs_tls(version: str | None) -> bool:
+    """Whether the engine runs servers of this major with TLS (clients admitted over TLS only),
+    with a CA to verify them against."""
+    from pgfleet.core.settings import get_settings
+
+    return bool(get_settings().tls_root_cert) and version is not None and str(version) in _engine_tls()
+
+
+def ca_certificate(version: str | None) -> str | None:
+    """The CA (PEM) a server of this major is verified against; None when it runs without TLS."""
+    from pgfleet.core.context import current
+
+    if not runs_tls(version):
+        return None
+    try:
+        return current().engine.tls_ca_certificate()
+    except (RuntimeError, OSError):
+        return None
+
+
+def tls_query() -> str:
+    """`sslmode=verify-full&sslrootcert=<the CA>`: the server's certificate must chain to the
+    platform's CA and name the host connected to. Empty where no CA is configured."""
+    from pgfleet.core.settings import get_settings
+
+    root = get_settings().tls_root_cert
     return f"sslmode=verify-full&sslrootcert={quote(root, safe='/')}" if root else ""
+
+
+def tls_credentials(
+    username: str,
+    password: str,
+    hosts: list[dict[str, Any]],
+    database: str,
+    version: str | None,
+    query: str = "",
+) -> dict[str, Any]:
+    """`verified_uri` (verify-full against the CA) and `ca_certificate` of a server that runs
+    TLS now; both null for one that does not."""
+    if not runs_tls(version):
+        return {"verified_uri": None, "ca_certificate": None}
+    return {
+        "verified_uri": connection_uri(username, password, hosts, database, query=query, verify=True),
+        "ca_certificate": ca_certificate(version),
+    }
 
 
 def server_spec(record: dict[str, Any]) -> ServerSpec:
@@ -223,6 +280,9 @@ def with_credentials(record: dict[str, Any], password: str) -> dict[str, Any]:
             [record["endpoint"]],
             record["database"],
             version=record.get("version"),
+        ),
+        **tls_credentials(
+            record["username"], password, [record["endpoint"]], record["database"], record.get("version")
         ),
     }
     return view

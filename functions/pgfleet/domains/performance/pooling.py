@@ -101,7 +101,7 @@ def pooler_uri(server: Server, pooler: dict[str, Any], password: str) -> str:
     return (
         f"postgresql://{quote(record['username'])}:{quote(password, safe='')}@{pooler['host']}:{pooler['port']}"
         f"/{quote(record['database'])}"
-        + (f"?{tls}" if (tls := instances.tls_query(record.get("version"))) else "")
+        + (f"?{instances.tls_query()}" if str(record.get("version")) in instances.tls_majors() else "")
     )
 
 

@@ -14,11 +14,12 @@ from pgfleet.domains.servers.service import (
     get_visible,
     kind_of,
     targets,
+    tls_credentials,
 )
 
 DOMAIN = Domain(name="servers")
 
 __all__ = [
     "DOMAIN", "MB", "Server", "Target", "admin", "all_servers", "connection_uri", "get", "get_visible", "kind_of",
-    "log_cursor", "targets",
+    "log_cursor", "targets", "tls_credentials",
 ]  # fmt: skip

@@ -89,6 +89,14 @@ def connection_uri(server: Server, username: str, password: str, database: str) 
     )
 
 
+def tls_credentials(server: Server, username: str, password: str, database: str) -> dict[str, Any]:
+    """`verified_uri` and `ca_certificate` of a user of the server (instances.tls_credentials)."""
+    query = "target_session_attrs=read-write" if server.kind == clusters.KIND else ""
+    return instances.tls_credentials(
+        username, password, endpoints(server), database, server.record.get("version"), query=query
+    )
+
+
 # --- the scope rule of seed 003 (targetId, tenantId, or every server the caller may see) -------
 
 

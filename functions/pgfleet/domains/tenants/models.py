@@ -126,6 +126,16 @@ class TenantCredentials(BaseModel):
     username: str
     password: str = Field(description="Shown once, at creation; kept in the secret store.")
     uri: str = Field(description="libpq URI of the tenant's database (read-write endpoint for clusters).")
+    verified_uri: str | None = Field(
+        default=None,
+        description=(
+            "The same URI demanding sslmode=verify-full against the platform's CA (sslrootcert): for a server that "
+            "runs TLS now; null for one without. It stops working if the server moves to a build without TLS."
+        ),
+    )
+    ca_certificate: str | None = Field(
+        default=None, description="The CA (PEM) verified_uri checks the server against; null without TLS."
+    )
 
 
 class TenantCreated(Tenant):

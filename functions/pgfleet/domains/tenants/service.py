@@ -171,6 +171,7 @@ def _with_credentials(server: Server, record: dict[str, Any], password: str) -> 
         "username": record["user"],
         "password": password,
         "uri": servers.connection_uri(server, record["user"], password, record["database_name"]),
+        **servers.tls_credentials(server, record["user"], password, record["database_name"]),
     }
     return view
 

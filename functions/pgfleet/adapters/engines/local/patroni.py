@@ -588,6 +588,48 @@ class LocalPatroniEngine(PatroniLogicalReplication, ClusterEngine):
         listed = ", ".join(blocked) or "none"
         return f"client addresses refused on every node of {cluster_id}: {listed}"
 
+    def ensure_tls(self, spec: ClusterSpec) -> str | None:
+        """The nodes whose patroni.yml lacks TLS are provisioned again (the file rendered with
+        the certificate and hostssl lines) and Patroni reloads them; returns once each runs
+        with ssl on and has loaded its new pg_hba.conf (HBA_RELOAD_TIMEOUT)."""
+        if not pg.tls_available(spec.version):
+            return None
+        nodes = self._nodes(spec.cluster_id)
+        lacking = [
+            n
+            for n in spec.nodes
+            if n.node_id in nodes and not cfg.has_tls(nodes[n.node_id].config.read_text())
+        ]
+        if not lacking:
+            return None
+        for node in lacking:
+            self.provision_node(spec, node)
+        deadline = time.monotonic() + HBA_RELOAD_TIMEOUT
+        for node in lacking:
+            self._wait_tls_loaded(spec.cluster_id, node.node_id, nodes[node.node_id], deadline)
+        names = ", ".join(n.node_id for n in lacking)
+        return f"TLS turned on (ssl = on, hostssl only) on node(s) {names}; Patroni reloaded them"
+
+    def _wait_tls_loaded(self, cluster_id: str, node_id: str, paths: cfg.NodePaths, deadline: float) -> None:
+        hba = paths.data / "pg_hba.conf"
+        while time.monotonic() < deadline:
+            try:
+                text, written = hba.read_text(), hba.stat().st_mtime
+            except OSError:
+                text, written = "", 0.0
+            if "hostssl" in text:
+                try:
+                    with self._connect(cluster_id, node_id) as conn:
+                        row = conn.execute(
+                            "SELECT pg_catalog.current_setting('ssl'), pg_catalog.pg_conf_load_time()"
+                        ).fetchone()
+                    if row is not None and row[0] == "on" and row[1].timestamp() >= written:
+                        return
+                except EngineError:
+                    pass  # restarting: try again until the deadline
+            time.sleep(0.1)
+        raise EngineError(f"node {node_id} of {cluster_id} did not load TLS within {HBA_RELOAD_TIMEOUT} s")
+
     def _wait_hba_loaded(
         self, cluster_id: str, node_id: str, paths: cfg.NodePaths, wanted: set[str], deadline: float
     ) -> None:

@@ -346,6 +346,15 @@ def with_blocked(text: str, blocked: list[str]) -> str | None:
     return dump(config)
 
 
+def has_tls(text: str) -> bool:
+    """Whether patroni.yml `text` runs its node with TLS: ssl on, and no plaintext TCP line."""
+    config = yaml.safe_load(text)
+    postgresql = config.get("postgresql") or {}
+    parameters = postgresql.get("parameters") or {}
+    plaintext = [line for line in postgresql.get("pg_hba") or [] if str(line).split()[:1] == ["host"]]
+    return str(parameters.get("ssl")) == "on" and not plaintext
+
+
 def with_signals(text: str, version: str) -> str | None:
     """patroni.yml `text` (as an earlier version wrote it) with the signal settings its local
     parameters lack, and pgaudit preloaded where installed; None when it has them."""

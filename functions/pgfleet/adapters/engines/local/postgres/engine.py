@@ -156,6 +156,12 @@ class LocalPostgresEngine(LogicalReplication, Engine):
     def missing_tools(self) -> list[str]:
         return missing_programs()
 
+    def tls_versions(self) -> frozenset[str]:
+        return frozenset(v for v in installed_binaries() if tls_available(v))
+
+    def tls_ca_certificate(self) -> str | None:
+        return self.tls_files().ca_cert.read_text()
+
     def ensure_tls(self, spec: ServerSpec) -> str | None:
         paths = self.paths(spec.server_id)
         if not tls_available(spec.version):
