@@ -88,10 +88,9 @@ class PoolerEndpoint(BaseModel):
     status_reason: str = Field(default="", description="Why the pooler is in this status.")
 
 
-class Credentials(BaseModel):
-    username: str
-    password: str = Field(description="Shown once, at creation; kept in Secrets Manager.")
-    uri: str = Field(description="libpq connection URI.")
+class TlsCredentials(BaseModel):
+    """What a client verifies a server with TLS by."""
+
     verified_uri: str | None = Field(
         default=None,
         description=(
@@ -102,6 +101,12 @@ class Credentials(BaseModel):
     ca_certificate: str | None = Field(
         default=None, description="The CA (PEM) verified_uri checks the server against; null without TLS."
     )
+
+
+class Credentials(TlsCredentials):
+    username: str
+    password: str = Field(description="Shown once, at creation; kept in Secrets Manager.")
+    uri: str = Field(description="libpq connection URI.")
 
 
 class ErrorDetail(BaseModel):

@@ -6,7 +6,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from pgfleet.core.models import RESERVED_DATABASE_NAMES, SqlIdentifier, StrictModel, reserved_role
+from pgfleet.core.models import (
+    RESERVED_DATABASE_NAMES,
+    SqlIdentifier,
+    StrictModel,
+    TlsCredentials,
+    reserved_role,
+)
 
 # Lowercase words joined by single '-' or '_': safe in a path, and "tenant-abc" becomes the
 # database, schema and role stem "tenant_abc". 40 characters leave room for role suffixes.
@@ -122,20 +128,10 @@ class Tenant(BaseModel):
     operation_id: str | None = None
 
 
-class TenantCredentials(BaseModel):
+class TenantCredentials(TlsCredentials):
     username: str
     password: str = Field(description="Shown once, at creation; kept in the secret store.")
     uri: str = Field(description="libpq URI of the tenant's database (read-write endpoint for clusters).")
-    verified_uri: str | None = Field(
-        default=None,
-        description=(
-            "The same URI demanding sslmode=verify-full against the platform's CA (sslrootcert): for a server that "
-            "runs TLS now; null for one without. It stops working if the server moves to a build without TLS."
-        ),
-    )
-    ca_certificate: str | None = Field(
-        default=None, description="The CA (PEM) verified_uri checks the server against; null without TLS."
-    )
 
 
 class TenantCreated(Tenant):
