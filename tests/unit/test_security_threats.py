@@ -337,6 +337,21 @@ def test_disable_role_sets_nologin_and_lifting_gives_login_back(ports: Any, call
     assert ports.sql.logins["app_admin"] is True
 
 
+def test_a_caller_refused_again_and_again_is_privilege_probing_at_the_api(ports: Any, call: Any) -> None:
+    for path in ["/api/v1/security/threats/active"] * 6 + ["/api/v1/compliance/frameworks"] * 6:
+        assert call("GET", path, role="viewer")[0] == 403
+    (threat,) = [t for t in _detect(ports).detected.values() if t["threat_type"] == "PRIVILEGE_ESCALATION"]
+    ind = threat["indicators"]
+    assert threat["target_id"] is None and threat["tenant_id"] == "acme" and threat["severity"] == "MEDIUM"
+    assert ind["failed_attempts"] == 12 and ind["change"] == "api_probing" and ind["caller_roles"] == ["viewer"]
+    assert ind["permissions_denied"] == ["compliance:read", "security:read"], ind
+    assert threat.get("incident_id") is None  # MEDIUM: people decide
+    for _ in range(10):
+        assert call("GET", "/api/v1/security/threats/active", role="viewer")[0] == 403
+    again = _detect(ports).detected[threat["id"]]
+    assert again["severity"] == "HIGH" and again["indicators"]["failed_attempts"] == 22 and again["incident_id"]
+
+
 def test_the_api_refuses_a_blocked_source_until_lifted(ports: Any, call: Any) -> None:
     for _ in range(12):  # 401s from the gateway's address
         assert (

@@ -122,6 +122,17 @@ def brute_force_confidence(
     return round(min(score, 100.0), 1)
 
 
+PROBED_PERMISSIONS_HIGH = 5  # distinct permissions one caller was refused within the window
+
+
+def probing_severity(denials: int, permissions: int, threshold: int = FAILED_LOGINS_THRESHOLD) -> str:
+    """A caller refused (403) again and again: MEDIUM; HIGH when it is twice the threshold, or
+    when it tried PROBED_PERMISSIONS_HIGH permissions or more (a sweep, not a wrong button)."""
+    if denials >= HIGH_FAILURES_FACTOR * threshold or permissions >= PROBED_PERMISSIONS_HIGH:
+        return "HIGH"
+    return "MEDIUM"
+
+
 def brute_force_severity(
     failures: int, minutes: float, succeeded_after: bool, threshold: int = FAILED_LOGINS_THRESHOLD
 ) -> str:

@@ -416,11 +416,15 @@ def _catalog(ports: Ports, scan: Scan, target: servers.Target) -> frozenset[str]
 
 def _api_bursts(ports: Ports, scan: Scan) -> None:
     failures: dict[str, list[dict[str, Any]]] = {}
+    denied: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (tenant, caller) -> its 403s
 
     def keep(record: HistoryRecord) -> None:
         data = record.data
-        if (data.get("details") or {}).get("status_code") == 401 and data.get("ip_address"):
+        status = (data.get("details") or {}).get("status_code")
+        if status == 401 and data.get("ip_address"):
             failures.setdefault(str(data["ip_address"]), []).append(data)
+        elif status == 403 and data.get("user_id") not in (None, audit.ANONYMOUS):
+            denied.setdefault((data.get("tenant_id") or PLATFORM, str(data["user_id"])), []).append(data)
 
     page = ports.history.query(AUDIT_STREAM, start=scan.now - WINDOW, end=scan.now + timedelta(seconds=1),
                                filters={"result": "FAILURE"}, page=1, page_size=1, visit=keep)  # fmt: skip
@@ -454,6 +458,46 @@ def _api_bursts(ports: Ports, scan: Scan) -> None:
             }  # fmt: skip
 
         scan.keep(_record(ports, threats.fingerprint_key("BRUTE_FORCE", None, source), build, scan.now))
+    for (tenant, caller), events in sorted(denied.items()):
+        _api_probing(ports, scan, tenant, caller, events)
+
+
+def _api_probing(ports: Ports, scan: Scan, tenant: str, caller: str, events: list[dict[str, Any]]) -> None:
+    """A caller whose token keeps asking for what its roles do not grant (403s over the window,
+    rules.FAILED_LOGINS_THRESHOLD or more): a PRIVILEGE_ESCALATION attempt at the API. HIGH
+    from twice the threshold or rules.PROBED_PERMISSIONS_HIGH distinct permissions denied."""
+
+    def build(existing: dict[str, Any] | None, closed_at: str | None = None) -> dict[str, Any] | None:
+        counted = [e for e in events if closed_at is None or e["timestamp"] > closed_at]
+        count = len(counted)
+        if count < rules.FAILED_LOGINS_THRESHOLD:
+            return None
+        first = min(e["timestamp"] for e in counted)
+        last = max(e["timestamp"] for e in counted)
+        if _unchanged(existing, last):
+            return None
+        minutes = max(1.0, (threats.moment(last) - threats.moment(first)).total_seconds() / 60)
+        permissions = sorted(_union([(e.get("details") or {}).get("permission") for e in counted]))
+        sources = _union([e.get("ip_address") for e in counted])
+        paths = Counter(str(e.get("resource")) for e in counted)
+        roles = _union(*((e.get("details") or {}).get("roles") for e in counted))
+        return {
+            "threat_type": "PRIVILEGE_ESCALATION", "tenant_id": tenant, "target_id": None,
+            "target_resource": paths.most_common(1)[0][0], "source_ip": sources[0] if sources else None,
+            "last_seen": last,
+            "severity": _worst(rules.probing_severity(count, len(permissions)), _severity_of(existing)),
+            "confidence_score": rules.brute_force_confidence(count, minutes, min(1.0, len(permissions) / 3), False),
+            "indicators": {
+                "failed_attempts": count, "time_window_minutes": rules.WINDOW_MINUTES,
+                "user_agents": _union([e.get("user_agent") for e in counted]), "signals": ["api_audit_trail"],
+                "source_ips": sources, "roles": [], "caller": caller, "caller_roles": roles, "change": "api_probing",
+                "permissions_denied": permissions, "paths": [p for p, _ in paths.most_common(5)],
+                "first_attempt": first, "last_attempt": last, "threshold": rules.FAILED_LOGINS_THRESHOLD,
+            },
+        }  # fmt: skip
+
+    key = threats.fingerprint_key("PRIVILEGE_ESCALATION", None, f"api|{tenant}|{caller}")
+    scan.keep(_record(ports, key, build, scan.now))
 
 
 def _payloads(ports: Ports, scan: Scan) -> None:
