@@ -343,13 +343,17 @@ def test_a_caller_refused_again_and_again_is_privilege_probing_at_the_api(ports:
     (threat,) = [t for t in _detect(ports).detected.values() if t["threat_type"] == "PRIVILEGE_ESCALATION"]
     ind = threat["indicators"]
     assert threat["target_id"] is None and threat["tenant_id"] == "acme" and threat["severity"] == "MEDIUM"
-    assert ind["failed_attempts"] == 12 and ind["change"] == "api_probing" and ind["caller_roles"] == ["viewer"]
+    assert (
+        ind["failed_attempts"] == 12 and ind["change"] == "api_probing" and ind["caller_roles"] == ["viewer"]
+    )
     assert ind["permissions_denied"] == ["compliance:read", "security:read"], ind
     assert threat.get("incident_id") is None  # MEDIUM: people decide
     for _ in range(10):
         assert call("GET", "/api/v1/security/threats/active", role="viewer")[0] == 403
     again = _detect(ports).detected[threat["id"]]
-    assert again["severity"] == "HIGH" and again["indicators"]["failed_attempts"] == 22 and again["incident_id"]
+    assert (
+        again["severity"] == "HIGH" and again["indicators"]["failed_attempts"] == 22 and again["incident_id"]
+    )
 
 
 def test_the_api_refuses_a_blocked_source_until_lifted(ports: Any, call: Any) -> None:
