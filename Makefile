@@ -13,7 +13,7 @@ export PGFLEET_HOME
 APT_PACKAGES := postgresql-15 postgresql-client-15 postgresql-15-hypopg postgresql-15-pgaudit etcd-server pgbackrest pgbouncer util-linux prometheus haproxy rsync libpq-dev python3-dev gcc poppler-utils
 REQUIRED_BINARIES := /usr/lib/postgresql/15/bin/postgres /usr/lib/postgresql/15/lib/hypopg.so /usr/lib/postgresql/15/lib/pgaudit.so /usr/bin/etcd /usr/bin/pgbackrest /usr/sbin/pgbouncer /usr/sbin/runuser /usr/bin/prometheus /usr/sbin/haproxy /usr/bin/rsync /usr/bin/pg_config /usr/bin/gcc /usr/bin/pdftoppm
 
-.PHONY: help install postgres-access system-packages up down status token test unit lint bench clean provider node-tools postman
+.PHONY: help install postgres-access system-packages up down status token test unit lint bench clean provider node-tools postman package
 
 help:
 	@echo "make up      start the local stack (moto, gateway, worker, ticker) in the background"
@@ -21,6 +21,7 @@ help:
 	@echo "make test    install what is needed and run the whole suite"
 	@echo "make provider  install the Terraform provider into a local mirror (offline terraform init)"
 	@echo "make bench   run the benchmarks under bench/"
+	@echo "make package build the Lambda artifact build/pgfleet-lambda.zip (infra/package.py)"
 	@echo "make postman regenerate the Postman collection (tests/postman) from the OpenAPI document"
 
 # Debian starts the services of a package it installs. When pgfleet installs a package, its
@@ -102,12 +103,17 @@ status:
 provider: install
 	$(PY) -m pgfleet.provider.install --home $(PGFLEET_HOME)
 
+# The Lambda artifact the template and infra/ deploy: the runtime dependencies as wheels for the
+# template's Runtime (python3.13, x86_64) beside the pgfleet package; fails past Lambda's 250 MB.
+package: install
+	$(PY) infra/package.py
+
 postman: install
 	$(PY) tests/postman/generate.py
 
 lint: install
-	$(VENV)/bin/ruff check functions tests bench
-	$(VENV)/bin/ruff format --check functions tests bench
+	$(VENV)/bin/ruff check functions tests bench infra
+	$(VENV)/bin/ruff format --check functions tests bench infra
 	$(VENV)/bin/mypy functions/pgfleet
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pgfleet.provider.generate --check
