@@ -75,7 +75,7 @@ def _expected(num: int, extensions: set[str] = frozenset()) -> set[str]:  # type
 def test_shipped_dataset_is_sourced_and_valid() -> None:
     raw = json.loads(cves.shipped_path().read_text())
     data = cves.parse(raw)
-    assert data.retrieved == "2026-12-03" and data.source
+    assert data.retrieved == "2026-12-04" and data.source
     assert len(data.cves) >= 10 and all(c.sources for c in data.cves)
     assert data.eol[13].isoformat() == "2025-11-13" and data.eol[18].year == 2030
 
@@ -100,7 +100,9 @@ def test_match_compares_the_minor_numerically_and_honours_extensions() -> None:
     assert "CVE-2026-6473" in {m.cve.cve_id for m in old} and "CVE-2024-7348" not in {
         m.cve.cve_id for m in old
     }
-    assert all(m.patch_version == "15.18" for m in old)
+    patches = {m.cve.cve_id: m.patch_version for m in old}
+    assert patches["CVE-2026-6473"] == "15.18" and patches["CVE-2025-1094"] == "15.11"  # each CVE its own fix
+    assert "CVE-2024-10976" not in patches  # fixed in 15.9 itself
     assert "CVE-2026-6637" not in {m.cve.cve_id for m in old}  # refint not installed
     with_refint = cves.match(data, ServerComponents("pgi-1", "t", 150009, "15.9", {"refint": "1.0"}))
     assert "CVE-2026-6637" in {m.cve.cve_id for m in with_refint}
@@ -115,7 +117,7 @@ def test_match_compares_the_minor_numerically_and_honours_extensions() -> None:
         m.cve.cve_id for m in cves.match(data, ServerComponents("p", "t", 160001, "16.1"))
     }
     bouncer = cves.match(data, ServerComponents("p", "t", 180004, "18.4", tools={"pgbouncer": "1.18.0"}))
-    assert {m.cve.cve_id for m in bouncer} == {"CVE-2026-6664", "CVE-2026-6666"}
+    assert {m.cve.cve_id for m in bouncer} == {"CVE-2025-2291", "CVE-2026-6664", "CVE-2026-6666"}
     assert cves.match(data, ServerComponents("p", "t", 180004, "18.4", tools={"pgbouncer": "1.25.2"})) == []
 
 
@@ -166,8 +168,10 @@ def test_pooler_brings_pgbouncer_findings(call: Any, sql: FakeSql, fake_ports: A
         PoolerSpec(ACME, 6500, "127.0.0.1", 6543, "app", "transaction", 10, 100, 0, "u", "p", "q")
     )
     _, body = call("GET", f"{V}?component=pgbouncer", role="security_analyst")
-    assert {v["cve_id"] for v in body["vulnerabilities"]} == {"CVE-2026-6664", "CVE-2026-6666"}
-    unscored = body["vulnerabilities"][0]
+    assert {v["cve_id"] for v in body["vulnerabilities"]} == {"CVE-2025-2291", "CVE-2026-6664", "CVE-2026-6666"}
+    scored = next(v for v in body["vulnerabilities"] if v["cve_id"] == "CVE-2025-2291")
+    assert scored["severity"] == "HIGH" and scored["patch_version"] == "PgBouncer 1.24.1"
+    unscored = next(v for v in body["vulnerabilities"] if v["cve_id"] == "CVE-2026-6664")
     assert unscored["severity"] is None and unscored["remediation_deadline"] is None
     assert (
         unscored["patch_version"] == "PgBouncer 1.25.2" and "no CVSS v3 score" in unscored["business_impact"]
