@@ -168,7 +168,11 @@ def test_pooler_brings_pgbouncer_findings(call: Any, sql: FakeSql, fake_ports: A
         PoolerSpec(ACME, 6500, "127.0.0.1", 6543, "app", "transaction", 10, 100, 0, "u", "p", "q")
     )
     _, body = call("GET", f"{V}?component=pgbouncer", role="security_analyst")
-    assert {v["cve_id"] for v in body["vulnerabilities"]} == {"CVE-2025-2291", "CVE-2026-6664", "CVE-2026-6666"}
+    assert {v["cve_id"] for v in body["vulnerabilities"]} == {
+        "CVE-2025-2291",
+        "CVE-2026-6664",
+        "CVE-2026-6666",
+    }
     scored = next(v for v in body["vulnerabilities"] if v["cve_id"] == "CVE-2025-2291")
     assert scored["severity"] == "HIGH" and scored["patch_version"] == "PgBouncer 1.24.1"
     unscored = next(v for v in body["vulnerabilities"] if v["cve_id"] == "CVE-2026-6664")
