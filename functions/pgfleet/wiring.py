@@ -149,6 +149,13 @@ def override(ports: Any) -> None:
 _building = threading.Lock()
 
 
+def cold_start() -> None:
+    """Read the settings once when a handler module loads (Lambda's init): a bad setting, such
+    as an engine this build does not have, fails the init with its message instead of every
+    request."""
+    get_settings()
+
+
 def dependencies() -> Dependencies:
     if _override is not None:
         return _override  # type: ignore[no-any-return]

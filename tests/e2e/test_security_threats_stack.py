@@ -39,7 +39,7 @@ def _instance(stack: LocalStack, name: str, version: str) -> dict[str, Any]:
     status, body = stack.request(
         "POST", "/api/v1/postgres/single", {"name": name, "version": version}, operator
     )
-    assert status == 202, body
+    assert status == 202 and body["engine"] == "local", body
     stack.wait_created(body["operation_id"], operator)
     return body
 

@@ -134,6 +134,23 @@ class Settings:
         return self.home / "logs"
 
 
+# The engines this build has (wiring.Dependencies.engine). The RDS engine the AWS deployment
+# names is not built yet: a deployment with it fails at cold start, saying so.
+ENGINES = ("local",)
+
+
+def _engine(text: str) -> str:
+    value = text.strip().lower()
+    if value in ENGINES:
+        return value
+    if value == "rds":
+        raise ValueError(
+            "PGFLEET_ENGINE=rds: the Amazon RDS engine is not part of this build yet; engines: "
+            + ", ".join(ENGINES)
+        )
+    raise ValueError(f"PGFLEET_ENGINE={text!r} is not an engine; engines: {', '.join(ENGINES)}")
+
+
 def _majors(text: str) -> tuple[str, ...] | None:
     value = text.strip().lower()
     if value == "auto":
@@ -216,7 +233,7 @@ def get_settings() -> Settings:
         reports_bucket=os.environ.get("PGFLEET_REPORTS_BUCKET", "pgfleet-reports"),
         queue_name=os.environ.get("PGFLEET_QUEUE", "pgfleet-operations"),
         schedule_group=os.environ.get("PGFLEET_SCHEDULE_GROUP", "pgfleet"),
-        engine=os.environ.get("PGFLEET_ENGINE", "local"),
+        engine=_engine(os.environ.get("PGFLEET_ENGINE", "local")),
         auth_mode=os.environ.get("PGFLEET_AUTH_MODE", "local"),
         jwt_issuer=os.environ.get("PGFLEET_JWT_ISSUER"),
         jwks_url=os.environ.get("PGFLEET_JWKS_URL"),

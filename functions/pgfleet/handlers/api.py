@@ -32,11 +32,12 @@ from pgfleet.core.errors import Forbidden, MethodNotAllowed, ServiceError
 from pgfleet.core.responses import JSON, error_event_response, error_response, validation_details
 from pgfleet.core.settings import get_settings
 from pgfleet.handlers import domains, emf
-from pgfleet.wiring import dependencies
+from pgfleet.wiring import cold_start, dependencies
 
 log = logging.getLogger("pgfleet.api")
 
 provide(dependencies)
+cold_start()
 app = APIGatewayHttpResolver(enable_validation=True)
 for _domain in domains.install():
     for _mount in _domain.mounts:

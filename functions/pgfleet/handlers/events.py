@@ -21,11 +21,12 @@ from pgfleet.core.context import provide
 from pgfleet.core.errors import ServiceError, Unauthorized
 from pgfleet.core.responses import error_event_response
 from pgfleet.domains import events
-from pgfleet.wiring import dependencies
+from pgfleet.wiring import cold_start, dependencies
 
 log = logging.getLogger("pgfleet.events")
 
 provide(dependencies)
+cold_start()
 
 
 def _connect(event: dict[str, Any], connection_id: str) -> dict[str, Any]:

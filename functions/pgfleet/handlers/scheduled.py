@@ -8,11 +8,12 @@ from typing import Any
 
 from pgfleet.core.context import provide
 from pgfleet.handlers import domains
-from pgfleet.wiring import dependencies
+from pgfleet.wiring import cold_start, dependencies
 
 log = logging.getLogger("pgfleet.scheduled")
 
 provide(dependencies)
+cold_start()
 domains.install()
 TASKS = domains.tasks()
 

@@ -13,11 +13,12 @@ from typing import Any
 from pgfleet.core import operations
 from pgfleet.core.context import provide
 from pgfleet.handlers import domains
-from pgfleet.wiring import dependencies
+from pgfleet.wiring import cold_start, dependencies
 
 log = logging.getLogger("pgfleet.worker")
 
 provide(dependencies)
+cold_start()
 domains.install()
 HANDLERS = domains.message_handlers()
 

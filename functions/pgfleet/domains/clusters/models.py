@@ -55,6 +55,10 @@ class Cluster(BaseModel):
     tenant_id: str
     status: InstanceStatus | Literal["scaling", "promoting"]
     status_reason: str = ""
+    engine: str = Field(
+        default="local",
+        description="The engine that serves it: local (PostgreSQL, Patroni and pgBackRest on the control plane's hosts).",
+    )
     version: str
     node_count: int
     replication_mode: ReplicationMode

@@ -58,7 +58,7 @@ def secret_name(record: dict[str, Any]) -> str:
 
 
 def public_view(record: dict[str, Any]) -> dict[str, Any]:
-    view = resources.public_view(CLUSTER, record)
+    view = {**resources.public_view(CLUSTER, record), "engine": instances.engine_of(record)}
     view["nodes"] = [{k: n.get(k) for k in NODE_PUBLIC_FIELDS} for n in record["nodes"]]
     view["node_count"] = len(record["nodes"])
     return view
@@ -168,6 +168,7 @@ def create(
         "status": "creating",
         "status_reason": "accepted; waiting for the worker",
         "desired_state": "running",
+        "engine": ports.settings.engine,
         "version": body.version,
         "node_count": body.node_count,
         "replication_mode": body.replication_mode,

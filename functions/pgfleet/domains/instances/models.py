@@ -81,6 +81,10 @@ class Instance(BaseModel):
     tenant_id: str
     status: InstanceStatus
     status_reason: str = Field(default="", description="Why the instance is in this status.")
+    engine: str = Field(
+        default="local",
+        description="The engine that serves it: local (PostgreSQL, Patroni and pgBackRest on the control plane's hosts).",
+    )
     version: str
     cpu: int
     memory: int

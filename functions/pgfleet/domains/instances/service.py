@@ -49,7 +49,13 @@ KIND = INSTANCE.kind
 
 
 def public_view(record: dict[str, Any]) -> dict[str, Any]:
-    return resources.public_view(INSTANCE, record)
+    return {**resources.public_view(INSTANCE, record), "engine": engine_of(record)}
+
+
+def engine_of(record: dict[str, Any]) -> str:
+    """The engine that serves an instance or a cluster: the deployment's when it was made (a
+    record from before the field was made by the local engine, the only one there was)."""
+    return str(record.get("engine") or "local")
 
 
 def view(ports: Ports, record: dict[str, Any]) -> dict[str, Any]:
@@ -240,6 +246,7 @@ def create(
         "status": "creating",
         "status_reason": "accepted; waiting for the worker",
         "desired_state": "running",
+        "engine": ports.settings.engine,
         "version": body.version,
         "cpu": body.cpu,
         "memory": body.memory,
