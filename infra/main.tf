@@ -113,6 +113,14 @@ locals {
     Action   = ["execute-api:ManageConnections"]
     Resource = "${aws_apigatewayv2_api.events.execution_arn}/live/*/@connections/*"
   }
+  # one-time and recurring schedules (mitigation lifts, maintenance windows, backup schedules,
+  # restarts) in the group; a schedule runs as the scheduler's role: handing it over is iam:PassRole
+  schedule_statements = [
+    { Effect = "Allow", Action = ["scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule", "scheduler:GetSchedule"], Resource = "arn:${local.partition}:scheduler:${local.region}:${local.account}:schedule/${aws_scheduler_schedule_group.pgfleet.name}/*" },
+    { Effect = "Allow", Action = ["iam:PassRole"], Resource = aws_iam_role.scheduler.arn },
+  ]
+  # maintenance cleanup: sweep the rate-limit windows past their TTL
+  sweep_statement = { Effect = "Allow", Action = ["dynamodb:Scan", "dynamodb:DeleteItem"], Resource = aws_dynamodb_table.rate_limits.arn }
   own_statements = {
     api = [
       local.push_statement,
@@ -120,8 +128,8 @@ locals {
       { Effect = "Allow", Action = ["dynamodb:UpdateItem"], Resource = aws_dynamodb_table.rate_limits.arn },
       # send operations; its depth for /api/health/detailed and /api/metrics
       { Effect = "Allow", Action = ["sqs:GetQueueUrl", "sqs:SendMessage", "sqs:GetQueueAttributes"], Resource = aws_sqs_queue.operations.arn },
-      # /api/health/detailed: the platform's schedules exist and are enabled
-      { Effect = "Allow", Action = ["scheduler:GetSchedule"], Resource = "arn:${local.partition}:scheduler:${local.region}:${local.account}:schedule/${aws_scheduler_schedule_group.pgfleet.name}/*" },
+      local.schedule_statements[0],
+      local.schedule_statements[1],
       # create an instance's password; read it back for an idempotent replay
       { Effect = "Allow", Action = ["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue"], Resource = local.secrets_arn },
       # a notification channel's secrets go with the channel
@@ -137,6 +145,9 @@ locals {
       local.push_statement,
       # the SQS event source polls with the function's role
       { Effect = "Allow", Action = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], Resource = aws_sqs_queue.operations.arn },
+      local.schedule_statements[0],
+      local.schedule_statements[1],
+      local.sweep_statement,
       # set the password on the server; remove it with the instance
       { Effect = "Allow", Action = ["secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"], Resource = local.secrets_arn },
       # a notification delivery that failed is sent again, later (backoff)
@@ -152,6 +163,14 @@ locals {
       local.push_statement,
       # reconcile re-enqueues operations that lost their worker
       { Effect = "Allow", Action = ["sqs:GetQueueUrl", "sqs:SendMessage"], Resource = aws_sqs_queue.operations.arn },
+      local.schedule_statements[0],
+      local.schedule_statements[1],
+      local.sweep_statement,
+      # alerts raised by the scheduled captures: EMAIL channels with provider ses, SMS channels
+      { Effect = "Allow", Action = ["ses:SendEmail"], Resource = "arn:${local.partition}:ses:${local.region}:${local.account}:identity/*" },
+      { Effect = "Allow", Action = ["sns:Publish"], NotResource = "arn:${local.partition}:sns:*:*:*" },
+      # the monthly compliance reports
+      { Effect = "Allow", Action = ["s3:PutObject", "s3:GetObject"], Resource = "${aws_s3_bucket.reports.arn}/*" },
     ]
     events = [] # the connections' subscription records only (the metadata table)
   }

@@ -250,9 +250,6 @@ class FakeScheduler(Scheduler):
     def delete(self, name: str) -> None:
         self.schedules.pop(name, None)
 
-    def list(self, prefix: str = "") -> list[Schedule]:
-        return [s for n, s in self.schedules.items() if n.startswith(prefix)]
-
     def get(self, name: str) -> Schedule | None:
         return self.schedules.get(name)
 

@@ -393,3 +393,97 @@ def test_infra_is_formatted() -> None:
         env={**os.environ, "TF_CLI_CONFIG_FILE": "/dev/null"},  # this machine points it at a missing file
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- the IAM policies grant what the code calls -----------------------------------------------
+
+# Modules that never run in Lambda: the local stack, the local engines, the Terraform provider,
+# and the bootstrap that creates on moto or LocalStack what the template creates in AWS.
+NOT_IN_LAMBDA = (
+    "local/",
+    "adapters/engines/local/",
+    "provider/",
+    "adapters/bootstrap.py",
+    "localstack_init.py",
+)
+# IAM actions that are not the operation's own name.
+IAM_ACTION = {
+    ("apigatewaymanagementapi", "PostToConnection"): "execute-api:ManageConnections",
+    ("apigatewaymanagementapi", "DeleteConnection"): "execute-api:ManageConnections",
+}
+# TransactWriteItems is authorized item by item, by the action of each kind of item it writes.
+TRANSACT_ITEMS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+
+
+def _called_actions() -> dict[str, set[str]]:
+    """IAM action -> the modules whose boto3 clients call it: every `client("<service>")` (or
+    resource) of a module, and the method calls, paginators and waiters of the module that are
+    operations of that service (botocore's service model)."""
+    import ast
+
+    import botocore.session
+    from botocore import xform_name
+
+    session = botocore.session.get_session()
+    package = REPO / "functions" / "pgfleet"
+    found: dict[str, set[str]] = {}
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        if rel.startswith(NOT_IN_LAMBDA):
+            continue
+        tree = ast.parse(path.read_text())
+        services, calls, items = set(), set(), set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+                first = node.args[0] if node.args else None
+                literal = (
+                    first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else None
+                )
+                if name in ("client", "resource") and literal:
+                    services.add(literal)
+                if isinstance(func, ast.Attribute):
+                    calls.add(func.attr)
+                    if func.attr in ("get_paginator", "get_waiter") and literal:
+                        calls.add(literal)
+            if isinstance(node, ast.Dict):
+                items |= {
+                    k.value for k in node.keys if isinstance(k, ast.Constant) and k.value in TRANSACT_ITEMS
+                }
+        for service in services:
+            model = session.get_service_model(service)
+            operations = {xform_name(o): o for o in model.operation_names}
+            prefix = model.signing_name
+            for call in calls & set(operations):
+                operation = operations[call]
+                if operation == "TransactWriteItems":
+                    actions = {f"{prefix}:{TRANSACT_ITEMS[i]}" for i in items}
+                else:
+                    actions = {IAM_ACTION.get((service, operation), f"{prefix}:{operation}")}
+                for action in actions:
+                    found.setdefault(action, set()).add(rel)
+    return found
+
+
+def test_the_iam_policies_grant_every_aws_call_the_code_makes(template: dict[str, Any], infra: str) -> None:
+    called = _called_actions()
+    assert {"dynamodb:PutItem", "sqs:SendMessage", "scheduler:CreateSchedule", "secretsmanager:GetSecretValue",
+            "sns:Publish", "execute-api:ManageConnections", "s3:PutObject"} <= set(called)  # fmt: skip
+    granted_sam = {
+        a
+        for s in _statements(template)
+        for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+    }
+    granted_tf = set(re.findall(r'"([a-z0-9-]+:[A-Za-z]+)"', infra))
+    missing_sam = {a: sorted(m) for a, m in called.items() if a not in granted_sam}
+    missing_tf = {a: sorted(m) for a, m in called.items() if a not in granted_tf}
+    assert not missing_sam, f"template.yaml grants none of: {missing_sam}"
+    assert not missing_tf, f"infra/ grants none of: {missing_tf}"
+    # Creating or changing a schedule hands it the scheduler's role: iam:PassRole on that role.
+    assert "iam:PassRole" in granted_sam and "iam:PassRole" in granted_tf

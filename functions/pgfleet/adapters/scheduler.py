@@ -74,20 +74,6 @@ class EventBridgeScheduler(Scheduler):
             raise StoreError(f"could not read schedule {name}: {exc}") from exc
         return _schedule(full)
 
-    def list(self, prefix: str = "") -> list[Schedule]:
-        sched = client("scheduler")
-        out: list[Schedule] = []
-        kwargs: dict[str, Any] = {"GroupName": self._group}
-        if prefix:
-            kwargs["NamePrefix"] = prefix
-        while True:
-            resp = sched.list_schedules(**kwargs)
-            for summary in resp.get("Schedules", []):
-                out.append(_schedule(sched.get_schedule(Name=summary["Name"], GroupName=self._group)))
-            if not resp.get("NextToken"):
-                return out
-            kwargs["NextToken"] = resp["NextToken"]
-
 
 def _schedule(full: dict[str, Any]) -> Schedule:
     event = json.loads(full["Target"].get("Input") or "{}")

@@ -30,9 +30,5 @@ class Scheduler(abc.ABC):
         """Delete the schedule. Idempotent."""
 
     @abc.abstractmethod
-    def list(self, prefix: str = "") -> list[Schedule]:
-        """Every schedule whose name starts with `prefix`."""
-
-    @abc.abstractmethod
     def get(self, name: str) -> Schedule | None:
         """The schedule `name`, or None when there is none (one read: no listing)."""
