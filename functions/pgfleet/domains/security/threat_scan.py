@@ -433,15 +433,11 @@ def _api_bursts(ports: Ports, scan: Scan) -> None:
 
         def build(existing: dict[str, Any] | None, closed_at: str | None = None, *, source=source,
                   events=events) -> dict[str, Any] | None:  # fmt: skip
-            counted = [e for e in events if closed_at is None or e["timestamp"] > closed_at]
+            burst = _burst(events, existing, closed_at)
+            if burst is None:
+                return None
+            counted, first, last, minutes = burst
             count = len(counted)
-            if count < rules.FAILED_LOGINS_THRESHOLD:
-                return None
-            first = min(e["timestamp"] for e in counted)
-            last = max(e["timestamp"] for e in counted)
-            if _unchanged(existing, last):
-                return None
-            minutes = max(1.0, (threats.moment(last) - threats.moment(first)).total_seconds() / 60)
             agents = _union([e.get("user_agent") for e in counted])
             paths = Counter(str(e.get("resource")) for e in counted)
             return {
@@ -462,21 +458,33 @@ def _api_bursts(ports: Ports, scan: Scan) -> None:
         _api_probing(ports, scan, tenant, caller, events)
 
 
+def _burst(
+    events: list[dict[str, Any]], existing: dict[str, Any] | None, closed_at: str | None
+) -> tuple[list[dict[str, Any]], str, str, float] | None:
+    """The audit events of a burst that counts: those after a closed threat's close, at least
+    rules.FAILED_LOGINS_THRESHOLD of them, with evidence newer than what `existing` holds.
+    Returns (events, first, last, minutes from first to last, at least 1), else None."""
+    counted = [e for e in events if closed_at is None or e["timestamp"] > closed_at]
+    if len(counted) < rules.FAILED_LOGINS_THRESHOLD:
+        return None
+    first = min(e["timestamp"] for e in counted)
+    last = max(e["timestamp"] for e in counted)
+    if _unchanged(existing, last):
+        return None
+    return counted, first, last, max(1.0, (threats.moment(last) - threats.moment(first)).total_seconds() / 60)
+
+
 def _api_probing(ports: Ports, scan: Scan, tenant: str, caller: str, events: list[dict[str, Any]]) -> None:
     """A caller whose token keeps asking for what its roles do not grant (403s over the window,
     rules.FAILED_LOGINS_THRESHOLD or more): a PRIVILEGE_ESCALATION attempt at the API. HIGH
     from twice the threshold or rules.PROBED_PERMISSIONS_HIGH distinct permissions denied."""
 
     def build(existing: dict[str, Any] | None, closed_at: str | None = None) -> dict[str, Any] | None:
-        counted = [e for e in events if closed_at is None or e["timestamp"] > closed_at]
+        burst = _burst(events, existing, closed_at)
+        if burst is None:
+            return None
+        counted, first, last, minutes = burst
         count = len(counted)
-        if count < rules.FAILED_LOGINS_THRESHOLD:
-            return None
-        first = min(e["timestamp"] for e in counted)
-        last = max(e["timestamp"] for e in counted)
-        if _unchanged(existing, last):
-            return None
-        minutes = max(1.0, (threats.moment(last) - threats.moment(first)).total_seconds() / 60)
         permissions = sorted(_union([(e.get("details") or {}).get("permission") for e in counted]))
         sources = _union([e.get("ip_address") for e in counted])
         paths = Counter(str(e.get("resource")) for e in counted)
